@@ -204,12 +204,15 @@ def to_python(text: str) -> str:
 def names_in(text: str) -> list[str]:
     """Identifiers appearing in an expression (candidate data columns), in order."""
     seen: list[str] = []
-    toks = tokenize(text)[:-1]
-    for k, tok in enumerate(toks):
-        is_call = k + 1 < len(toks) and toks[k + 1].text == "("
-        if tok.kind == "name" and not is_call and tok.text.strip("`") not in seen:
-            seen.append(tok.text.strip("`"))
+    toks = tokenize(text)
+    for tok, nxt in zip(toks, toks[1:]):
+        name = tok.text.strip("`")
+        if tok.kind == "name" and nxt.text not in ("(", "=") and name not in _R_CONSTANTS and name not in seen:
+            seen.append(name)
     return seen
+
+
+_R_CONSTANTS = {"TRUE", "FALSE", "T", "F", "NA", "NULL", "Inf", "NaN", "pi"}
 
 
 # ---------------------------------------------------------------- terms
