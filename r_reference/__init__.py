@@ -1,0 +1,331 @@
+"""Bridge to R's lme4: fit a model in R and return it as a :class:`pylme.record.FitRecord`.
+
+Importing this module is cheap; rpy2 (and so R) is loaded on the first call that needs it.
+The numbers come from ``lme4::lmer`` and are the reference the pylme engine is tested against.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pylme.record import FitRecord
+
+__all__ = ["available", "fit", "fit_with_extras", "devfun_values", "r_versions"]
+
+# R side of the bridge.  Everything R-specific happens here, so that Python only sees
+# plain vectors and lists.  Each function gets a formula string and an R data.frame.
+_R_CODE = r"""
+local({
+  fml <- function(formula) stats::as.formula(formula, env = new.env(parent = globalenv()))
+
+  ctrl <- function(control) do.call(lme4::lmerControl, control)
+
+  # Run expr, collecting (and muffling) its messages and warnings.
+  collect <- function(expr) {
+    msgs <- character(0); warns <- character(0)
+    value <- withCallingHandlers(expr,
+      message = function(m) {
+        msgs <<- c(msgs, sub("\n$", "", conditionMessage(m)))
+        invokeRestart("muffleMessage")
+      },
+      warning = function(w) {
+        warns <<- c(warns, conditionMessage(w))
+        invokeRestart("muffleWarning")
+      })
+    list(value = value, messages = msgs, warnings = warns)
+  }
+
+  # Per grouping factor: level labels, column names, conditional modes and their sds.
+  ranef_parts <- function(fm) {
+    rr <- lme4::ranef(fm, condVar = TRUE)
+    lapply(rr, function(df) {
+      pv <- attr(df, "postVar")
+      if (is.null(pv)) pv <- attr(df, "condVar")
+      blocks <- if (is.list(pv)) pv else list(pv)
+      sds <- do.call(cbind, lapply(blocks, function(a)
+        t(matrix(sqrt(apply(a, 3L, function(m) diag(as.matrix(m)))), nrow = dim(a)[1L]))))
+      list(levels = rownames(df), columns = names(df),
+           values = as.matrix(df), sd = unname(as.matrix(sds)))
+    })
+  }
+
+  summarise <- function(fm) {
+    vc <- as.data.frame(lme4::VarCorr(fm))
+    is_reml <- lme4::isREML(fm)
+    list(
+      n = stats::nobs(fm),
+      criterion = if (is_reml) lme4::REMLcrit(fm) else stats::deviance(fm),
+      logLik = as.numeric(stats::logLik(fm)),
+      AIC = stats::AIC(fm), BIC = stats::BIC(fm),
+      theta = unname(lme4::getME(fm, "theta")),
+      beta = lme4::fixef(fm),
+      vcov = unname(as.matrix(stats::vcov(fm))),
+      sigma = stats::sigma(fm),
+      varcorr = list(grp = as.character(vc$grp), var1 = as.character(vc$var1),
+                     var2 = as.character(vc$var2), vcov = vc$vcov, sdcor = vc$sdcor),
+      ranef = ranef_parts(fm),
+      fitted = unname(stats::fitted(fm)),
+      residuals = unname(stats::residuals(fm, type = "response")),
+      is_singular = lme4::isSingular(fm),
+      col_dropped = names(attr(lme4::getME(fm, "X"), "col.dropped")))
+  }
+
+  fit <- function(formula, data, REML, control) {
+    got <- collect(tryCatch(
+      lme4::lmer(fml(formula), data = data, REML = REML, control = ctrl(control)),
+      error = function(e) e))
+    out <- list(messages = got$messages, warnings = got$warnings)
+    if (inherits(got$value, "error")) return(c(out, error = conditionMessage(got$value)))
+    s <- tryCatch(summarise(got$value), error = function(e) e)
+    if (inherits(s, "error")) return(c(out, error = conditionMessage(s)))
+    c(out, s)
+  }
+
+  devfun <- function(formula, data, REML, control, thetas) {
+    got <- collect(tryCatch({
+      dd <- lme4::lmer(fml(formula), data = data, REML = REML, control = ctrl(control),
+                       devFunOnly = TRUE)
+      vapply(thetas, function(th) dd(th), numeric(1))
+    }, error = function(e) e))
+    if (inherits(got$value, "error")) stop(conditionMessage(got$value))
+    got$value
+  }
+
+  make_factor <- function(codes, levels, ordered)
+    factor(levels[codes], levels = levels, ordered = ordered)
+
+  make_frame <- function(cols, n)
+    structure(cols, class = "data.frame", row.names = .set_row_names(as.integer(n)))
+
+  versions <- function()
+    c(R = R.version.string, lme4 = utils::packageDescription("lme4")$Version)
+
+  environment()
+})
+"""
+
+_state: dict[str, Any] = {}
+
+
+def _bridge() -> Any:
+    """Load rpy2 and lme4 once; return the R environment holding the bridge functions."""
+    if "env" in _state:
+        return _state["env"]
+    try:
+        import rpy2.robjects as ro
+    except Exception as exc:  # ImportError, or R itself failing to start
+        raise RuntimeError(f"R with lme4 is not available: rpy2 could not load R ({exc})") from exc
+    if not ro.r('isTRUE(requireNamespace("lme4", quietly = TRUE))')[0]:
+        raise RuntimeError("R with lme4 is not available: R package 'lme4' is not installed")
+    _state["ro"] = ro
+    _state["env"] = ro.r(_R_CODE)
+    return _state["env"]
+
+
+def available() -> bool:
+    """True when R, rpy2 and lme4 can be used."""
+    try:
+        _bridge()
+    except RuntimeError:
+        return False
+    return True
+
+
+def r_versions() -> dict[str, str]:
+    """The R version string and the lme4 version, as {"R": ..., "lme4": ...}."""
+    v = _bridge()["versions"]()
+    return {"R": str(v[0]), "lme4": str(v[1])}
+
+
+# ---------------------------------------------------------------- Python -> R
+
+
+def _column_to_r(col: pd.Series) -> Any:
+    """One DataFrame column as an R vector (factor, numeric, integer, logical or character)."""
+    ro = _state["ro"]
+    missing = col.isna().to_numpy()
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        levels = ro.StrVector([str(c) for c in col.cat.categories])
+        codes = [ro.NA_Integer if c < 0 else int(c) + 1 for c in col.cat.codes]
+        return _bridge()["make_factor"](ro.IntVector(codes), levels, bool(col.cat.ordered))
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return ro.BoolVector([ro.NA_Logical if m else bool(v) for v, m in zip(col, missing)])
+    if pd.api.types.is_integer_dtype(col.dtype):
+        vals = col.to_numpy(dtype=float, na_value=np.nan)
+        if np.nanmax(np.abs(vals), initial=0) < 2**31 - 1:
+            return ro.IntVector([ro.NA_Integer if m else int(v) for v, m in zip(vals, missing)])
+        return ro.FloatVector([ro.NA_Real if m else float(v) for v, m in zip(vals, missing)])
+    if pd.api.types.is_float_dtype(col.dtype):
+        vals = col.to_numpy(dtype=float, na_value=np.nan)
+        return ro.FloatVector([ro.NA_Real if m else float(v) for v, m in zip(vals, missing)])
+    if pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:
+        return ro.StrVector([ro.NA_Character if m else str(v) for v, m in zip(col, missing)])
+    raise TypeError(f"column {col.name!r}: dtype {col.dtype} has no R counterpart here")
+
+
+def _frame_to_r(data: pd.DataFrame) -> Any:
+    """The DataFrame as an R data.frame with the same column names."""
+    ro = _state["ro"]
+    cols = ro.ListVector([(str(name), _column_to_r(data.iloc[:, i]))
+                          for i, name in enumerate(data.columns)])
+    return _bridge()["make_frame"](cols, len(data))
+
+
+def _value_to_r(value: Any) -> Any:
+    """A control setting (scalar, list or dict) as an R value."""
+    ro = _state["ro"]
+    if isinstance(value, dict):
+        return ro.ListVector({k: _value_to_r(v) for k, v in value.items()})
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if all(isinstance(v, bool) for v in items):
+        return ro.BoolVector(items)
+    if all(isinstance(v, int) for v in items):
+        return ro.IntVector(items)
+    if all(isinstance(v, (int, float)) for v in items):
+        return ro.FloatVector(items)
+    if all(isinstance(v, str) for v in items):
+        return ro.StrVector(items)
+    raise TypeError(f"control value {value!r} has no R counterpart here")
+
+
+def _control_to_r(control: dict[str, Any]) -> Any:
+    """lmerControl arguments; Python names use ``_`` where R's use ``.`` (check_conv_singular)."""
+    ro = _state["ro"]
+    return ro.ListVector({k.replace("_", "."): _value_to_r(v) for k, v in control.items()})
+
+
+# ---------------------------------------------------------------- R -> Python
+
+
+def _floats(x: Any) -> list[float]:
+    """An R numeric vector or matrix (column-major) as floats, NA as nan."""
+    return [float(v) for v in x]
+
+
+def _strings(x: Any) -> list[str | None]:
+    """An R character vector as strings, NA as None."""
+    ro = _state["ro"]
+    return [None if v is ro.NA_Character else str(v) for v in x]
+
+
+def _get(x: Any, name: str) -> Any:
+    """Element ``name`` of an R list, or None when absent or NULL."""
+    names = list(x.names) if x.names is not None and x.names is not _state["ro"].NULL else []
+    if name not in names:
+        return None
+    v = x[names.index(name)]
+    return None if v is _state["ro"].NULL else v
+
+
+def _matrix(x: Any) -> list[list[float]]:
+    """An R matrix as a list of rows."""
+    nrow, ncol = (int(d) for d in x.dim)
+    flat = _floats(x)
+    return [[flat[i + j * nrow] for j in range(ncol)] for i in range(nrow)]
+
+
+def _named(x: Any) -> dict[str, float]:
+    """A named R numeric vector as an ordered dict."""
+    return dict(zip(_strings(x.names), _floats(x)))
+
+
+def _ranef(parts: Any) -> tuple[dict, dict]:
+    """ranef and condvar_sd dicts: group -> column -> level -> value."""
+    ranef: dict[str, dict[str, dict[str, float]]] = {}
+    sds: dict[str, dict[str, dict[str, float]]] = {}
+    for grp, p in zip(_strings(parts.names), parts):
+        levels, columns = _strings(_get(p, "levels")), _strings(_get(p, "columns"))
+        vals, sd = _matrix(_get(p, "values")), _matrix(_get(p, "sd"))
+        ranef[grp] = {c: {lv: vals[i][j] for i, lv in enumerate(levels)} for j, c in enumerate(columns)}
+        sds[grp] = {c: {lv: sd[i][j] for i, lv in enumerate(levels)} for j, c in enumerate(columns)}
+    return ranef, sds
+
+
+def _varcorr(vc: Any) -> list[dict[str, Any]]:
+    """Rows of as.data.frame(VarCorr(fm))."""
+    cols = {k: _get(vc, k) for k in ("grp", "var1", "var2", "vcov", "sdcor")}
+    grp, var1, var2 = (_strings(cols[k]) for k in ("grp", "var1", "var2"))
+    vcov, sdcor = _floats(cols["vcov"]), _floats(cols["sdcor"])
+    return [{"grp": g, "var1": a, "var2": b, "vcov": v, "sdcor": s}
+            for g, a, b, v, s in zip(grp, var1, var2, vcov, sdcor)]
+
+
+def _fill(rec: FitRecord, out: Any) -> None:
+    """Copy the summarised lme4 fit ``out`` into ``rec``."""
+    rec.n = int(_get(out, "n")[0])
+    for name in ("criterion", "logLik", "AIC", "BIC", "sigma"):
+        setattr(rec, name, float(_get(out, name)[0]))
+    rec.theta = _floats(_get(out, "theta"))
+    rec.beta = _named(_get(out, "beta"))
+    rec.vcov = _matrix(_get(out, "vcov"))
+    rec.beta_se = {k: math.sqrt(rec.vcov[i][i]) for i, k in enumerate(rec.beta)}
+    rec.varcorr = _varcorr(_get(out, "varcorr"))
+    rec.ranef, rec.condvar_sd = _ranef(_get(out, "ranef"))
+    rec.fitted = _floats(_get(out, "fitted"))
+    rec.residuals = _floats(_get(out, "residuals"))
+    rec.is_singular = bool(_get(out, "is_singular")[0])
+
+
+# ---------------------------------------------------------------- public API
+
+
+def fit(formula: str, data: pd.DataFrame, REML: bool = True,
+        devfun_thetas: list[list[float]] | None = None, **control: Any) -> FitRecord:
+    """Fit ``lme4::lmer(formula, data, REML)`` in R and return its FitRecord.
+
+    ``control`` goes to ``lmerControl`` (``_`` in names becomes ``.``).  ``devfun_at`` holds
+    lme4's devFunOnly objective at each of ``devfun_thetas`` and then at lme4's optimum.
+    An R error is returned as a record with ``error`` set, never raised.
+    """
+    return fit_with_extras(formula, data, REML, devfun_thetas, **control)[0]
+
+
+def fit_with_extras(formula: str, data: pd.DataFrame, REML: bool = True,
+                    devfun_thetas: list[list[float]] | None = None,
+                    **control: Any) -> tuple[FitRecord, dict[str, Any]]:
+    """As :func:`fit`, also returning facts FitRecord has no field for.
+
+    The extras are ``col_dropped``: the fixed-effect columns lme4 dropped as
+    rank-deficient (``attr(getME(fm, "X"), "col.dropped")``), empty when none.
+    """
+    env = _bridge()
+    versions = r_versions()
+    rec = FitRecord(engine="lme4", engine_version=versions["lme4"], formula=formula,
+                    REML=bool(REML), r_version=versions["R"])
+    rdata, rcontrol = _frame_to_r(data), _control_to_r(control)
+    out = env["fit"](formula, rdata, bool(REML), rcontrol)
+    rec.messages = _strings(_get(out, "messages") or [])
+    rec.warnings = _strings(_get(out, "warnings") or [])
+    error = _get(out, "error")
+    if error is not None:
+        rec.error = str(error[0])
+        return rec, {"col_dropped": []}
+    _fill(rec, out)
+    thetas = [list(map(float, t)) for t in (devfun_thetas or [])] + [rec.theta]
+    values = _devfun(env, formula, rdata, REML, rcontrol, thetas)
+    rec.devfun_at = [{"theta": t, "value": v} for t, v in zip(thetas, values)]
+    dropped = _get(out, "col_dropped")
+    return rec, {"col_dropped": [] if dropped is None else _strings(dropped)}
+
+
+def _devfun(env: Any, formula: str, rdata: Any, REML: bool, rcontrol: Any,
+            thetas: list[list[float]]) -> list[float]:
+    """lme4's devFunOnly objective at each theta (R data and control already converted)."""
+    ro = _state["ro"]
+    rthetas = ro.ListVector([(str(i), ro.FloatVector(t)) for i, t in enumerate(thetas)])
+    return _floats(env["devfun"](formula, rdata, bool(REML), rcontrol, rthetas))
+
+
+def devfun_values(formula: str, data: pd.DataFrame, thetas: list[list[float]],
+                  REML: bool = True, **control: Any) -> list[dict[str, Any]]:
+    """lme4's devFunOnly objective at each theta, as [{"theta": [...], "value": x}, ...].
+
+    Unlike :func:`fit`, an R error here is raised (as rpy2's RRuntimeError).
+    """
+    env = _bridge()
+    thetas = [list(map(float, t)) for t in thetas]
+    values = _devfun(env, formula, _frame_to_r(data), REML, _control_to_r(control), thetas)
+    return [{"theta": t, "value": v} for t, v in zip(thetas, values)]
