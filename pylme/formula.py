@@ -191,14 +191,15 @@ _R_TO_PY = {"^": "**", "TRUE": "True", "FALSE": "False", "&&": "and", "&": "&", 
 
 
 def to_python(text: str) -> str:
-    """Translate an R expression to a Python one formulaic can evaluate (``x^2`` -> ``x**2``)."""
-    parts = []
+    """Translate an R expression to a Python one formulaic can evaluate (``x^2`` -> ``x**2``),
+    keeping the spacing as written."""
+    out, last = [], 0
     for tok in tokenize(text)[:-1]:
-        if tok.kind == "name" and tok.text.startswith("`"):
-            parts.append(tok.text)  # formulaic quotes odd names with backticks too
-        else:
-            parts.append(_R_TO_PY.get(tok.text, tok.text))
-    return " ".join(parts)
+        out.append(text[last : tok.pos])
+        out.append(_R_TO_PY.get(tok.text, tok.text) if tok.kind in ("op", "name") else tok.text)
+        last = tok.pos + len(tok.text)
+    out.append(text[last:])
+    return "".join(out)
 
 
 def names_in(text: str) -> list[str]:
@@ -351,15 +352,23 @@ def expand_terms(rhs: Node | None, default_intercept: bool = True) -> Terms:
 # ---------------------------------------------------------------- bar terms
 @dataclass(frozen=True)
 class BarTerm:
-    """One random-effects term ``(expr | group)`` after lme4's expansions."""
+    """One random-effects term ``(lhs | group)`` after lme4's expansions."""
 
-    lhs: Node | None  # the model formula of the random effects (None: intercept only)
-    group: str  # R label of the grouping factor, e.g. "Subject", "b:a"
-    group_vars: tuple[str, ...]  # data names making up the grouping factor, outermost last
+    lhs: Node  # the model formula of the random effects
+    group_node: Node  # the grouping expression: a name, or ':' interactions of names
+
+    @property
+    def group(self) -> str:
+        """R's label of the grouping factor, e.g. ``Subject`` or ``cask:batch``."""
+        return deparse(self.group_node)
+
+    @property
+    def group_vars(self) -> list[str]:
+        return names_in(self.group)
 
     @property
     def label(self) -> str:
-        return f"{deparse(self.lhs) if self.lhs is not None else '1'} | {self.group}"
+        return f"{deparse(self.lhs)} | {self.group}"
 
 
 @dataclass
@@ -436,36 +445,36 @@ def _expand_bar(bar: Node) -> list[BarTerm]:
     lhs, grp = bar.args
     groups = _expand_slash(grp)
     if bar.op == "|":
-        lhss: list[Node | None] = [lhs]
+        lhss = [lhs]
     else:
         t = expand_terms(lhs)
         lhss = [Node("num", text="1")] if t.intercept else []
         lhss += [parse(f"0 + {label}") for label in t.labels]
-    return [BarTerm(lhs=l, group=g, group_vars=v) for l in lhss for g, v in groups]
+    return [BarTerm(lhs=l, group_node=g) for l in lhss for g in groups]
 
 
-def _expand_slash(node: Node) -> list[tuple[str, tuple[str, ...]]]:
-    """Grouping expressions: ``a/b`` -> [``b:a``, ``a``]; ``a:b`` -> one interaction factor."""
+def _expand_slash(node: Node) -> list[Node]:
+    """Grouping expressions: ``a/b`` -> [``b:a``, ``a``]; ``a/b/c`` -> [``c:(b:a)``, ``b:a``, ``a``]."""
     if node.op == "paren":
         return _expand_slash(node.args[0])
     if node.op == "/":
         outer = _expand_slash(node.args[0])
-        inner_label, inner_vars = _group_label(node.args[1])
-        outer_label, outer_vars = outer[0]
-        wrap = f"({outer_label})" if ":" in outer_label and len(outer) > 1 else outer_label
-        return [(f"{inner_label}:{wrap}", inner_vars + outer_vars)] + outer
-    return [_group_label(node)]
+        inner = node.args[1]
+        _check_group(inner)
+        first = outer[0]
+        wrapped = Node("paren", (first,)) if first.op != "name" else first
+        return [Node(":", (inner, wrapped))] + outer
+    _check_group(node)
+    return [node]
 
 
-def _group_label(node: Node) -> tuple[str, tuple[str, ...]]:
+def _check_group(node: Node) -> None:
     if node.op == "name":
-        return node.text, (node.text,)
-    if node.op == ":":
-        (ll, lv), (rl, rv) = _group_label(node.args[0]), _group_label(node.args[1])
-        return f"{ll}:{rl}", lv + rv
-    if node.op == "paren":
-        label, vars_ = _group_label(node.args[0])
-        return label, vars_
+        return
+    if node.op in (":", "paren"):
+        for a in node.args:
+            _check_group(a)
+        return
     raise FormulaError(
         f"invalid grouping factor '{deparse(node)}': use a variable name, an interaction a:b or nesting a/b"
     )

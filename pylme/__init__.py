@@ -1,0 +1,65 @@
+"""pylme: linear mixed-effects models in Python with the same answers as R's lme4.
+
+    import pylme
+    sleep = pylme.datasets.load("sleepstudy")
+    fm = pylme.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+    print(fm.summary())
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import datasets
+from .errors import (
+    ConvergenceWarning,
+    DataError,
+    FitMessage,
+    FormulaError,
+    ModelError,
+    PylmeError,
+    PylmeWarning,
+    SingularFitMessage,
+)
+from .lmer import LmerControl, lFormula, lmer, lmerControl, mkLmerDevfun, mkMerMod, optimizeLmer, checkConv
+from .model import LmerMod
+from .record import FitRecord
+
+
+def _method(name: str):
+    def f(fm, *args, **kwargs):
+        return getattr(fm, name)(*args, **kwargs)
+
+    f.__name__ = name
+    f.__doc__ = f"R's ``{name}(fm, ...)``: the same as ``fm.{name}(...)``."
+    return f
+
+
+fixef = _method("fixef")
+ranef = _method("ranef")
+coef = _method("coef")
+VarCorr = _method("VarCorr")
+sigma = _method("sigma")
+logLik = _method("logLik")
+AIC = _method("AIC")
+BIC = _method("BIC")
+deviance = _method("deviance")
+REMLcrit = _method("REMLcrit")
+fitted = _method("fitted")
+residuals = _method("residuals")
+resid = residuals
+vcov = _method("vcov")
+nobs = _method("nobs")
+ngrps = _method("ngrps")
+predict = _method("predict")
+isSingular = _method("isSingular")
+getME = _method("getME")
+refit = _method("refit")
+summary = _method("summary")
+
+__all__ = [
+    "lmer", "lFormula", "mkLmerDevfun", "optimizeLmer", "checkConv", "mkMerMod", "LmerMod", "LmerControl",
+    "lmerControl", "FitRecord", "datasets", "fixef", "ranef", "coef", "VarCorr", "sigma", "logLik", "AIC", "BIC",
+    "deviance", "REMLcrit", "fitted", "residuals", "resid", "vcov", "nobs", "ngrps", "predict", "isSingular",
+    "getME", "refit", "summary", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
+    "ConvergenceWarning", "SingularFitMessage", "FitMessage",
+]

@@ -1,0 +1,129 @@
+"""lme4's convergence checks after the optimiser (checkConv): singular fit, gradient, Hessian.
+
+Derivatives are lme4's ``deriv12``: central finite differences with step 1e-4. The
+messages are lme4's own, word for word, so they can be compared with lme4's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
+
+
+@dataclass
+class Derivs:
+    gradient: np.ndarray
+    Hessian: np.ndarray
+
+
+@dataclass
+class ConvCheck:
+    """The outcome of checkConv: lme4's code and messages, and which are warnings."""
+
+    code: int = 0
+    messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def deriv12(fun: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e-4, fx: float | None = None) -> Derivs:
+    """Gradient and Hessian by central differences, as lme4's deriv12 (no bounds)."""
+    x = np.asarray(x, dtype=float)
+    nx = x.size
+    fx = fun(x) if fx is None else fx
+    H = np.empty((nx, nx))
+    g = np.empty(nx)
+
+    def at(*shifts: tuple[int, float]) -> float:
+        xx = x.copy()
+        for i, d in shifts:
+            xx[i] += d
+        return fun(xx)
+
+    for j in range(nx):
+        fadd, fsub = at((j, delta)), at((j, -delta))
+        H[j, j] = (fadd - 2 * fx + fsub) / delta**2
+        g[j] = (fadd - fsub) / (2 * delta)
+        for i in range(j):
+            H[i, j] = H[j, i] = (
+                at((i, delta), (j, delta)) - at((i, delta), (j, -delta))
+                - at((i, -delta), (j, delta)) + at((i, -delta), (j, -delta))
+            ) / (2 * delta) ** 2
+    return Derivs(g, H)
+
+
+def is_singular(theta: np.ndarray, lower: np.ndarray, tol: float = 1e-4) -> bool:
+    """lme4's isSingular: a theta with lower bound 0 (a diagonal element) below tol."""
+    theta, lower = np.asarray(theta), np.asarray(lower)
+    return bool(np.any(theta[lower == 0] < tol))
+
+
+def check_conv(derivs: Derivs | None, theta: np.ndarray, lower: np.ndarray, grad_tol: float = 2e-3,
+               hess_tol: float = 1e-6, singular_tol: float = 1e-4) -> ConvCheck:
+    """lme4 1.1-31's checkConv with lmerControl's default actions."""
+    res = ConvCheck()
+    if is_singular(theta, lower, singular_tol):
+        res.messages.append(SINGULAR_MESSAGE)
+        return res
+    if derivs is None:
+        return res
+    if np.any(np.isnan(derivs.gradient)):
+        res.code = -5
+        res.warnings.append("Gradient contains NAs")
+        return res
+    _check_gradient(derivs, grad_tol, res)
+    _check_hessian(derivs.Hessian, hess_tol, res)
+    return res
+
+
+def _check_gradient(derivs: Derivs, tol: float, res: ConvCheck) -> None:
+    try:
+        R = np.linalg.cholesky(derivs.Hessian).T
+        scgrad = np.linalg.solve(R, derivs.gradient)
+        ok = not np.any(np.isnan(scgrad))
+    except np.linalg.LinAlgError:
+        ok = False
+    if not ok:
+        res.code = -1
+        res.warnings.append("unable to evaluate scaled gradient")
+        return
+    maxmingrad = float(np.max(np.minimum(np.abs(scgrad), np.abs(derivs.gradient))))
+    if maxmingrad > tol:
+        res.code = -1
+        # lme4 reports which.max() of the single maximum, i.e. always component 1
+        res.warnings.append(f"Model failed to converge with max|grad| = {maxmingrad:g} (tol = {tol:g}, component 1)")
+
+
+def _check_hessian(H: np.ndarray, tol: float, res: ConvCheck) -> None:
+    """lme4's checkHess on the Hessian of the criterion with respect to theta."""
+    try:
+        evd = np.linalg.eigvalsh(H)
+    except np.linalg.LinAlgError:
+        res.code = -6
+        res.warnings.append("Problem with Hessian check (infinite or missing values?)")
+        return
+    negative = int(np.sum(evd < -tol))
+    if negative:
+        res.code = -3
+        res.warnings.append(f"Model failed to converge: degenerate  Hessian with {negative} negative eigenvalues")
+        return
+    try:
+        np.linalg.cholesky(H)
+        chol_ok = True
+    except np.linalg.LinAlgError:
+        chol_ok = False
+    if np.any(np.abs(evd) < tol) or not chol_ok:
+        res.code = -4
+        res.warnings.append(" Hessian is numerically singular: parameters are not uniquely determined")
+        return
+    msgs = []
+    if evd.max() * tol > 1:
+        res.code = 2
+        msgs.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+    if evd.min() / evd.max() < tol:
+        res.code = 3
+        msgs.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
+    if msgs:
+        res.warnings.append(";".join(msgs))

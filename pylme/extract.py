@@ -1,0 +1,50 @@
+"""A fitted model as a FitRecord: the plain-data form the conformance harness compares."""
+from __future__ import annotations
+
+import numpy as np
+
+from .record import FitRecord
+
+
+def fit_record(fm, version: str, devfun_thetas: list[list[float]] | None = None) -> FitRecord:
+    """Fill every FitRecord field from a pylme fit; ``devfun_thetas`` are extra thetas at
+    which the objective is evaluated (the optimum is always included, last)."""
+    ll = fm.logLik()
+    vc = fm.vcov()
+    re = fm.ranef(condVar=True)
+    ranef, condvar_sd = {}, {}
+    for grp, df in re.items():
+        sds = np.sqrt(np.diagonal(re.condVar[grp], axis1=1, axis2=2))
+        ranef[grp] = {c: dict(zip(df.index, map(float, df[c]))) for c in df.columns}
+        condvar_sd[grp] = {c: dict(zip(df.index, map(float, sds[:, k]))) for k, c in enumerate(df.columns)}
+    thetas = [list(map(float, t)) for t in (devfun_thetas or [])] + [list(map(float, fm.theta))]
+    devfun_at = [{"theta": t, "value": float(fm.devfun(np.array(t)))} for t in thetas]
+    vcrows = fm.VarCorr().as_data_frame()
+    return FitRecord(
+        engine="pylme",
+        engine_version=version,
+        formula=fm.formula,
+        REML=fm.REML,
+        n=fm.nobs(),
+        criterion=float(fm.REMLcrit() if fm.REML else fm.deviance(REML=False)),
+        logLik=float(ll),
+        AIC=float(fm.AIC()),
+        BIC=float(fm.BIC()),
+        theta=list(map(float, fm.theta)),
+        beta={k: float(v) for k, v in fm.fixef().items()},
+        beta_se={k: float(np.sqrt(vc.loc[k, k])) for k in vc.index},
+        vcov=vc.to_numpy().tolist(),
+        sigma=fm.sigma(),
+        varcorr=[
+            {k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in row.items()}
+            for row in vcrows.astype(object).where(vcrows.notna(), None).to_dict("records")
+        ],
+        ranef=ranef,
+        condvar_sd=condvar_sd,
+        fitted=fm.fitted().tolist(),
+        residuals=fm.residuals().tolist(),
+        is_singular=fm.isSingular(),
+        messages=list(fm.messages),
+        warnings=list(fm.warnings),
+        devfun_at=devfun_at,
+    )

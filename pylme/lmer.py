@@ -1,0 +1,297 @@
+"""Fitting a linear mixed model, as lme4's four visible steps:
+
+``lFormula`` (formula + data -> frame, X, random-effects terms) ->
+``mkLmerDevfun`` (-> the profiled criterion as a function of theta) ->
+``optimizeLmer`` (-> theta-hat, with lme4's restart and boundary checks) ->
+``mkMerMod`` (-> the fitted model), with ``checkConv`` between the last two.
+``lmer`` runs them in order.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from .convergence import ConvCheck, Derivs, check_conv, deriv12
+from .errors import ConvergenceWarning, DataError, FitMessage, FormulaError, ModelError, SingularFitMessage
+from .formula import ParsedFormula, expand_terms, parse_mixed
+from .model_matrix import DesignSpec, design, drop_rank_deficient, numeric_vector
+from .modelframe import ModelFrame, model_frame
+from .optimizer import OptSummary, optwrap
+from .pls import LmerDevfun
+from .reterms import ReTrms, mk_reterms
+
+
+@dataclass
+class LmerControl:
+    """lme4's lmerControl defaults (nloptwrap/BOBYQA, restart_edge, boundary.tol, checks)."""
+
+    optCtrl: dict = field(default_factory=dict)
+    restart_edge: bool = True
+    boundary_tol: float = 1e-5
+    calc_derivs: bool = True
+    check_conv_grad_tol: float = 2e-3
+    check_conv_singular_tol: float = 1e-4
+    check_conv_hess_tol: float = 1e-6
+
+
+def lmerControl(**kwargs) -> LmerControl:
+    """R's ``lmerControl(...)`` with Python argument names (``boundary.tol`` -> ``boundary_tol``)."""
+    return LmerControl(**{k.replace(".", "_"): v for k, v in kwargs.items()})
+
+
+@dataclass
+class LmerFormula:
+    """What lme4's lFormula returns: the model frame, response, X and the random-effects terms."""
+
+    formula: ParsedFormula
+    frame: ModelFrame
+    y: np.ndarray
+    X: np.ndarray
+    X_spec: DesignSpec
+    fixef_names: list[str]
+    col_dropped: list[str]
+    reTrms: ReTrms
+    REML: bool
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    data: pd.DataFrame
+    weights_arg: str | np.ndarray | None = None
+    offset_arg: str | np.ndarray | None = None
+    data_name: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def lFormula(
+    formula: str,
+    data: pd.DataFrame,
+    REML: bool = True,
+    weights: str | np.ndarray | None = None,
+    offset: str | np.ndarray | None = None,
+) -> LmerFormula:
+    """Parse the formula, build the model frame, X (rank-checked) and the random-effects terms."""
+    pf = parse_mixed(formula)
+    if pf.response is None:
+        raise FormulaError(f"formula {formula!r} has no response: write it as 'response ~ terms'")
+    if not pf.bars:
+        raise ModelError("No random effects terms specified in formula")
+    mf = model_frame(pf, data, weights, offset)
+    messages = []
+    frame = mf.data
+    y = numeric_vector(frame, pf.response_label, pf.response_label)
+    reTrms = mk_reterms(pf.bars, frame)
+    check_nlevels(reTrms, len(y))
+    check_zdims(reTrms, len(y))
+    fixed = expand_terms(pf.fixed)
+    spec, X = design(fixed, frame)
+    names = list(spec.column_names)
+    X, keep = drop_rank_deficient(X, names)
+    col_dropped = [nm for k, nm in enumerate(names) if k not in keep]
+    if col_dropped:
+        k = len(col_dropped)
+        messages.append(
+            f"fixed-effect model matrix is rank deficient so dropping {k} column{'s' if k > 1 else ''}"
+            f" / coefficient{'s' if k > 1 else ''}"
+        )
+    off = _offset(fixed.offsets, frame, mf.offset)
+    w = mf.weights
+    if w is not None and np.any(w <= 0):
+        raise DataError("weights must be positive (negative or zero prior weights are not allowed)")
+    return LmerFormula(
+        pf, mf, y, X, spec, [names[k] for k in keep], col_dropped, reTrms, REML, w, off,
+        data=data, weights_arg=weights, offset_arg=offset, messages=messages,
+    )
+
+
+def _offset(offsets, frame: pd.DataFrame, argument: np.ndarray | None) -> np.ndarray | None:
+    """Sum of the formula's offset(...) terms and the offset argument (None if neither)."""
+    parts = [numeric_vector(frame, v.label, v.node.raw, what="offset") for v in offsets]
+    if argument is not None:
+        parts.append(argument)
+    return np.sum(parts, axis=0) if parts else None
+
+
+def check_nlevels(reTrms: ReTrms, n: int) -> None:
+    """lme4's checkNlevels: each grouping factor needs > 1 and < n levels."""
+    nlev = {name: f.nlevels for name, f in reTrms.flist.items()}
+    if any(v < 2 for v in nlev.values()):
+        bad = ", ".join(k for k, v in nlev.items() if v < 2)
+        raise ModelError(f"grouping factors must have > 1 sampled level (problems: {bad})")
+    bad = [k for k, v in nlev.items() if v >= n]
+    if bad:
+        raise ModelError(
+            "number of levels of each grouping factor must be < number of observations "
+            f"(problems: {', '.join(bad)})"
+        )
+
+
+def check_zdims(reTrms: ReTrms, n: int) -> None:
+    """lme4's checkZdims: each term needs fewer random effects than observations."""
+    for t in reTrms.terms:
+        q = t.nl * t.nc
+        if n <= q:
+            raise ModelError(
+                f"number of observations (={n}) <= number of random effects (={q}) for term ({t.label}); "
+                "the random-effects parameters and the residual variance (or scale parameter) "
+                "are probably unidentifiable"
+            )
+
+
+def mkLmerDevfun(lmod: LmerFormula, start: np.ndarray | None = None) -> LmerDevfun:
+    """The profiled criterion as a function of theta, with lme4's starting value in ``start``."""
+    devfun = LmerDevfun(lmod.X, lmod.y, lmod.reTrms, lmod.REML, lmod.weights, lmod.offset)
+    devfun.start = _start(lmod, start)
+    return devfun
+
+
+def _start(lmod: LmerFormula, start: np.ndarray | dict | None) -> np.ndarray:
+    """lme4's getStart, and mkLmerDevfun's variance-ratio start for scalar intercept terms."""
+    rt = lmod.reTrms
+    if isinstance(start, dict):
+        start = start.get("theta")
+    if start is not None:
+        start = np.asarray(start, dtype=float)
+        if start.shape != rt.theta0.shape:
+            raise ModelError(f"incorrect number of theta components (!={rt.theta0.size})")
+        return start
+    theta = rt.theta0.copy()
+    scalar = all(t.cnms == ["(Intercept)"] for t in rt.terms) and len(rt.flist) == len(rt.lower)
+    if scalar:
+        y = lmod.y
+        v = np.array([np.var(_group_means(y, f.codes, f.nlevels), ddof=1) for f in rt.flist.values()])
+        v_e = np.var(y, ddof=1) - v.sum()
+        if np.isfinite(v_e) and v_e > 0:
+            theta = np.sqrt(v / v_e)
+    return theta
+
+
+def _group_means(y: np.ndarray, codes: np.ndarray, nlevels: int) -> np.ndarray:
+    """R's ave(y, f): each observation replaced by its group's mean."""
+    sums = np.bincount(codes, weights=y, minlength=nlevels)
+    counts = np.bincount(codes, minlength=nlevels)
+    return (sums / counts)[codes]
+
+
+@dataclass
+class OptResult:
+    """optimizeLmer's outcome: the final optimiser run, all runs, and derivatives at the end."""
+
+    summary: OptSummary
+    runs: list[OptSummary]
+    derivs: Derivs | None
+    warnings: list[str]
+
+    @property
+    def par(self) -> np.ndarray:
+        return self.summary.par
+
+    @property
+    def fval(self) -> float:
+        return self.summary.fval
+
+
+def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose: int = 0) -> OptResult:
+    """BOBYQA from the start, lme4's restart_edge when a boundary theta should move, then
+    its boundary check (a theta within boundary.tol of its bound is set to it if that is better)."""
+    control = control or LmerControl()
+    lower = devfun.lower
+    run = _optwrap(devfun, devfun.start, control, verbose)
+    runs = [run]
+    if control.restart_edge:
+        on_bound = np.flatnonzero(run.summary.par == lower)
+        if on_bound.size:
+            d0 = devfun(run.summary.par)
+            btol = 1e-5
+            grads = []
+            for i in on_bound:
+                theta = run.summary.par.copy()
+                theta[i] = lower[i] + btol
+                grads.append((devfun(theta) - d0) / btol)
+            if any(g < 0 for g in grads):
+                if verbose:
+                    print("some theta parameters on the boundary, restarting")
+                run = _optwrap(devfun, run.summary.par, control, verbose)
+                runs.append(run)
+    if control.boundary_tol > 0:
+        run = _check_boundary(devfun, run, control.boundary_tol)
+    return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings)
+
+
+def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbose: int) -> OptResult:
+    """lme4's optwrap: optimise, warn on a bad return code, compute derivatives at the end."""
+    summary = optwrap(devfun, start, devfun.lower, control.optCtrl, verbose=verbose)
+    msgs = []
+    if summary.conv != 0:
+        msgs.append(f"convergence code {summary.conv} from nloptwrap: {summary.message}")
+    derivs = deriv12(devfun, summary.par, fx=None) if control.calc_derivs else None
+    return OptResult(summary, [summary], derivs, msgs)
+
+
+def _check_boundary(devfun: LmerDevfun, run: OptResult, tol: float) -> OptResult:
+    par = run.summary.par
+    lower = devfun.lower
+    diff = par - lower
+    edge = (diff > 0) & (diff < tol)
+    if not edge.any():
+        return run
+    new = par.copy()
+    for i in np.flatnonzero(edge):
+        trial = new.copy()
+        trial[i] = lower[i]
+        if devfun(trial) < run.summary.fval:
+            new[i] = lower[i]
+    summary = replace(run.summary, par=new, fval=devfun(new))
+    return replace(run, summary=summary)
+
+
+def checkConv(opt: OptResult, devfun: LmerDevfun, control: LmerControl | None = None) -> ConvCheck:
+    control = control or LmerControl()
+    return check_conv(
+        opt.derivs, opt.par, devfun.lower,
+        grad_tol=control.check_conv_grad_tol,
+        hess_tol=control.check_conv_hess_tol,
+        singular_tol=control.check_conv_singular_tol,
+    )
+
+
+def mkMerMod(lmod: LmerFormula, devfun: LmerDevfun, opt: OptResult, conv: ConvCheck, control: LmerControl):
+    """The fitted model at theta-hat."""
+    from .model import LmerMod
+
+    return LmerMod(lmod=lmod, devfun=devfun, opt=opt, conv=conv, control=control, state=devfun.solve(opt.par))
+
+
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    REML: bool = True,
+    weights: str | np.ndarray | None = None,
+    offset: str | np.ndarray | None = None,
+    start: np.ndarray | dict | None = None,
+    control: LmerControl | None = None,
+    verbose: int = 0,
+    devFunOnly: bool = False,
+):
+    """Fit a linear mixed model as lme4's ``lmer`` does (REML by default)."""
+    control = control or LmerControl()
+    lmod = lFormula(formula, data, REML=REML, weights=weights, offset=offset)
+    devfun = mkLmerDevfun(lmod, start)
+    if devFunOnly:
+        return devfun
+    opt = optimizeLmer(devfun, control, verbose)
+    conv = checkConv(opt, devfun, control)
+    fm = mkMerMod(lmod, devfun, opt, conv, control)
+    fm.emit_messages()
+    return fm
+
+
+def emit(messages: list[str], singular: list[str], conv_warnings: list[str]) -> None:
+    """Report what lme4 would print: messages, the singular-fit message and convergence warnings."""
+    for msg in messages:
+        warnings.warn(msg, FitMessage, stacklevel=4)
+    for msg in singular:
+        warnings.warn(msg, SingularFitMessage, stacklevel=4)
+    for msg in conv_warnings:
+        warnings.warn(msg, ConvergenceWarning, stacklevel=4)

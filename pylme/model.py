@@ -1,0 +1,375 @@
+"""The fitted linear mixed model (lme4's lmerMod) and its extractors.
+
+The object holds the results at theta-hat (the PLS solution, the optimiser's record, the
+convergence checks); extractors return pandas objects labelled as R labels them.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .convergence import SINGULAR_MESSAGE, ConvCheck, is_singular
+from .errors import DataError, FormulaError
+from .formula import parse_mixed
+from .lmer import LmerControl, LmerFormula, OptResult, emit
+from .pls import LmerDevfun, PLSState
+from .record import FitRecord
+from .varcorr import VarCorr, VarCorrTerm, unique_names
+
+
+class LogLik(float):
+    """A log-likelihood with its degrees of freedom, as R's logLik object."""
+
+    df: int
+    nobs: int
+
+    def __new__(cls, value: float, df: int, nobs: int) -> "LogLik":
+        obj = super().__new__(cls, value)
+        obj.df, obj.nobs = df, nobs
+        return obj
+
+    def __repr__(self) -> str:
+        return f"'log Lik.' {float(self):.7g} (df={self.df})"
+
+
+class Ranef(dict):
+    """``ranef(fm)``: grouping factor -> DataFrame of conditional modes; ``condVar`` holds,
+    per factor, the conditional covariance blocks, an array (levels, k, k)."""
+
+    condVar: dict[str, np.ndarray]
+
+
+@dataclass
+class LmerMod:
+    """A linear mixed model fitted by ``pylme.lmer``."""
+
+    lmod: LmerFormula
+    devfun: LmerDevfun
+    opt: OptResult
+    conv: ConvCheck
+    control: LmerControl
+    state: PLSState
+
+    # ------------------------------------------------------------ basic quantities
+    @property
+    def REML(self) -> bool:
+        return self.lmod.REML
+
+    @property
+    def formula(self) -> str:
+        return self.lmod.formula.text
+
+    @property
+    def theta(self) -> np.ndarray:
+        return self.state.theta
+
+    @property
+    def n(self) -> int:
+        return len(self.lmod.y)
+
+    @property
+    def p(self) -> int:
+        return self.lmod.X.shape[1]
+
+    @property
+    def messages(self) -> list[str]:
+        """lme4's messages for this fit (rank deficiency, rows dropped, singular fit)."""
+        return self.lmod.messages + self.conv.messages
+
+    @property
+    def warnings(self) -> list[str]:
+        """lme4's convergence warnings for this fit."""
+        return self.opt.warnings + self.conv.warnings
+
+    @property
+    def na_action(self) -> pd.Index:
+        """Labels of the data rows dropped for missing values (R's na.action)."""
+        return self.lmod.frame.dropped
+
+    @property
+    def na_message(self) -> str | None:
+        k = len(self.na_action)
+        return f"{k} row{'s' if k > 1 else ''} with missing values dropped (na.omit)" if k else None
+
+    def emit_messages(self) -> None:
+        notes = [self.na_message] if self.na_message else []
+        emit(notes + self.lmod.messages, self.conv.messages, self.warnings)
+
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates, named as R names X's columns."""
+        return pd.Series(self.state.beta, index=self.lmod.fixef_names, name="fixef")
+
+    def sigma(self) -> float:
+        """Residual standard deviation (REML: pwrss/(n-p); ML: pwrss/n)."""
+        denom = self.n - self.p if self.REML else self.n
+        return float(np.sqrt(self.state.pwrss / denom))
+
+    def REMLcrit(self) -> float:
+        return self.devfun.deviance_from(self.state, REML=True)
+
+    def deviance(self, REML: bool | None = None) -> float:
+        """ML deviance; for a REML fit lme4 warns and returns the REML criterion unless REML=False."""
+        if self.REML and REML is None:
+            warnings.warn(
+                "deviance() is deprecated for REML fits; use REMLcrit for the REML criterion or "
+                "deviance(.,REML=FALSE) for deviance calculated at the REML fit",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return self.REMLcrit()
+        return self.devfun.deviance_from(self.state, REML=bool(REML))
+
+    def npar(self) -> int:
+        return self.p + len(self.theta) + 1
+
+    def logLik(self, REML: bool | None = None) -> LogLik:
+        reml = self.REML if REML is None else REML
+        return LogLik(-self.devfun.deviance_from(self.state, reml) / 2, self.npar(), self.n)
+
+    def AIC(self) -> float:
+        return -2 * float(self.logLik()) + 2 * self.npar()
+
+    def BIC(self) -> float:
+        return -2 * float(self.logLik()) + np.log(self.n) * self.npar()
+
+    def nobs(self) -> int:
+        return self.n
+
+    def ngrps(self) -> pd.Series:
+        return pd.Series({k: f.nlevels for k, f in self.lmod.reTrms.flist.items()})
+
+    def isSingular(self, tol: float = 1e-4) -> bool:
+        return is_singular(self.theta, self.lmod.reTrms.lower, tol)
+
+    @property
+    def _offset(self) -> np.ndarray:
+        return self.devfun.offset
+
+    def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False) -> pd.Series:
+        """Predictions (lme4's predict.merMod): re_form None = all random effects, "~0" = none,
+        a formula such as "~(1|Subject)" = those terms only; new levels contribute 0 when allowed."""
+        from .predict import predict
+
+        return predict(self, newdata, re_form, allow_new_levels)
+
+    def fitted(self) -> pd.Series:
+        """Fitted values X beta + Z b + offset, indexed as the data's complete rows."""
+        return pd.Series(self.state.eta + self._offset, index=self.lmod.frame.data.index)
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Response residuals, or Pearson residuals (weighted; divided by sigma when scaled)."""
+        res = self.lmod.y - self.fitted().to_numpy()
+        if type == "pearson":
+            res = res * self.devfun.sqrtw
+        elif type != "response":
+            raise ValueError(f"residual type {type!r} not available for lmer fits: use 'response' or 'pearson'")
+        if scaled:
+            res = res / self.sigma()
+        return pd.Series(res, index=self.lmod.frame.data.index)
+
+    resid = residuals
+
+    def vcov(self) -> pd.DataFrame:
+        """sigma^2 (RX'RX)^-1, the covariance of the fixed-effects estimates."""
+        RXinv = np.linalg.inv(self.state.RX) if self.p else np.zeros((0, 0))
+        V = self.sigma() ** 2 * (RXinv @ RXinv.T)
+        names = self.lmod.fixef_names
+        return pd.DataFrame(V, index=names, columns=names)
+
+    # ------------------------------------------------------------ random effects
+    def _Lambda_blocks(self) -> list[np.ndarray]:
+        out = []
+        offs = self.lmod.reTrms.theta_offsets
+        for t, start in zip(self.lmod.reTrms.terms, offs):
+            L = np.zeros((t.nc, t.nc))
+            rows, cols = np.triu_indices(t.nc)  # column-major lower triangle = row-major upper of L'
+            L[cols, rows] = self.theta[start : start + t.ntheta]
+            out.append(L)
+        return out
+
+    def VarCorr(self) -> VarCorr:
+        """Per term sigma^2 Lambda Lambda', named as lme4 names VarCorr's components."""
+        s2 = self.sigma() ** 2
+        rt = self.lmod.reTrms
+        groups = unique_names([t.group for t in rt.terms])
+        terms = [
+            VarCorrTerm(g, t.cnms, s2 * (L @ L.T)) for g, t, L in zip(groups, rt.terms, self._Lambda_blocks())
+        ]
+        return VarCorr(terms, self.sigma())
+
+    def _b_by_term(self) -> list[np.ndarray]:
+        rt = self.lmod.reTrms
+        Gp = rt.Gp
+        return [self.state.b[Gp[i] : Gp[i + 1]].reshape(t.nl, t.nc) for i, t in enumerate(rt.terms)]
+
+    def _factor_columns(self, fac_index: int) -> tuple[list[str], np.ndarray]:
+        """Column names and, per level, the positions in b of a grouping factor's effects."""
+        rt = self.lmod.reTrms
+        names, pos = [], []
+        for i, t in enumerate(rt.terms):
+            if rt.asgn[i] != fac_index:
+                continue
+            names += t.cnms
+            pos.append(rt.Gp[i] + np.arange(t.nl)[:, None] * t.nc + np.arange(t.nc)[None, :])
+        return names, np.hstack(pos)
+
+    def ranef(self, condVar: bool = True) -> Ranef:
+        """Conditional modes of the random effects per grouping factor (lme4's ranef);
+        with condVar, their conditional covariance blocks in ``.condVar``."""
+        out = Ranef()
+        out.condVar = {}
+        for k, (name, fac) in enumerate(self.lmod.reTrms.flist.items()):
+            cols, pos = self._factor_columns(k)
+            out[name] = pd.DataFrame(self.state.b[pos], index=pd.Index(fac.levels, name=name), columns=cols)
+            if condVar:
+                out.condVar[name] = self._cond_var(k)
+        return out
+
+    def _cond_var(self, fac_index: int) -> np.ndarray:
+        cache = self.__dict__.setdefault("_condvar_cache", {})
+        if fac_index not in cache:
+            _, pos = self._factor_columns(fac_index)
+            blocks = self.devfun.cond_var_blocks(self.theta, list(pos))
+            cache[fac_index] = self.sigma() ** 2 * blocks
+        return cache[fac_index]
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per grouping factor: fixed effects plus that factor's random effects, level by level."""
+        fe = self.fixef()
+        out = {}
+        for name, re in self.ranef(condVar=False).items():
+            df = pd.DataFrame(np.tile(fe.to_numpy(), (len(re), 1)), index=re.index, columns=fe.index)
+            for col in re.columns:
+                if col in df.columns:
+                    df[col] = df[col] + re[col]
+                else:
+                    df[col] = re[col]
+            extra = [c for c in re.columns if c not in fe.index]
+            out[name] = df[extra + list(fe.index)] if extra else df
+        return out
+
+    # ------------------------------------------------------------ getME
+    def getME(self, name: str):
+        """lme4's getME: the model's components by their lme4 names."""
+        rt, st = self.lmod.reTrms, self.state
+        Lambdat = rt.Lambdat_at(self.theta)
+        table = {
+            "X": lambda: pd.DataFrame(self.lmod.X, columns=self.lmod.fixef_names),
+            "Z": lambda: rt.Zt.T.tocsc(),
+            "Zt": lambda: rt.Zt,
+            "Ztlist": lambda: {t.label: t.Zt() for t in rt.terms},
+            "y": lambda: self.lmod.y,
+            "mu": lambda: self.fitted().to_numpy(),
+            "u": lambda: st.u,
+            "b": lambda: st.b,
+            "Gp": lambda: rt.Gp,
+            "Lambdat": lambda: Lambdat,
+            "Lambda": lambda: Lambdat.T.tocsc(),
+            "Lind": lambda: rt.Lind + 1,
+            "L": lambda: self._factor_at_theta(),
+            "RX": lambda: st.RX,
+            "RZX": lambda: st.RZX,
+            "beta": lambda: st.beta,
+            "theta": lambda: pd.Series(self.theta, index=self._theta_names()),
+            "lower": lambda: rt.lower,
+            "flist": lambda: {k: pd.Categorical.from_codes(f.codes, f.levels) for k, f in rt.flist.items()},
+            "cnms": lambda: rt.cnms_list,
+            "weights": lambda: self.devfun.sqrtw**2,
+            "offset": lambda: self._offset,
+            "REML": lambda: self.p if self.REML else 0,
+            "is_REML": lambda: self.REML,
+            "n_rtrms": lambda: len(rt.terms),
+            "n_rfacs": lambda: len(rt.flist),
+            "N": lambda: self.n,
+            "n": lambda: self.n,
+            "p": lambda: self.p,
+            "q": lambda: rt.Zt.shape[0],
+            "sigma": self.sigma,
+            "devcomp": self._devcomp,
+            "devfun": lambda: self.devfun,
+            "optinfo": lambda: self.opt,
+        }
+        if name not in table:
+            raise KeyError(f"getME: unknown component {name!r}; available: {', '.join(table)}")
+        return table[name]()
+
+    def _factor_at_theta(self):
+        self.devfun.update_factor(self.theta)
+        return self.devfun.factor
+
+    def _theta_names(self) -> list[str]:
+        names = []
+        for t in self.lmod.reTrms.terms:
+            for j in range(t.nc):
+                for i in range(j, t.nc):
+                    names.append(f"{t.group}.{t.cnms[i]}" if i == j else f"{t.group}.{t.cnms[i]}.{t.cnms[j]}")
+        return names
+
+    def _devcomp(self) -> dict:
+        st = self.state
+        cmp = {
+            "ldL2": st.ldL2, "ldRX2": st.ldRX2, "wrss": st.wrss, "ussq": st.ussq, "pwrss": st.pwrss,
+            "REML": self.REMLcrit() if self.REML else np.nan,
+            "dev": np.nan if self.REML else self.deviance(REML=False),
+            "sigmaML": float(np.sqrt(st.pwrss / self.n)),
+            "sigmaREML": float(np.sqrt(st.pwrss / (self.n - self.p))),
+        }
+        dims = {"N": self.n, "n": self.n, "p": self.p, "nmp": self.n - self.p, "q": self.lmod.reTrms.Zt.shape[0],
+                "nth": len(self.theta), "reTrms": len(self.lmod.reTrms.terms), "REML": self.p if self.REML else 0}
+        return {"cmp": cmp, "dims": dims}
+
+    # ------------------------------------------------------------ refitting
+    def update(self, formula: str | None = None, **kwargs) -> "LmerMod":
+        """Refit with some arguments changed, as R's update(fm, REML = FALSE)."""
+        from .lmer import lmer
+
+        args = {"REML": self.REML, "weights": self.lmod.weights_arg, "offset": self.lmod.offset_arg,
+                "control": self.control}
+        args.update(kwargs)
+        data = args.pop("data", self.lmod.data)
+        return lmer(formula or self.formula, data, **args)
+
+    def refit(self, newresp) -> "LmerMod":
+        """Refit to a new response (same design), starting from this fit's theta, as lme4's refit."""
+        from .lmer import OptResult, _optwrap, checkConv, mkMerMod
+
+        y = np.asarray(newresp, dtype=float).reshape(-1)
+        if y.shape != self.lmod.y.shape:
+            raise DataError(f"newresp must have {self.n} values (one per fitted row), got {y.size}")
+        if not np.all(np.isfinite(y)):
+            raise DataError("newresp has missing or infinite values")
+        lmod = copy.copy(self.lmod)
+        lmod.y = y
+        devfun = self.devfun.with_response(y)
+        run = _optwrap(devfun, self.theta, self.control, 0)
+        conv = checkConv(run, devfun, self.control)
+        fm = mkMerMod(lmod, devfun, run, conv, self.control)
+        emit([], conv.messages, fm.warnings)
+        return fm
+
+    # ------------------------------------------------------------ records and printing
+    def record(self, devfun_thetas: list[list[float]] | None = None) -> FitRecord:
+        """This fit as a FitRecord (the conformance harness's common format)."""
+        from . import __version__
+        from .extract import fit_record
+
+        return fit_record(self, __version__, devfun_thetas)
+
+    def summary(self):
+        from .summary import Summary
+
+        return Summary(self)
+
+    def __str__(self) -> str:
+        from .summary import print_merMod
+
+        return print_merMod(self)
+
+    def __repr__(self) -> str:
+        return self.__str__()

@@ -1,0 +1,100 @@
+"""The optimiser behind one small interface (lme4's optwrap), and its record (OptSummary).
+
+lme4's default for lmer is nloptwrap: NLOPT_LN_BOBYQA with xtol_abs 1e-8, ftol_abs 1e-8,
+maxeval 1e5 and nloptr's default xtol_rel 1e-4. Every setting, the start, the number
+of evaluations, the return code and (optionally) each evaluation are kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import nlopt
+import numpy as np
+
+#: lme4's nloptwrap defaults (lmerControl(optimizer = "nloptwrap"))
+DEFAULT_OPT_CTRL = {"algorithm": "NLOPT_LN_BOBYQA", "xtol_abs": 1e-8, "ftol_abs": 1e-8, "xtol_rel": 1e-4, "maxeval": 100_000}
+
+_RESULT_MESSAGES = {
+    1: "NLOPT_SUCCESS: Generic success return value.",
+    2: "NLOPT_STOPVAL_REACHED: Optimization stopped because stopval was reached.",
+    3: "NLOPT_FTOL_REACHED: Optimization stopped because ftol_rel or ftol_abs was reached.",
+    4: "NLOPT_XTOL_REACHED: Optimization stopped because xtol_rel or xtol_abs was reached.",
+    5: "NLOPT_MAXEVAL_REACHED: Optimization stopped because maxeval was reached.",
+    6: "NLOPT_MAXTIME_REACHED: Optimization stopped because maxtime was reached.",
+    -1: "NLOPT_FAILURE: Generic failure code.",
+    -2: "NLOPT_INVALID_ARGS: Invalid arguments.",
+    -3: "NLOPT_OUT_OF_MEMORY: Ran out of memory.",
+    -4: "NLOPT_ROUNDOFF_LIMITED: Roundoff errors led to a breakdown of the optimization algorithm.",
+    -5: "NLOPT_FORCED_STOP: Halted because of a forced termination.",
+}
+
+
+@dataclass
+class OptSummary:
+    """What the optimiser was asked and what it did (MixedModels.jl's OptSummary)."""
+
+    optimizer: str
+    control: dict
+    initial: np.ndarray
+    lower: np.ndarray
+    par: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    fval: float = np.nan
+    feval: int = 0
+    status: int = 0
+    message: str = ""
+    log: list[tuple[np.ndarray, float]] = field(default_factory=list)
+
+    @property
+    def conv(self) -> int:
+        """lme4's convergence code: nlopt's status when negative or maxeval (5), else 0."""
+        return self.status if self.status < 0 or self.status == 5 else 0
+
+
+Objective = Callable[[np.ndarray], float]
+
+
+def optwrap(
+    fn: Objective,
+    start: np.ndarray,
+    lower: np.ndarray,
+    control: dict | None = None,
+    verbose: int = 0,
+    keep_log: bool = True,
+) -> OptSummary:
+    """Minimise ``fn`` from ``start`` subject to ``lower`` bounds with nlopt (lme4's nloptwrap)."""
+    ctrl = {**DEFAULT_OPT_CTRL, **(control or {})}
+    x0 = np.array(start, dtype=float)
+    summary = OptSummary("nloptwrap", ctrl, x0.copy(), np.asarray(lower, dtype=float))
+    algorithm = getattr(nlopt, ctrl["algorithm"].removeprefix("NLOPT_"))
+    opt = nlopt.opt(algorithm, x0.size)
+    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
+    opt.set_xtol_abs(ctrl["xtol_abs"])
+    opt.set_ftol_abs(ctrl["ftol_abs"])
+    opt.set_xtol_rel(ctrl["xtol_rel"])
+    opt.set_maxeval(int(ctrl["maxeval"]))
+    if "ftol_rel" in ctrl:
+        opt.set_ftol_rel(ctrl["ftol_rel"])
+
+    best: list = [x0.copy(), np.inf]
+
+    def objective(x: np.ndarray, grad: np.ndarray) -> float:
+        value = float(fn(x))
+        summary.feval += 1
+        if value < best[1]:
+            best[:] = [x.copy(), value]
+        if keep_log:
+            summary.log.append((x.copy(), value))
+        if verbose:
+            print(f"iteration: {summary.feval}\n\tf(x) = {value:f}\n\tx = {' '.join(f'{v:f}' for v in x)}")
+        return value
+
+    opt.set_min_objective(objective)
+    try:
+        summary.par = np.asarray(opt.optimize(x0), dtype=float)
+        summary.fval = float(opt.last_optimum_value())
+        summary.status = int(opt.last_optimize_result())
+    except nlopt.RoundoffLimited:  # nlopt raises for this status; keep the best point seen
+        summary.par, summary.fval, summary.status = best[0], best[1], -4
+    summary.message = _RESULT_MESSAGES.get(summary.status, str(summary.status))
+    return summary

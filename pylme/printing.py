@@ -1,0 +1,79 @@
+"""Printing numbers and tables as R does (``format``, ``print`` of a character matrix,
+``printCoefmat``), for lme4's print and summary layouts."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _sig_digits(x: float, digits: int) -> tuple[int, int]:
+    """(significant digits needed, decimal exponent) of x shown to ``digits`` significant digits."""
+    if x == 0 or not math.isfinite(x):
+        return 1, 0
+    mant, exp = f"{abs(x):.{digits - 1}e}".split("e")
+    nsig = len(mant.replace(".", "").rstrip("0")) or 1
+    return nsig, int(exp)
+
+
+def format_numbers(values, digits: int = 7) -> list[str]:
+    """R's ``format(x, digits=)`` of a numeric vector: a common number of decimals so that
+    every element shows at least ``digits`` significant digits (fixed notation, or
+    scientific where fixed would be wider), right-aligned to a common width."""
+    vals = [float(v) for v in np.atleast_1d(values)]
+    finite = [v for v in vals if math.isfinite(v)]
+    if not finite:
+        return _pad([_nonfinite(v) for v in vals])
+    sig = [_sig_digits(v, digits) for v in finite]
+    rgt = max(max(0, n - 1 - e) for n, e in sig)
+    left = max(max(1, e + 1) for _, e in sig)
+    neg = any(v < 0 for v in finite)
+    fixed_width = neg + left + (rgt > 0) + rgt
+    mxsig = max(n for n, _ in sig)
+    sci_width = neg + (mxsig + 1 if mxsig > 1 else mxsig) + 4
+    if fixed_width > sci_width:
+        out = [_nonfinite(v) if not math.isfinite(v) else _sci(v, mxsig - 1) for v in vals]
+    else:
+        out = [_nonfinite(v) if not math.isfinite(v) else f"{v:.{rgt}f}" for v in vals]
+    return _pad(out)
+
+
+def _sci(v: float, decimals: int) -> str:
+    mant, exp = f"{v:.{decimals}e}".split("e")
+    return f"{mant}e{int(exp):+03d}"
+
+
+def _nonfinite(v: float) -> str:
+    return "NA" if math.isnan(v) else ("Inf" if v > 0 else "-Inf")
+
+
+def _pad(strings: list[str]) -> list[str]:
+    width = max(len(s) for s in strings)
+    return [s.rjust(width) for s in strings]
+
+
+def format_number(value: float, digits: int = 7) -> str:
+    return format_numbers([value], digits)[0]
+
+
+def render_table(columns: dict[str, list[str]], left: tuple[str, ...] = (), row_names: list[str] | None = None,
+                 right_all: bool = False) -> str:
+    """R's print of a character matrix (quote = FALSE): row names, then each column padded to
+    its widest entry, left-aligned (or right-aligned for columns not in ``left`` when right_all)."""
+    nrow = len(next(iter(columns.values()))) if columns else 0
+    rn = row_names if row_names is not None else [""] * nrow
+    rn_width = max([len(r) for r in rn] + [0])
+    lines = [" " * rn_width]
+    body = [r.ljust(rn_width) for r in rn]
+    for name, cells in columns.items():
+        width = max([len(name)] + [len(c) for c in cells])
+        align_left = name in left or not right_all
+        lines[0] += " " + (name.ljust(width) if align_left else name.rjust(width))
+        for i, c in enumerate(cells):
+            body[i] += " " + (c.ljust(width) if align_left else c.rjust(width))
+    return "\n".join(lines + body)
+
+
+def format_signif(value: float, digits: int) -> str:
+    """R's ``format(signif(x, digits))`` for a single number as printed in headers."""
+    return format_number(float(f"{value:.{digits}g}"), digits)

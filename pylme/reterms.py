@@ -1,0 +1,175 @@
+"""Random-effects terms: Zt, Lambdat and its index Lind, theta, lower, flist, cnms (lme4's mkReTrms).
+
+Each bar term ``(lhs | g)`` contributes, for every level of ``g``, ``nc`` random effects
+(one per column of the lhs model matrix). Terms are put in lme4's order: by decreasing
+number of levels (``rev(order(nl))``, ties reversed), only when the numbers differ.
+The relative covariance factor of a term is lower triangular with ``nc(nc+1)/2``
+parameters, column-major; ``Lambdat`` is block diagonal with one block per level.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import DataError, ModelError
+from .factors import Factor, as_factor, interaction
+from .formula import BarTerm, Node, expand_terms
+from .model_matrix import DesignSpec, design
+
+
+@dataclass
+class ReTerm:
+    """One random-effects term on the fitted rows."""
+
+    bar: BarTerm
+    factor: Factor
+    spec: DesignSpec  # the lhs model matrix, rebuildable on new data
+    Xi: np.ndarray  # n x nc
+
+    @property
+    def label(self) -> str:
+        return self.bar.label
+
+    @property
+    def group(self) -> str:
+        return self.bar.group
+
+    @property
+    def cnms(self) -> list[str]:
+        return self.spec.column_names
+
+    @property
+    def nc(self) -> int:
+        return self.Xi.shape[1]
+
+    @property
+    def nl(self) -> int:
+        return self.factor.nlevels
+
+    @property
+    def ntheta(self) -> int:
+        return self.nc * (self.nc + 1) // 2
+
+    def Zt(self) -> sp.csc_matrix:
+        """This term's rows of Zt: row ``level*nc + k``, column ``obs``, value ``Xi[obs, k]``."""
+        return term_Zt(self.factor.codes, self.Xi, self.nl)
+
+
+def term_Zt(codes: np.ndarray, Xi: np.ndarray, nl: int) -> sp.csc_matrix:
+    """Khatri-Rao product of a factor's indicators and the term's model matrix, transposed."""
+    n, nc = Xi.shape
+    ok = codes >= 0
+    rows = (codes[:, None] * nc + np.arange(nc)[None, :])[ok].ravel()
+    cols = np.repeat(np.arange(n)[ok], nc)
+    vals = Xi[ok].ravel()
+    Zt = sp.csc_matrix((vals, (rows, cols)), shape=(nl * nc, n))
+    Zt.eliminate_zeros()
+    Zt.sort_indices()
+    return Zt
+
+
+@dataclass
+class ReTrms:
+    """All random-effects terms of a model, in lme4's order, and the derived structures."""
+
+    terms: list[ReTerm]
+    Zt: sp.csc_matrix
+    Lambdat: sp.csc_matrix  # at theta0
+    Lind: np.ndarray  # 0-based theta index of each stored entry of Lambdat
+    theta0: np.ndarray
+    lower: np.ndarray
+    flist: dict[str, Factor]
+    asgn: list[int]  # for each term, its position in flist
+
+    @property
+    def Gp(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum([t.nl * t.nc for t in self.terms])])
+
+    @property
+    def cnms(self) -> dict[str, list[str]]:
+        """Column names per term; keys are group names (repeated groups appear as a list in cnms_list)."""
+        return {t.group: t.cnms for t in self.terms}
+
+    @property
+    def cnms_list(self) -> list[tuple[str, list[str]]]:
+        return [(t.group, t.cnms) for t in self.terms]
+
+    @property
+    def theta_offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum([t.ntheta for t in self.terms])])
+
+    def Lambdat_at(self, theta: np.ndarray) -> sp.csc_matrix:
+        lam = self.Lambdat.copy()
+        lam.data = np.asarray(theta, dtype=float)[self.Lind]
+        return lam
+
+
+def grouping_factor(node: Node, frame: pd.DataFrame) -> Factor:
+    """Evaluate a grouping expression: a column (any dtype) or ``a:b`` interactions."""
+    if node.op == "name":
+        return as_factor(frame[node.text])
+    if node.op == "paren":
+        return grouping_factor(node.args[0], frame)
+    return interaction([grouping_factor(node.args[0], frame), grouping_factor(node.args[1], frame)])
+
+
+def mk_reterms(bars: list[BarTerm], frame: pd.DataFrame) -> ReTrms:
+    """Build the random-effects structures from the expanded bar terms (lme4's mkReTrms)."""
+    if not bars:
+        raise ModelError("No random effects terms specified in formula")
+    terms = [_make_term(bar, frame) for bar in bars]
+    nl = [t.nl for t in terms]
+    if any(b > a for a, b in zip(nl, nl[1:])):
+        ascending = sorted(range(len(nl)), key=nl.__getitem__)
+        terms = [terms[i] for i in reversed(ascending)]
+    Zt = sp.vstack([t.Zt() for t in terms], format="csc")
+    Lambdat, Lind, lower = _lambdat_template(terms)
+    theta0 = np.where(np.isfinite(lower), 1.0, 0.0)
+    flist: dict[str, Factor] = {}
+    for t in terms:
+        flist.setdefault(t.group, t.factor)
+    asgn = [list(flist).index(t.group) for t in terms]
+    Lambdat.data = theta0[Lind]
+    return ReTrms(terms, Zt, Lambdat, Lind, theta0, lower, flist, asgn)
+
+
+def _make_term(bar: BarTerm, frame: pd.DataFrame) -> ReTerm:
+    factor = grouping_factor(bar.group_node, frame)
+    if factor.nlevels == 0:
+        raise DataError(f"Invalid grouping factor specification, {bar.group}")
+    spec, Xi = design(expand_terms(bar.lhs), frame)
+    if Xi.shape[1] == 0:
+        raise ModelError(f"random-effects term ({bar.label}) has no columns")
+    return ReTerm(bar, factor, spec, Xi)
+
+
+def _lambdat_template(terms: list[ReTerm]) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
+    """Block-diagonal upper-triangular pattern of Lambdat, the theta index of each entry
+    (in CSC storage order, as lme4's Lind), and the lower bounds of theta."""
+    rows, cols, idx, lower = [], [], [], []
+    offset, th_off = 0, 0
+    for t in terms:
+        nc, nl = t.nc, t.nl
+        # theta numbering of the lower triangle of Lambda, column-major
+        tri = {}
+        for j in range(nc):
+            for i in range(j, nc):
+                tri[(i, j)] = th_off + len(tri)
+                lower.append(0.0 if i == j else -np.inf)
+        base = offset + np.arange(nl) * nc
+        for (i, j), k in tri.items():  # Lambda[i, j] = Lambdat[j, i]
+            rows.append(base + j)
+            cols.append(base + i)
+            idx.append(np.full(nl, k))
+        offset += nl * nc
+        th_off += len(tri)
+    rows_a, cols_a, idx_a = (np.concatenate(a) for a in (rows, cols, idx))
+    q = offset
+    # store the theta index (+1, so none is an explicit zero) and read it back in CSC order
+    lam = sp.csc_matrix((idx_a + 1.0, (rows_a, cols_a)), shape=(q, q))
+    lam.sort_indices()
+    Lind = lam.data.astype(np.int64) - 1
+    return lam, Lind, np.array(lower)

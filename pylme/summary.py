@@ -1,0 +1,172 @@
+"""lme4's print(fm) and summary(fm) layouts."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .formula import deparse, parse
+from .printing import format_numbers, render_table
+
+
+def method_title(fm) -> str:
+    return "Linear mixed model fit by " + ("REML" if fm.REML else "maximum likelihood")
+
+
+def _header(fm) -> list[str]:
+    lines = [f"{method_title(fm)} ['lmerMod']", f"Formula: {deparse(parse(fm.formula))}"]
+    if fm.lmod.data_name:
+        lines.append(f"   Data: {fm.lmod.data_name}")
+    return lines
+
+
+def _named_vector(names: list[str], values: list[str], gap: int = 1, width: int = 80) -> list[str]:
+    """R's print of a named vector: a common column width, right-aligned, wrapped at ``width``."""
+    w = max(len(s) for s in names + values)
+    per_line = max(1, width // (w + gap))
+    lines = []
+    for start in range(0, len(names), per_line):
+        chunk = slice(start, start + per_line)
+        lines.append("".join(n.rjust(w) + " " * gap for n in names[chunk]))
+        lines.append("".join(v.rjust(w) + " " * gap for v in values[chunk]))
+    return lines
+
+
+def _aic_table(fm, digits: int) -> list[str]:
+    if fm.REML:
+        value = round(fm.REMLcrit(), digits)
+        return [f"REML criterion at convergence: {format_numbers([value], 7)[0].strip()}"]
+    ll = float(fm.logLik())
+    vals = [round(v, digits) for v in (fm.AIC(), fm.BIC(), ll, fm.deviance(REML=False))]
+    names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    strs = format_numbers(vals, 7) + [str(fm.n - fm.npar())]
+    return _named_vector(names, strs)
+
+
+def _groups_line(fm) -> str:
+    groups = "; ".join(f"{k}, {v}" for k, v in fm.ngrps().items())
+    return f"Number of obs: {fm.nobs()}, groups:  {groups}"
+
+
+def print_merMod(fm, digits: int = 4) -> str:
+    """print(fm): title, formula, criterion, random effects (Std.Dev.), fixed effects."""
+    lines = _header(fm) + _aic_table(fm, 4)
+    lines += ["Random effects:", fm.VarCorr().format(("Std.Dev.",), digits), _groups_line(fm)]
+    fe = fm.fixef()
+    if len(fe):
+        lines.append("Fixed Effects:")
+        lines += _named_vector(list(fe.index), format_numbers(fe.to_numpy(), digits), gap=2)
+    else:
+        lines.append("No fixed effect coefficients")
+    lines += _fit_messages(fm)
+    return "\n".join(lines)
+
+
+def _fit_messages(fm) -> list[str]:
+    msgs = [m for m in fm.messages if "singular" in m] + fm.warnings
+    if not msgs:
+        return []
+    if fm.warnings:
+        return ["optimizer (nloptwrap) convergence code: 0 (OK)" if fm.opt.summary.conv == 0 else
+                f"optimizer (nloptwrap) convergence code: {fm.opt.summary.conv}"] + msgs
+    return msgs
+
+
+class Summary:
+    """summary(fm): adds scaled residuals, variances, the coefficient table and correlations."""
+
+    def __init__(self, fm):
+        self.fm = fm
+        se = np.sqrt(np.diag(fm.vcov().to_numpy()))
+        beta = fm.fixef()
+        self.coefficients = pd.DataFrame(
+            {"Estimate": beta.to_numpy(), "Std. Error": se, "t value": beta.to_numpy() / se}, index=beta.index
+        )
+
+    def __str__(self) -> str:
+        fm, digits = self.fm, 4
+        lines = _header(fm) + [""] + _aic_table(fm, 1) + [""]
+        lines += ["Scaled residuals: "] + _residual_quantiles(fm, digits) + [""]
+        lines += ["Random effects:", fm.VarCorr().format(("Variance", "Std.Dev."), digits), _groups_line(fm)]
+        if fm.na_message:
+            lines.append(f"({len(fm.na_action)} observations deleted due to missingness)")
+        if len(self.coefficients):
+            lines += ["", "Fixed effects:", coef_table(self.coefficients, digits)]
+            lines += _correlation(fm)
+        lines += _fit_messages(fm)
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _residual_quantiles(fm, digits: int) -> list[str]:
+    res = fm.residuals(type="pearson", scaled=True).to_numpy()
+    q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
+    q = _zapsmall(q, digits + 1)
+    return _named_vector(["Min", "1Q", "Median", "3Q", "Max"], format_numbers(q, digits))
+
+
+def _zapsmall(x: np.ndarray, digits: int) -> np.ndarray:
+    mx = np.max(np.abs(x))
+    return np.round(x, max(0, digits - int(np.ceil(np.log10(mx)))) if mx > 0 else digits)
+
+
+def coef_table(coefs: pd.DataFrame, digits: int = 4) -> str:
+    """R's printCoefmat for Estimate, Std. Error and t value."""
+    est_se = coefs[["Estimate", "Std. Error"]].to_numpy()
+    acs = np.abs(est_se[np.isfinite(est_se) & (est_se != 0)])
+    digmin = 1 + (np.floor(np.log10(acs.min())) if acs.size else 0)
+    dec = max(1, int(digits - digmin))
+    cs = format_numbers(np.round(est_se, dec).ravel(), digits)
+    ncs = len(coefs)
+    cols = {
+        "Estimate": [cs[2 * i] for i in range(ncs)],
+        "Std. Error": [cs[2 * i + 1] for i in range(ncs)],
+        "t value": format_numbers(np.round(coefs["t value"].to_numpy(), max(1, min(5, digits - 1))), digits),
+    }
+    return render_table(cols, row_names=list(coefs.index), right_all=True)
+
+
+def _correlation(fm, cor_max: int = 12) -> list[str]:
+    V = fm.vcov().to_numpy()
+    p = V.shape[0]
+    if p <= 1:
+        return []
+    if p > cor_max:
+        return []
+    sd = np.sqrt(np.diag(V))
+    corr = V / np.outer(sd, sd)
+    names = list(fm.fixef().index)
+    cells = format_numbers(np.round(corr, 3).ravel(), 7)
+    cells = [c if "." in c else c for c in cells]
+    cells = _nsmall(np.round(corr, 3).ravel(), 3)
+    mat = np.array(cells).reshape(p, p)
+    cols = {}
+    for j in range(p - 1):
+        cols[abbreviate(names[j], 6)] = [mat[i, j] if i > j else "" for i in range(1, p)]
+    return ["", "Correlation of Fixed Effects:", render_table(cols, row_names=[abbreviate(n, 11) for n in names[1:]])]
+
+
+def _nsmall(values: np.ndarray, nsmall: int) -> list[str]:
+    """R's format(x, nsmall=) for a vector: at least ``nsmall`` decimals, common width."""
+    strs = format_numbers(values, 7)
+    dec = max(len(s.split(".")[1]) if "." in s else 0 for s in strs)
+    return format_numbers_fixed(values, max(dec, nsmall))
+
+
+def format_numbers_fixed(values: np.ndarray, decimals: int) -> list[str]:
+    strs = [f"{v:.{decimals}f}" for v in values]
+    w = max(len(s) for s in strs)
+    return [s.rjust(w) for s in strs]
+
+
+def abbreviate(name: str, minlength: int) -> str:
+    """R's abbreviate(): drop lower-case vowels from the right, then lower-case letters,
+    keeping the first character, until the name is ``minlength`` long."""
+    chars = list(name)
+    for pool in ("aeiou", "abcdefghijklmnopqrstuvwxyz"):
+        i = len(chars) - 1
+        while len(chars) > minlength and i > 0:
+            if chars[i] in pool:
+                del chars[i]
+            i -= 1
+    return "".join(chars[: max(minlength, 0)]) if len(chars) > minlength else "".join(chars)

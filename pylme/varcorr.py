@@ -1,0 +1,110 @@
+"""Variance components (lme4's VarCorr): per term sigma^2 Lambda Lambda', with R's print layout
+and the rows of ``as.data.frame(VarCorr(fm))``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .printing import format_numbers, render_table
+
+
+@dataclass
+class VarCorrTerm:
+    group: str  # unique name, as lme4's VarCorr list names (``Subject``, ``Subject.1``)
+    names: list[str]
+    cov: np.ndarray
+
+    @property
+    def stddev(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.cov))
+
+    @property
+    def correlation(self) -> np.ndarray:
+        sd = self.stddev
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.cov / np.outer(sd, sd)
+
+
+class VarCorr:
+    """The estimated variances, standard deviations and correlations of the random effects."""
+
+    def __init__(self, terms: list[VarCorrTerm], sigma: float):
+        self.terms = terms
+        self.sigma = sigma
+
+    def __getitem__(self, group: str) -> pd.DataFrame:
+        for t in self.terms:
+            if t.group == group:
+                return pd.DataFrame(t.cov, index=t.names, columns=t.names)
+        raise KeyError(group)
+
+    def keys(self) -> list[str]:
+        return [t.group for t in self.terms]
+
+    def as_data_frame(self) -> pd.DataFrame:
+        """Rows of R's ``as.data.frame(VarCorr(fm))``: grp, var1, var2, vcov, sdcor."""
+        rows = []
+        for t in self.terms:
+            grp = t.group
+            sd, corr = t.stddev, t.correlation
+            rows += [(grp, nm, None, t.cov[i, i], sd[i]) for i, nm in enumerate(t.names)]
+            k = len(t.names)
+            rows += [
+                (grp, t.names[j], t.names[i], t.cov[i, j], corr[i, j]) for j in range(k) for i in range(j + 1, k)
+            ]
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    def format(self, comp: tuple[str, ...] = ("Std.Dev.",), digits: int = 4) -> str:
+        """lme4's formatVC table (Groups, Name, Variance and/or Std.Dev., Corr)."""
+        sds = [t.stddev for t in self.terms] + [np.array([self.sigma])]
+        groups = [t.group for t in self.terms] + ["Residual"]
+        names = [t.names for t in self.terms] + [[""]]
+        all_sd = np.concatenate(sds)
+        cols: dict[str, list[str]] = {"Groups": [], "Name": []}
+        for g, nms in zip(groups, names):
+            cols["Groups"] += [g] + [""] * (len(nms) - 1)
+            cols["Name"] += nms
+        if "Variance" in comp:
+            cols["Variance"] = format_numbers(all_sd**2, digits)
+        if "Std.Dev." in comp:
+            cols["Std.Dev."] = format_numbers(all_sd, digits)
+        maxlen = max(len(n) for n in names)
+        if maxlen > 1:
+            dig = max(2, digits - 2)
+            corr_cols = [[] for _ in range(maxlen - 1)]
+            for t in self.terms:
+                k = len(t.names)
+                for i in range(k):
+                    for j in range(maxlen - 1):
+                        corr_cols[j].append(f"{t.correlation[i, j]:.{dig}f}" if j < i else "")
+            for j in range(maxlen - 1):
+                corr_cols[j].append("")
+                cols["Corr" if j == 0 else " " * j] = _align_right(corr_cols[j])
+        return render_table(cols, left=("Groups", "Name"))
+
+    def __str__(self) -> str:
+        return self.format()
+
+    __repr__ = __str__
+
+
+def _align_right(values: list[str]) -> list[str]:
+    width = max((len(v) for v in values), default=0)
+    return [v.rjust(width) if v else "" for v in values]
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """R's make.unique: repeated names get .1, .2, ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for nm in names:
+        if nm in seen:
+            seen[nm] += 1
+            out.append(f"{nm}.{seen[nm]}")
+        else:
+            seen[nm] = 0
+            out.append(nm)
+    return out
