@@ -73,10 +73,10 @@ local({
       col_dropped = names(attr(lme4::getME(fm, "X"), "col.dropped")))
   }
 
-  fit <- function(formula, data, REML, control) {
-    got <- collect(tryCatch(
-      lme4::lmer(fml(formula), data = data, REML = REML, control = ctrl(control)),
-      error = function(e) e))
+  fit <- function(formula, data, REML, control, weights = NULL) {
+    args <- list(formula = fml(formula), data = data, REML = REML, control = ctrl(control))
+    if (!is.null(weights)) args$weights <- data[[weights]]
+    got <- collect(tryCatch(do.call(lme4::lmer, args), error = function(e) e))
     out <- list(messages = got$messages, warnings = got$warnings)
     if (inherits(got$value, "error")) return(c(out, error = conditionMessage(got$value)))
     s <- tryCatch(summarise(got$value), error = function(e) e)
@@ -84,10 +84,12 @@ local({
     c(out, s)
   }
 
-  devfun <- function(formula, data, REML, control, thetas) {
+  devfun <- function(formula, data, REML, control, thetas, weights = NULL) {
     got <- collect(tryCatch({
-      dd <- lme4::lmer(fml(formula), data = data, REML = REML, control = ctrl(control),
-                       devFunOnly = TRUE)
+      args <- list(formula = fml(formula), data = data, REML = REML, control = ctrl(control),
+                   devFunOnly = TRUE)
+      if (!is.null(weights)) args$weights <- data[[weights]]
+      dd <- do.call(lme4::lmer, args)
       vapply(thetas, function(th) dd(th), numeric(1))
     }, error = function(e) e))
     if (inherits(got$value, "error")) stop(conditionMessage(got$value))
@@ -273,18 +275,20 @@ def _fill(rec: FitRecord, out: Any) -> None:
 
 
 def fit(formula: str, data: pd.DataFrame, REML: bool = True,
-        devfun_thetas: list[list[float]] | None = None, **control: Any) -> FitRecord:
+        devfun_thetas: list[list[float]] | None = None, weights: str | None = None,
+        **control: Any) -> FitRecord:
     """Fit ``lme4::lmer(formula, data, REML)`` in R and return its FitRecord.
 
     ``control`` goes to ``lmerControl`` (``_`` in names becomes ``.``).  ``devfun_at`` holds
     lme4's devFunOnly objective at each of ``devfun_thetas`` and then at lme4's optimum.
+    ``weights`` names a column of ``data`` holding prior weights.
     An R error is returned as a record with ``error`` set, never raised.
     """
-    return fit_with_extras(formula, data, REML, devfun_thetas, **control)[0]
+    return fit_with_extras(formula, data, REML, devfun_thetas, weights, **control)[0]
 
 
 def fit_with_extras(formula: str, data: pd.DataFrame, REML: bool = True,
-                    devfun_thetas: list[list[float]] | None = None,
+                    devfun_thetas: list[list[float]] | None = None, weights: str | None = None,
                     **control: Any) -> tuple[FitRecord, dict[str, Any]]:
     """As :func:`fit`, also returning facts FitRecord has no field for.
 
@@ -296,7 +300,8 @@ def fit_with_extras(formula: str, data: pd.DataFrame, REML: bool = True,
     rec = FitRecord(engine="lme4", engine_version=versions["lme4"], formula=formula,
                     REML=bool(REML), r_version=versions["R"])
     rdata, rcontrol = _frame_to_r(data), _control_to_r(control)
-    out = env["fit"](formula, rdata, bool(REML), rcontrol)
+    rweights = _state["ro"].NULL if weights is None else weights
+    out = env["fit"](formula, rdata, bool(REML), rcontrol, rweights)
     rec.messages = _strings(_get(out, "messages") or [])
     rec.warnings = _strings(_get(out, "warnings") or [])
     error = _get(out, "error")
@@ -305,18 +310,19 @@ def fit_with_extras(formula: str, data: pd.DataFrame, REML: bool = True,
         return rec, {"col_dropped": []}
     _fill(rec, out)
     thetas = [list(map(float, t)) for t in (devfun_thetas or [])] + [rec.theta]
-    values = _devfun(env, formula, rdata, REML, rcontrol, thetas)
+    values = _devfun(env, formula, rdata, REML, rcontrol, thetas, rweights)
     rec.devfun_at = [{"theta": t, "value": v} for t, v in zip(thetas, values)]
     dropped = _get(out, "col_dropped")
     return rec, {"col_dropped": [] if dropped is None else _strings(dropped)}
 
 
 def _devfun(env: Any, formula: str, rdata: Any, REML: bool, rcontrol: Any,
-            thetas: list[list[float]]) -> list[float]:
+            thetas: list[list[float]], rweights: Any = None) -> list[float]:
     """lme4's devFunOnly objective at each theta (R data and control already converted)."""
     ro = _state["ro"]
     rthetas = ro.ListVector([(str(i), ro.FloatVector(t)) for i, t in enumerate(thetas)])
-    return _floats(env["devfun"](formula, rdata, bool(REML), rcontrol, rthetas))
+    rweights = ro.NULL if rweights is None else rweights
+    return _floats(env["devfun"](formula, rdata, bool(REML), rcontrol, rthetas, rweights))
 
 
 def devfun_values(formula: str, data: pd.DataFrame, thetas: list[list[float]],

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install everything pylme, its tests and its R reference need on a fresh Debian 12 machine:
+# R 4.2.2 with lme4 1.1-31 (and lmerTest, pbkrtest, jsonlite), SuiteSparse for CHOLMOD,
+# and a virtual environment .venv with pylme installed (editable) with its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(r-base-core r-base-dev r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-jsonlite libsuitesparse-dev)
+if ! dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import pylme, sksparse.cholmod, nlopt, rpy2.robjects" >/dev/null
