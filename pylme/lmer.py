@@ -98,7 +98,10 @@ def lFormula(
     off = _offset(fixed.offsets, frame, mf.offset)
     w = mf.weights
     if w is not None and np.any(w <= 0):
-        raise DataError("weights must be positive (negative or zero prior weights are not allowed)")
+        raise DataError(
+            f"weights must be positive: {int(np.sum(w < 0))} negative and {int(np.sum(w == 0))} zero prior weights "
+            "(lme4 gives an infinite criterion for zero weights; drop those rows instead)"
+        )
     return LmerFormula(
         pf, mf, y, X, spec, [names[k] for k in keep], col_dropped, reTrms, REML, w, off,
         data=data, weights_arg=weights, offset_arg=offset, messages=messages,

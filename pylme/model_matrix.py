@@ -37,21 +37,25 @@ class FactorCoding:
     ordered: bool
 
     def codes(self, frame: pd.DataFrame, var: Variable) -> np.ndarray:
-        fac = _factor_of(frame, var, drop_unused=False)
+        """Codes of ``frame``'s values into the fitted levels; a level not seen in the fit is an error."""
+        fac = _factor_of(frame, var)
         index = {lev: k for k, lev in enumerate(self.levels)}
-        unknown = sorted({fac.levels[c] for c in np.unique(fac.codes[fac.codes >= 0])} - set(index))
+        unknown = [lev for lev in fac.levels if lev not in index]
         if unknown:
             raise DataError(f"new level(s) {unknown} of factor {var.label!r} not present in the fitted data")
         lookup = np.array([index[lev] for lev in fac.levels], dtype=np.int64)
         return lookup[fac.codes]
 
-    def columns(self, kind: int) -> tuple[np.ndarray, list[str]]:
+    def columns(self, kind: int, label: str) -> tuple[np.ndarray, list[str]]:
         """Coding matrix (levels x columns) and column suffixes; kind 1 contrasts, 2 indicators."""
         n = len(self.levels)
         if kind == 2:
             return np.eye(n), list(self.levels)
         if n < 2:
-            raise DataError(f"contrasts can be applied only to factors with 2 or more levels (levels: {list(self.levels)})")
+            raise DataError(
+                f"contrasts can be applied only to factors with 2 or more levels: {label!r} has only "
+                f"{list(self.levels)} in the complete-case rows"
+            )
         if self.ordered:
             return contr_poly(n)
         return contr_treatment(n), list(self.levels[1:])
@@ -100,7 +104,7 @@ class DesignSpec:
         if isinstance(coding, NumericCoding):
             return _check_finite(coding.values(frame), var), coding.names
         codes = coding.codes(frame, var)
-        mat, suffixes = coding.columns(kind)
+        mat, suffixes = coding.columns(kind, var.label)
         return mat[codes], [f"{var.label}{s}" for s in suffixes]
 
 
@@ -203,7 +207,7 @@ def numeric_vector(frame: pd.DataFrame, label: str, text: str, what: str = "resp
             raise DataError(f"{what} {label!r} must be a single numeric column")
         y = y.reshape(-1)
     if not np.all(np.isfinite(y)):
-        raise DataError(f"{what} {label!r} has infinite values")
+        raise DataError(f"NA/NaN/Inf in 'y': {what} {label!r} has {int(np.sum(~np.isfinite(y)))} infinite value(s)")
     return y
 
 

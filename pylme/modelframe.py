@@ -56,7 +56,7 @@ def model_frame(
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if len(data) == 0:
-        raise DataError("data has no rows")
+        raise DataError("0 (non-NA) cases: data has no rows")
     cols = formula_columns(pf)
     missing = [c for c in cols if c not in data.columns]
     if missing:

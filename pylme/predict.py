@@ -6,32 +6,37 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, FormulaError
-from .formula import parse_mixed
-from .model_matrix import numeric_vector
+from .formula import expand_terms, parse_mixed
+from .model_matrix import design, numeric_vector
 from .modelframe import formula_columns
 from .reterms import grouping_factor
 
 
-def selected_terms(fm, re_form) -> list[int]:
-    """Indices of the model's random-effects terms that ``re_form`` keeps."""
+def selected_terms(fm, re_form) -> dict[int, list[int]]:
+    """The random-effects terms ``re_form`` keeps, each with the columns it keeps
+    (``~(1|Subject)`` on a ``(Days|Subject)`` fit keeps the intercept column only, as lme4)."""
     rt = fm.lmod.reTrms
     if re_form is None:
-        return list(range(len(rt.terms)))
+        return {i: list(range(t.nc)) for i, t in enumerate(rt.terms)}
     if (isinstance(re_form, float) and np.isnan(re_form)) or (
         isinstance(re_form, str) and re_form.replace(" ", "") in ("~0", "NA", "~-1", "0")
     ):
-        return []
+        return {}
     wanted = parse_mixed(re_form if "~" in re_form else f"~ {re_form}").bars
     if not wanted:
         raise FormulaError(f"re_form {re_form!r} names no random-effects term: use None, '~0' or e.g. '~(1|g)'")
-    labels = [t.label for t in rt.terms]
-    out = []
+    out: dict[int, list[int]] = {}
     for bar in wanted:
-        if bar.label not in labels:
-            raise FormulaError(f"re_form term ({bar.label}) is not a random-effects term of the model; model terms: "
-                               + ", ".join(f"({l})" for l in labels))
-        out.append(labels.index(bar.label))
-    return sorted(set(out))
+        cnms = design(expand_terms(bar.lhs), fm.lmod.frame.data.iloc[:1])[0].column_names
+        match = [i for i, t in enumerate(rt.terms) if t.group == bar.group and set(cnms) <= set(t.cnms)]
+        if not match:
+            raise FormulaError(
+                f"re_form term ({bar.label}) is not a random-effects term of the model; model terms: "
+                + ", ".join(f"({t.label})" for t in rt.terms)
+            )
+        term = rt.terms[match[0]]
+        out.setdefault(match[0], []).extend(term.cnms.index(c) for c in cnms)
+    return {i: sorted(set(cols)) for i, cols in sorted(out.items())}
 
 
 def predict(fm, newdata: pd.DataFrame | None, re_form, allow_new_levels: bool) -> pd.Series:
@@ -41,15 +46,24 @@ def predict(fm, newdata: pd.DataFrame | None, re_form, allow_new_levels: bool) -
     return _predict_new(fm, newdata, keep, allow_new_levels)
 
 
-def _predict_fitted(fm, keep: list[int]) -> pd.Series:
-    rt, st = fm.lmod.reTrms, fm.state
-    eta = fm.lmod.X @ st.beta + fm.devfun.offset
-    for i in keep:
-        eta = eta + rt.terms[i].Zt().T @ st.b[rt.Gp[i] : rt.Gp[i + 1]]
+def _predict_fitted(fm, keep: dict[int, list[int]]) -> pd.Series:
+    rt = fm.lmod.reTrms
+    eta = fm.lmod.X @ fm.state.beta + fm.devfun.offset
+    for i, cols in keep.items():
+        term = rt.terms[i]
+        eta = eta + _row_effects(fm, i, term.factor.codes, term.Xi, cols)
     return pd.Series(eta, index=fm.lmod.frame.data.index)
 
 
-def _predict_new(fm, newdata: pd.DataFrame, keep: list[int], allow_new_levels: bool) -> pd.Series:
+def _row_effects(fm, i: int, codes: np.ndarray, Xi: np.ndarray, cols: list[int]) -> np.ndarray:
+    """Sum over the kept columns of Xi times each row's level's conditional mode (0 for code -1)."""
+    term = fm.lmod.reTrms.terms[i]
+    b = fm.state.b[fm.lmod.reTrms.Gp[i] : fm.lmod.reTrms.Gp[i + 1]].reshape(term.nl, term.nc)
+    coef = np.where((codes < 0)[:, None], 0.0, b[np.maximum(codes, 0)])
+    return np.sum(Xi[:, cols] * coef[:, cols], axis=1)
+
+
+def _predict_new(fm, newdata: pd.DataFrame, keep: dict[int, list[int]], allow_new_levels: bool) -> pd.Series:
     if not isinstance(newdata, pd.DataFrame):
         raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
     lmod, rt = fm.lmod, fm.lmod.reTrms
@@ -66,23 +80,22 @@ def _predict_new(fm, newdata: pd.DataFrame, keep: list[int], allow_new_levels: b
         vals = full[:, kept] @ fm.state.beta
         for v in lmod.X_spec.terms.offsets:
             vals = vals + numeric_vector(nd, v.label, v.node.raw, what="offset")
-        for i in keep:
-            vals = vals + _term_contribution(fm, i, nd, allow_new_levels)
+        for i, cols in keep.items():
+            vals = vals + _term_contribution(fm, i, cols, nd, allow_new_levels)
         eta[complete] = vals
     return pd.Series(eta, index=newdata.index)
 
 
-def _needed_columns(fm, keep: list[int]) -> list[str]:
+def _needed_columns(fm, keep: dict[int, list[int]]) -> list[str]:
     """Data columns the fixed part and the kept random-effects terms use (not the response)."""
     pf = fm.lmod.formula
     sub = type(pf)(text=pf.text, response=None, fixed=pf.fixed, bars=[fm.lmod.reTrms.terms[i].bar for i in keep])
     return formula_columns(sub)
 
 
-def _term_contribution(fm, i: int, nd: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+def _term_contribution(fm, i: int, cols: list[int], nd: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
     """Z_i b_i for new rows: the fitted conditional modes of each row's level (0 for new levels)."""
     term = fm.lmod.reTrms.terms[i]
-    b = fm.state.b[fm.lmod.reTrms.Gp[i] : fm.lmod.reTrms.Gp[i + 1]].reshape(term.nl, term.nc)
     fac = grouping_factor(term.bar.group_node, nd)
     index = {lev: k for k, lev in enumerate(term.factor.levels)}
     lookup = np.array([index.get(lev, -1) for lev in fac.levels], dtype=np.int64)
@@ -94,6 +107,4 @@ def _term_contribution(fm, i: int, nd: pd.DataFrame, allow_new_levels: bool) -> 
             f"new levels detected in newdata for grouping factor {term.group!r}: {levels[:10]}; "
             "use allow_new_levels=True to predict them at the population level"
         )
-    Xi = term.spec.matrix(nd)
-    coef = np.where(new[:, None], 0.0, b[np.maximum(codes, 0)])
-    return np.sum(Xi * coef, axis=1)
+    return _row_effects(fm, i, codes, term.spec.matrix(nd), cols)

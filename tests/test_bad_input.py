@@ -1,0 +1,355 @@
+"""Bad input gives a pylme error of the right class whose message names the problem.
+
+Each test feeds one bad input to pylme and checks the exception class and that the
+message names the column, level or term at fault. Where lme4 has its own message,
+pylme must use lme4's words. The comments quote lme4 1.1-31 (R 4.2.2), from running
+the same input through Rscript.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pylme
+from pylme import DataError, FitMessage, FormulaError, ModelError, PylmeError
+
+
+@pytest.fixture(scope="module")
+def sleep() -> pd.DataFrame:
+    return pylme.datasets.load("sleepstudy")
+
+
+@pytest.fixture(scope="module")
+def fm(sleep: pd.DataFrame):
+    """lmer(Reaction ~ Days + (Days | Subject), sleepstudy)."""
+    return pylme.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+
+
+def _copy(df: pd.DataFrame) -> pd.DataFrame:
+    return df.copy(deep=True)
+
+
+# ------------------------------------------------------------------ the formula
+def test_no_random_effects_term(sleep):
+    # lme4: "No random effects terms specified in formula"
+    with pytest.raises(ModelError, match=r"^No random effects terms specified in formula"):
+        pylme.lmer("Reaction ~ Days", sleep)
+
+
+def test_unknown_column_in_fixed_part(sleep):
+    # lme4: "object 'Dayz' not found" (from eval(predvars, data, env))
+    with pytest.raises(DataError, match=r"'Dayz'.*not found in data"):
+        pylme.lmer("Reaction ~ Dayz + (1 | Subject)", sleep)
+
+
+def test_unknown_column_in_random_effects_lhs(sleep):
+    # lme4: "object 'Dayz' not found"
+    with pytest.raises(DataError, match=r"'Dayz'.*not found in data"):
+        pylme.lmer("Reaction ~ Days + (Dayz | Subject)", sleep)
+
+
+def test_unknown_grouping_variable(sleep):
+    # lme4: "object 'Subjekt' not found"
+    with pytest.raises(DataError, match=r"'Subjekt'.*not found in data") as exc:
+        pylme.lmer("Reaction ~ Days + (1 | Subjekt)", sleep)
+    # the existing columns are listed (and the unknown one is not among them)
+    assert "available: Reaction, Days, Subject" in str(exc.value)
+
+
+def test_unknown_response_column(sleep):
+    # lme4: "object 'Reactio' not found"
+    with pytest.raises(DataError, match=r"'Reactio'.*not found in data"):
+        pylme.lmer("Reactio ~ Days + (1 | Subject)", sleep)
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        # R: "<text>:2:0: unexpected end of input"
+        "Reaction ~ Days + (1 | Subject",
+        "Reaction ~ Days + ((1 | Subject)",
+    ],
+)
+def test_unclosed_parenthesis(sleep, formula):
+    with pytest.raises(FormulaError, match=r"unbalanced parentheses") as exc:
+        pylme.lmer(formula, sleep)
+    assert formula in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        # R: "<text>:1:28: unexpected ')'"
+        "Reaction ~ Days + 1 | Subject)",
+        "Reaction ~ Days + (1 | Subject))",
+    ],
+)
+def test_unopened_parenthesis(sleep, formula):
+    with pytest.raises(FormulaError, match=r"unexpected '\)' \(unbalanced parentheses\)") as exc:
+        pylme.lmer(formula, sleep)
+    assert formula in str(exc.value)
+
+
+def test_bar_outside_parentheses(sleep):
+    # R parses `Reaction ~ Days + 1|Subject` as `Reaction ~ (Days + 1 | Subject)` and lme4
+    # fits it silently as a random-slope model with an intercept-only fixed part, which is
+    # almost never what was meant: pylme refuses it and names the term.
+    with pytest.raises(FormulaError, match=re.escape("random-effects term 'Days + 1 | Subject' must be enclosed "
+                                                     "in parentheses, e.g. (Days + 1 | Subject)")):
+        pylme.lmer("Reaction ~ Days + 1|Subject", sleep)
+
+
+def test_formula_without_tilde(sleep):
+    # lme4 (as.formula of the string): "attempt to set an attribute on NULL"
+    with pytest.raises(FormulaError, match=re.escape("formula 'Reaction + Days + (1|Subject)' has no '~'")):
+        pylme.lmer("Reaction + Days + (1|Subject)", sleep)
+
+
+@pytest.mark.parametrize("formula", ["", "   ", None])
+def test_empty_formula(sleep, formula):
+    # R (as.formula("")): "parsing result not of length one, but 0"
+    with pytest.raises(FormulaError, match=r"formula must be a non-empty string"):
+        pylme.lmer(formula, sleep)
+
+
+def test_invalid_grouping_expression(sleep):
+    # lme4: "'log' not meaningful for factors" (Subject a factor); with a numeric Subject:
+    # "couldn't evaluate grouping factor log(Subject) within model frame: ..."
+    with pytest.raises(FormulaError, match=re.escape("invalid grouping factor 'log(Subject)'")):
+        pylme.lmer("Reaction ~ Days + (1 | log(Subject))", sleep)
+
+
+# ------------------------------------------------------------------ grouping factors and sizes
+def test_grouping_factor_with_one_level(sleep):
+    # lme4: "grouping factors must have > 1 sampled level"
+    d = _copy(sleep)
+    d["g"] = "a"
+    with pytest.raises(ModelError, match=r"^grouping factors must have > 1 sampled level.*\bg\b"):
+        pylme.lmer("Reaction ~ Days + (1 | g)", d)
+
+
+def test_grouping_factor_with_a_level_per_observation(sleep):
+    # lme4: "number of levels of each grouping factor must be < number of observations (problems: id)"
+    d = _copy(sleep)
+    d["id"] = [f"i{k}" for k in range(len(d))]
+    with pytest.raises(
+        ModelError,
+        match=re.escape("number of levels of each grouping factor must be < number of observations (problems: id)"),
+    ):
+        pylme.lmer("Reaction ~ Days + (1 | id)", d)
+
+
+def test_more_random_effects_than_observations(sleep):
+    # lme4: "number of observations (=180) <= number of random effects (=180) for term (Days | g);
+    #  the random-effects parameters and the residual variance (or scale parameter) are probably
+    #  unidentifiable"
+    d = _copy(sleep)
+    d["g"] = pd.Categorical(np.tile(np.arange(90), 2).astype(str))  # 90 levels x 2 coefficients = 180
+    msg = (
+        "number of observations (=180) <= number of random effects (=180) for term (Days | g); "
+        "the random-effects parameters and the residual variance (or scale parameter) are probably unidentifiable"
+    )
+    with pytest.raises(ModelError, match=re.escape(msg)):
+        pylme.lmer("Reaction ~ Days + (Days | g)", d)
+
+
+# ------------------------------------------------------------------ the response
+def test_string_response(sleep):
+    # lme4: "response must be numeric"
+    d = _copy(sleep)
+    d["y"] = d["Reaction"].astype(str)
+    with pytest.raises(DataError, match=r"response 'y' must be numeric"):
+        pylme.lmer("y ~ Days + (1 | Subject)", d)
+
+
+def test_categorical_response(sleep):
+    # lme4: "response must be numeric"
+    d = _copy(sleep)
+    d["f"] = pd.Categorical(np.tile(["a", "b"], len(d) // 2))
+    with pytest.raises(DataError, match=r"response 'f' must be numeric"):
+        pylme.lmer("f ~ Days + (1 | Subject)", d)
+
+
+def test_infinite_response(sleep):
+    # lme4: "NA/NaN/Inf in 'y'" (from mkRespMod)
+    d = _copy(sleep)
+    d.loc[d.index[2], "Reaction"] = np.inf
+    with pytest.raises(DataError, match=r"Reaction") as exc:
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", d)
+    assert "NA/NaN/Inf in 'y'" in str(exc.value), f"lme4's words missing from: {exc.value}"
+
+
+# ------------------------------------------------------------------ the data
+def test_empty_data(sleep):
+    # lme4: "0 (non-NA) cases"
+    with pytest.raises(DataError, match=r"0 \(non-NA\) cases") as exc:
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", sleep.iloc[:0])
+    assert re.search(r"no rows|empty", str(exc.value)), str(exc.value)
+
+
+@pytest.mark.parametrize("data", [5, "sleepstudy", None, [[1, 2, 3]]])
+def test_data_not_a_dataframe(data):
+    # R (list2env(data)): "first argument must be a named list"
+    with pytest.raises(DataError, match=r"data must be a pandas DataFrame, not \w+"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", data)
+
+
+def test_data_dict_not_a_dataframe(sleep):
+    with pytest.raises(DataError, match=r"data must be a pandas DataFrame, not dict"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", sleep.to_dict("list"))
+
+
+def test_all_rows_missing(sleep):
+    # lme4: "0 (non-NA) cases"
+    d = _copy(sleep)
+    d["Reaction"] = np.nan
+    with pytest.raises(DataError, match=r"^0 \(non-NA\) cases"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", d)
+
+
+# ------------------------------------------------------------------ missing values
+@pytest.mark.parametrize("column", ["Reaction", "Days", "Subject"])
+def test_rows_with_missing_values_are_dropped_and_reported(sleep, column):
+    # lme4 drops them silently (na.omit): nobs(fm) = 177, na.action(model.frame(fm)) = 1 5 9
+    d = _copy(sleep)
+    d.index = [f"row{k}" for k in range(len(d))]  # labels, not positions, must come back
+    d.loc[["row0", "row4", "row8"], column] = np.nan
+    with pytest.warns(FitMessage, match=r"\b3 rows with missing values dropped"):
+        fit = pylme.lmer("Reaction ~ Days + (1 | Subject)", d)
+    assert fit.nobs() == 177
+    assert list(fit.na_action) == ["row0", "row4", "row8"]
+    assert list(fit.fitted().index) == [f"row{k}" for k in range(180) if k not in (0, 4, 8)]
+
+
+def test_missing_values_in_unused_column_are_kept(sleep):
+    d = _copy(sleep)
+    d["junk"] = np.nan
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = pylme.lmer("Reaction ~ Days + (1 | Subject)", d)
+    assert fit.nobs() == 180
+    assert len(fit.na_action) == 0
+    assert not [w for w in caught if issubclass(w.category, FitMessage) and "missing" in str(w.message)]
+
+
+def test_fixed_factor_with_one_level_after_na_removal(sleep):
+    # R: "contrasts can be applied only to factors with 2 or more levels"
+    d = _copy(sleep)
+    d["trt"] = pd.Categorical(np.where(np.arange(len(d)) < 10, "b", "a"))
+    d.loc[d.index[:10], "Reaction"] = np.nan  # every "b" row is dropped
+    with pytest.raises(DataError, match=r"contrasts can be applied only to factors with 2 or more levels") as exc:
+        pylme.lmer("Reaction ~ Days + trt + (1 | Subject)", d)
+    assert "trt" in str(exc.value), f"message does not name the factor: {exc.value}"
+
+
+def test_fixed_factor_with_one_level(sleep):
+    # R: "contrasts can be applied only to factors with 2 or more levels"
+    d = _copy(sleep)
+    d["trt"] = "a"
+    with pytest.raises(DataError, match=r"contrasts can be applied only to factors with 2 or more levels") as exc:
+        pylme.lmer("Reaction ~ Days + trt + (1 | Subject)", d)
+    assert "trt" in str(exc.value), f"message does not name the factor: {exc.value}"
+
+
+def test_fixed_factor_level_emptied_by_na_removal_is_dropped(sleep):
+    # R drops the unused level: fixef = (Intercept) 250.337981, Days 10.660690, trtb -1.362678
+    d = _copy(sleep)
+    d["trt"] = pd.Categorical(np.array(["a", "b", "c"])[np.arange(len(d)) % 3])
+    d.loc[d["trt"] == "c", "Reaction"] = np.nan
+    with pytest.warns(FitMessage, match=r"\b60 rows with missing values dropped"):
+        fit = pylme.lmer("Reaction ~ Days + trt + (1 | Subject)", d)
+    fe = fit.fixef()
+    assert list(fe.index) == ["(Intercept)", "Days", "trtb"]
+    np.testing.assert_allclose(fe.to_numpy(), [250.337981, 10.660690, -1.362678], rtol=1e-5)
+
+
+def test_fixed_factor_with_unused_category(sleep):
+    # factor(..., levels = c("a", "b", "z")) in R: the unused level is dropped;
+    # fixef = (Intercept) 250.370052, Days 10.381032, trtb 2.846396
+    d = _copy(sleep)
+    d["trt"] = pd.Categorical(np.array(["a", "b"])[np.arange(len(d)) % 2], categories=["a", "b", "z"])
+    fit = pylme.lmer("Reaction ~ Days + trt + (1 | Subject)", d)
+    fe = fit.fixef()
+    assert list(fe.index) == ["(Intercept)", "Days", "trtb"]
+    np.testing.assert_allclose(fe.to_numpy(), [250.370052, 10.381032, 2.846396], rtol=1e-5)
+
+
+# ------------------------------------------------------------------ weights
+def test_negative_weights(sleep):
+    # lme4: "all(weights >= 0) is not TRUE" (mkRespMod)
+    w = np.ones(len(sleep))
+    w[3] = -1.0
+    with pytest.raises(DataError, match=r"weights.*negative|negative.*weights"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", sleep, weights=w)
+
+
+def test_zero_weights_are_refused(sleep):
+    # lme4 1.1-31 accepts a zero weight but then reports REMLcrit Inf (sum(log(weights)) is
+    # -Inf) with fixef and sigma that match neither the full nor the reduced data: silently
+    # wrong numbers. pylme refuses, naming the problem; drop those rows instead.
+    w = np.ones(len(sleep))
+    w[3] = 0.0
+    with pytest.raises(DataError, match=r"weights must be positive.*1 zero"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", sleep, weights=w)
+
+
+# ------------------------------------------------------------------ predict, refit, getME
+def test_predict_new_level_not_allowed(fm):
+    # lme4: "new levels detected in newdata: 999"
+    nd = pd.DataFrame({"Days": [1.0, 2.0], "Subject": ["308", "999"]})
+    with pytest.raises(DataError, match=r"new levels detected in newdata.*Subject.*999"):
+        fm.predict(nd)
+
+
+def test_predict_new_level_allowed_is_population_level(fm):
+    # lme4: predict(fm, nd, allow.new.levels = TRUE) = 273.3299 272.3397
+    nd = pd.DataFrame({"Days": [1.0, 2.0], "Subject": ["308", "999"]})
+    p = fm.predict(nd, allow_new_levels=True)
+    fe = fm.fixef()
+    assert p.iloc[1] == pytest.approx(fe["(Intercept)"] + 2.0 * fe["Days"], rel=1e-12)
+    # the known level keeps its random effects: the fitted value of Subject 308 on day 1
+    assert p.iloc[0] == pytest.approx(fm.fitted().iloc[1], rel=1e-10)
+    np.testing.assert_allclose(p.to_numpy(), [273.3299, 272.3397], atol=1e-3)
+
+
+def test_predict_newdata_missing_column(fm):
+    # lme4: "object 'Days' not found"
+    with pytest.raises(DataError, match=r"'Days'.*not found in newdata"):
+        fm.predict(pd.DataFrame({"Subject": ["308"]}))
+
+
+def test_predict_re_form_term_not_in_model(fm):
+    # lme4: "couldn't evaluate grouping factor Foo within model frame:error =Error in is.factor(x) :
+    #  object 'Foo' not found  Try adding grouping factor to data frame explicitly if possible"
+    with pytest.raises(FormulaError, match=re.escape("re_form term (1 | Foo) is not a random-effects term")):
+        fm.predict(re_form="~(1|Foo)")
+
+
+def test_predict_re_form_subset_of_a_term(fm):
+    # lme4 accepts re.form = ~(1|Subject) for a (Days|Subject) fit and uses only the
+    # intercept random effects: head(predict(fm, re.form = ~(1|Subject)), 3) = 253.6637 264.1309 274.5982
+    p = fm.predict(re_form="~(1|Subject)")
+    np.testing.assert_allclose(p.to_numpy()[:3], [253.6637, 264.1309, 274.5982], atol=1e-3)
+
+
+def test_refit_wrong_length(fm):
+    # lme4: "length(newresp <- as.numeric(as.vector(newresp))) == length(rr$y) is not TRUE"
+    with pytest.raises(DataError, match=r"newresp must have 180 values.*got 10"):
+        fm.refit(np.arange(10.0))
+
+
+def test_getME_unknown_component(fm):
+    # lme4: "'arg' should be one of "X", "Z", ..." (match.arg)
+    with pytest.raises(KeyError, match=r"unknown component 'nonsense'"):
+        fm.getME("nonsense")
+
+
+# ------------------------------------------------------------------ the hierarchy
+def test_errors_are_pylme_errors_and_value_errors():
+    for cls in (FormulaError, DataError, ModelError):
+        assert issubclass(cls, PylmeError)
+        assert issubclass(cls, ValueError)
