@@ -110,6 +110,7 @@ def load(name: str) -> pd.DataFrame:
     """The bundled data set ``name`` (see ``list_datasets()``), typed as in R.
 
     Raises ``DataError`` naming the available data sets when ``name`` is unknown.
+    ``frame.attrs["name"]`` holds the name, which fits print as R's ``Data:`` line.
     """
     entry = _entry(name)
     frame = _typed(_read_csv(entry), entry)
@@ -117,4 +118,5 @@ def load(name: str) -> pd.DataFrame:
         raise DataError(
             f"data set {name!r} has {len(frame)} rows, the manifest says {entry['rows']}"
         )
+    frame.attrs["name"] = name
     return frame

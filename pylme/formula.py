@@ -453,6 +453,19 @@ def _expand_bar(bar: Node) -> list[BarTerm]:
     return [BarTerm(lhs=l, group_node=g) for l in lhss for g in groups]
 
 
+def expand_double_verts(node: Node) -> Node:
+    """The formula as lme4 keeps it: each ``(x || g)`` written out as ``((1 | g) + (0 + x | g))``."""
+    if node.op == "paren" and node.args[0].op == "||":
+        bars = [Node("paren", (Node("|", (b.lhs, b.group_node)),)) for b in _expand_bar(node.args[0])]
+        joined = bars[0]
+        for b in bars[1:]:
+            joined = Node("+", (joined, b))
+        return Node("paren", (joined,))
+    if node.args and node.op not in ("name", "num", "call"):
+        return Node(node.op, tuple(expand_double_verts(a) for a in node.args), node.text, node.raw)
+    return node
+
+
 def _expand_slash(node: Node) -> list[Node]:
     """Grouping expressions: ``a/b`` -> [``b:a``, ``a``]; ``a/b/c`` -> [``c:(b:a)``, ``b:a``, ``a``]."""
     if node.op == "paren":

@@ -104,7 +104,7 @@ def lFormula(
         )
     return LmerFormula(
         pf, mf, y, X, spec, [names[k] for k in keep], col_dropped, reTrms, REML, w, off,
-        data=data, weights_arg=weights, offset_arg=offset, messages=messages,
+        data=data, weights_arg=weights, offset_arg=offset, data_name=data.attrs.get("name"), messages=messages,
     )
 
 

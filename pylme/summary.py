@@ -4,16 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .formula import deparse, parse
+from .formula import deparse, expand_double_verts, parse
 from .printing import format_numbers, render_table
 
 
 def method_title(fm) -> str:
-    return "Linear mixed model fit by " + ("REML" if fm.REML else "maximum likelihood")
+    # lme4 pastes an empty GLMM suffix onto "maximum likelihood", leaving a trailing space
+    return "Linear mixed model fit by " + ("REML" if fm.REML else "maximum likelihood ")
 
 
 def _header(fm) -> list[str]:
-    lines = [f"{method_title(fm)} ['lmerMod']", f"Formula: {deparse(parse(fm.formula))}"]
+    lines = [f"{method_title(fm)} ['lmerMod']", f"Formula: {deparse(expand_double_verts(parse(fm.formula)))}"]
     if fm.lmod.data_name:
         lines.append(f"   Data: {fm.lmod.data_name}")
     return lines
@@ -106,8 +107,9 @@ def _residual_quantiles(fm, digits: int) -> list[str]:
 
 
 def _zapsmall(x: np.ndarray, digits: int) -> np.ndarray:
+    """R's zapsmall: round to ``digits - log10(max|x|)`` decimals (R rounds that to an integer)."""
     mx = np.max(np.abs(x))
-    return np.round(x, max(0, digits - int(np.ceil(np.log10(mx)))) if mx > 0 else digits)
+    return np.round(x, max(0, int(np.floor(digits - np.log10(mx) + 0.5))) if mx > 0 else digits)
 
 
 def coef_table(coefs: pd.DataFrame, digits: int = 4) -> str:
@@ -132,7 +134,8 @@ def _correlation(fm, cor_max: int = 12) -> list[str]:
     if p <= 1:
         return []
     if p > cor_max:
-        return []
+        return ["", f"Correlation matrix not shown by default, as p = {p} > {cor_max}.",
+                "Use print(x, correlation=TRUE)  or", "    vcov(x)        if you need it", ""]
     sd = np.sqrt(np.diag(V))
     corr = V / np.outer(sd, sd)
     names = list(fm.fixef().index)

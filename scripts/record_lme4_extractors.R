@@ -18,6 +18,12 @@
 #
 # Every double is written with the shortest of %.15g / %.16g / %.17g that reads back to the
 # identical double, so the JSON holds R's values exactly.
+#
+# Reproducibility: the values are not bit-for-bit stable between R sessions.  On the recording
+# machine (reference BLAS) the Penicillin fit's theta varied between runs at ~1e-10 relative, and
+# refit(fm, 2 * y) then stopped either at the fit's own theta or at theta[sample] = 3.51239
+# (3.6e-5 relative away, REMLcrit lower by 8e-9: a flat optimum), two runs of each in four.
+# Everything else agreed far inside the tests' rtol of 1e-6.
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -73,7 +79,8 @@ jarray3 <- function(a) {
                  character(1))
   verbatim(paste0("[", paste(mats, collapse = ","), "]"))
 }
-named_num <- function(x) list(names = names(x), values = jvec(unname(x)))
+# character / integer vectors wrapped in I() stay JSON arrays when they have one element
+named_num <- function(x) list(names = I(names(x)), values = jvec(unname(x)))
 
 # ---- data -----------------------------------------------------------------------------------
 
@@ -110,12 +117,12 @@ ranef_record <- function(fm) {
     cv <- if (is.list(pv)) {
       # several terms on one grouping factor: lme4 gives one postVar array per term
       list(per_term = lapply(seq_along(pv), function(i) list(columns = names(pv)[i] %||% NA,
-                                                             dim = dim(pv[[i]]),
+                                                             dim = I(dim(pv[[i]])),
                                                              values = jarray3(pv[[i]]))))
     } else {
-      list(dim = dim(pv), values = jarray3(pv))
+      list(dim = I(dim(pv)), values = jarray3(pv))
     }
-    list(levels = rownames(d), columns = colnames(d), values = jmat(d), condVar = cv)
+    list(levels = I(rownames(d)), columns = I(colnames(d)), values = jmat(d), condVar = cv)
   })
 }
 
@@ -125,18 +132,18 @@ coef_record <- function(fm) {
   cf <- coef(fm)
   lapply(setNames(names(cf), names(cf)), function(f) {
     d <- cf[[f]]
-    list(levels = rownames(d), columns = colnames(d), values = jmat(d))
+    list(levels = I(rownames(d)), columns = I(colnames(d)), values = jmat(d))
   })
 }
 
 varcorr_record <- function(fm) {
   vc <- as.data.frame(VarCorr(fm))
-  list(grp = vc$grp, var1 = vc$var1, var2 = vc$var2, vcov = jvec(vc$vcov), sdcor = jvec(vc$sdcor))
+  list(grp = I(vc$grp), var1 = I(vc$var1), var2 = I(vc$var2), vcov = jvec(vc$vcov), sdcor = jvec(vc$sdcor))
 }
 
 fit_summary <- function(fm) {
   ll <- logLik(fm)
-  list(theta = jvec(getME(fm, "theta")), fixef = named_num(fixef(fm)), sigma = jnum(sigma(fm)),
+  list(theta = named_num(getME(fm, "theta")), fixef = named_num(fixef(fm)), sigma = jnum(sigma(fm)),
        logLik = jnum(as.numeric(ll)), logLik_df = attr(ll, "df"),
        deviance_ML = jnum(deviance(fm, REML = FALSE)), REMLcrit = jnum(REMLcrit(fm)),
        isREML = isREML(fm))
@@ -151,14 +158,24 @@ record_fit <- function(fm, extra = list()) {
   n <- length(y)
   # two new responses for refit(): a rescaling, and one that changes the variance components
   newresps <- list(times2 = 2 * y, perturbed = y + 10 * sin(seq_len(n)))
+  # Also recorded: lme4's resp$REML of the refit (lme4 1.1-31's refit() sets it to 1 for a REML
+  # fit, where lmer() sets it to p, the number of fixed effects, so for p > 1 refit() optimises a
+  # REML criterion with n - 1 in place of n - p), and, as "fresh", lmer() fitted from scratch to a
+  # copy of the data with the new response.
+  mf <- model.frame(fm)
   refits <- lapply(newresps, function(ny) {
     rf <- refit(fm, newresp = ny)
-    c(list(newresp = jvec(ny)), fit_summary(rf))
+    d2 <- mf
+    d2[[1]] <- ny
+    fresh <- lmer(formula(fm), d2, REML = isREML(fm))
+    c(list(newresp = jvec(ny)), fit_summary(rf),
+      list(resp_REML = rf@resp$REML, fresh = fit_summary(fresh)))
   })
   upd <- update(fm, REML = !isREML(fm))
   out <- list(
     formula = paste(deparse(formula(fm)), collapse = " "),
     REML = isREML(fm),
+    resp_REML = fm@resp$REML,
     nobs = nobs(fm),
     fixef = named_num(fixef(fm)),
     ranef = ranef_record(fm),
@@ -175,21 +192,21 @@ record_fit <- function(fm, extra = list()) {
     residuals_response = jvec(residuals(fm, type = "response")),
     residuals_pearson = jvec(residuals(fm, type = "pearson")),
     residuals_pearson_scaled = jvec(residuals(fm, type = "pearson", scaled = TRUE)),
-    vcov = list(names = colnames(V), values = jmat(V)),
+    vcov = list(names = I(colnames(V)), values = jmat(V)),
     theta = named_num(theta),
-    Lind = as.integer(getME(fm, "Lind")),
-    Gp = as.integer(getME(fm, "Gp")),
-    Zt = list(dim = dim(Zt), nnz = length(Zt@x)),
+    Lind = I(as.integer(getME(fm, "Lind"))),
+    Gp = I(as.integer(getME(fm, "Gp"))),
+    Zt = list(dim = I(dim(Zt)), nnz = length(Zt@x)),
     ngrps = as.list(ngrps(fm)),
     isSingular = isSingular(fm),
     predict = jvec(predict(fm)),
     predict_re_form_NA = jvec(predict(fm, re.form = NA)),
     update_other_REML = fit_summary(upd),
     refit = refits,
-    print = text_of(fm),
-    summary = text_of(summary(fm)),
-    print_stdout_only = stdout_of(fm),
-    summary_stdout_only = stdout_of(summary(fm))
+    print = I(text_of(fm)),
+    summary = I(text_of(summary(fm))),
+    print_stdout_only = I(stdout_of(fm)),
+    summary_stdout_only = I(stdout_of(summary(fm)))
   )
   c(out, extra)
 }
@@ -203,7 +220,7 @@ nd <- data.frame(Days = c(0.5, 3, 9.5, 0.5, 3, 9.5, 0.5, 3, 9.5),
                  Subject = c("308", "308", "308", "999", "999", "999", "372", "335", "999"),
                  stringsAsFactors = FALSE)
 records$sleepstudy_corr <- record_fit(fm_a, list(
-  newdata = list(Days = jvec(nd$Days), Subject = nd$Subject),
+  newdata = list(Days = jvec(nd$Days), Subject = I(nd$Subject)),
   predict_newdata_allow_new = jvec(predict(fm_a, newdata = nd, allow.new.levels = TRUE)),
   predict_newdata_re_form_NA = jvec(predict(fm_a, newdata = nd, re.form = NA))
 ))

@@ -47,7 +47,6 @@ def main() -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fm = pylme.lmer(entry["formula"], data_for(entry), REML=entry["REML"])
-        fm.lmod.data_name = entry["dataset"]
         print(f"==== {title} ({case_id})\n{fm.summary()}\n")
         crit = fm.REMLcrit() if fm.REML else fm.deviance(REML=False)
         ref = entry["record"]["criterion"]
