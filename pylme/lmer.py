@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .convergence import ConvCheck, Derivs, check_conv, deriv12
-from .errors import ConvergenceWarning, DataError, FitMessage, FormulaError, ModelError, SingularFitMessage
+from .errors import ConvergenceWarning, DataError, FitMessage, FormulaError, ModelError, PylmeWarning, SingularFitMessage
 from .formula import ParsedFormula, expand_terms, parse_mixed
-from .model_matrix import DesignSpec, design, drop_rank_deficient, numeric_vector
+from .model_matrix import DesignSpec, check_scale_x, design, drop_rank_deficient, numeric_vector
 from .modelframe import ModelFrame, model_frame
 from .optimizer import OptSummary, optwrap
 from .pls import LmerDevfun
@@ -62,6 +62,7 @@ class LmerFormula:
     offset_arg: str | np.ndarray | None = None
     data_name: str | None = None
     messages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def lFormula(
@@ -105,6 +106,7 @@ def lFormula(
     return LmerFormula(
         pf, mf, y, X, spec, [names[k] for k in keep], col_dropped, reTrms, REML, w, off,
         data=data, weights_arg=weights, offset_arg=offset, data_name=data.attrs.get("name"), messages=messages,
+        warnings=check_scale_x(X),
     )
 
 
@@ -290,11 +292,14 @@ def lmer(
     return fm
 
 
-def emit(messages: list[str], singular: list[str], conv_warnings: list[str]) -> None:
-    """Report what lme4 would print: messages, the singular-fit message and convergence warnings."""
+def emit(messages: list[str], singular: list[str], data_warnings: list[str], conv_warnings: list[str]) -> None:
+    """Report what lme4 would print: messages, the singular-fit message, warnings about the
+    data (predictor scales) and convergence warnings, each with its own warning class."""
     for msg in messages:
         warnings.warn(msg, FitMessage, stacklevel=4)
     for msg in singular:
         warnings.warn(msg, SingularFitMessage, stacklevel=4)
+    for msg in data_warnings:
+        warnings.warn(msg, PylmeWarning, stacklevel=4)
     for msg in conv_warnings:
         warnings.warn(msg, ConvergenceWarning, stacklevel=4)

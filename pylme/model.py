@@ -84,8 +84,8 @@ class LmerMod:
 
     @property
     def warnings(self) -> list[str]:
-        """lme4's convergence warnings for this fit."""
-        return self.opt.warnings + self.conv.warnings
+        """lme4's warnings for this fit: predictor scales, optimiser return code, convergence checks."""
+        return self.lmod.warnings + self.opt.warnings + self.conv.warnings
 
     @property
     def na_action(self) -> pd.Index:
@@ -99,7 +99,7 @@ class LmerMod:
 
     def emit_messages(self) -> None:
         notes = [self.na_message] if self.na_message else []
-        emit(notes + self.lmod.messages, self.conv.messages, self.warnings)
+        emit(notes + self.lmod.messages, self.conv.messages, self.lmod.warnings, self.opt.warnings + self.conv.warnings)
 
     def fixef(self) -> pd.Series:
         """Fixed-effects estimates, named as R names X's columns."""
@@ -350,7 +350,7 @@ class LmerMod:
         run = _optwrap(devfun, self.theta, self.control, 0)
         conv = checkConv(run, devfun, self.control)
         fm = mkMerMod(lmod, devfun, run, conv, self.control)
-        emit([], conv.messages, fm.warnings)
+        emit([], conv.messages, [], run.warnings + conv.warnings)
         return fm
 
     # ------------------------------------------------------------ records and printing

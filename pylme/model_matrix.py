@@ -211,6 +211,19 @@ def numeric_vector(frame: pd.DataFrame, label: str, text: str, what: str = "resp
     return y
 
 
+def check_scale_x(X: np.ndarray, tol: float = 1000.0) -> list[str]:
+    """lme4's checkScaleX: warn when continuous columns' standard deviations differ by more than
+    a factor ``tol`` from each other or from 1."""
+    cont = [j for j in range(X.shape[1]) if not np.all(np.isin(X[:, j], (0.0, 1.0)))]
+    if not cont or X.shape[0] < 2:
+        return []
+    logsd = np.log(np.std(X[:, cont], axis=0, ddof=1))
+    spread = np.abs(logsd[:, None] - logsd[None, :])
+    if np.any(spread > np.log(tol)) or np.any(np.abs(logsd) > np.log(tol)):
+        return ["Some predictor variables are on very different scales: consider rescaling"]
+    return []
+
+
 def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[int]]:
     """lme4's chkRank.drop.cols: keep the columns LINPACK's pivoting QR (dqrdc2) keeps.
 

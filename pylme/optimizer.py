@@ -15,18 +15,23 @@ import numpy as np
 #: lme4's nloptwrap defaults (lmerControl(optimizer = "nloptwrap"))
 DEFAULT_OPT_CTRL = {"algorithm": "NLOPT_LN_BOBYQA", "xtol_abs": 1e-8, "ftol_abs": 1e-8, "xtol_rel": 1e-4, "maxeval": 100_000}
 
+# nlopt's return codes with the texts R's nloptr gives them (lme4 quotes these in its warning)
 _RESULT_MESSAGES = {
     1: "NLOPT_SUCCESS: Generic success return value.",
-    2: "NLOPT_STOPVAL_REACHED: Optimization stopped because stopval was reached.",
-    3: "NLOPT_FTOL_REACHED: Optimization stopped because ftol_rel or ftol_abs was reached.",
-    4: "NLOPT_XTOL_REACHED: Optimization stopped because xtol_rel or xtol_abs was reached.",
-    5: "NLOPT_MAXEVAL_REACHED: Optimization stopped because maxeval was reached.",
-    6: "NLOPT_MAXTIME_REACHED: Optimization stopped because maxtime was reached.",
+    2: "NLOPT_STOPVAL_REACHED: Optimization stopped because stopval (above) was reached.",
+    3: "NLOPT_FTOL_REACHED: Optimization stopped because ftol_rel or ftol_abs (above) was reached.",
+    4: "NLOPT_XTOL_REACHED: Optimization stopped because xtol_rel or xtol_abs (above) was reached.",
+    5: "NLOPT_MAXEVAL_REACHED: Optimization stopped because maxeval (above) was reached.",
+    6: "NLOPT_MAXTIME_REACHED: Optimization stopped because maxtime (above) was reached.",
     -1: "NLOPT_FAILURE: Generic failure code.",
-    -2: "NLOPT_INVALID_ARGS: Invalid arguments.",
+    -2: "NLOPT_INVALID_ARGS: Invalid arguments (e.g. lower bounds are bigger than upper bounds, "
+        "an unknown algorithm was specified, etcetera).",
     -3: "NLOPT_OUT_OF_MEMORY: Ran out of memory.",
-    -4: "NLOPT_ROUNDOFF_LIMITED: Roundoff errors led to a breakdown of the optimization algorithm.",
-    -5: "NLOPT_FORCED_STOP: Halted because of a forced termination.",
+    -4: "NLOPT_ROUNDOFF_LIMITED: Roundoff errors led to a breakdown of the optimization algorithm. "
+        "In this case, the returned minimum may still be useful. (e.g. this error occurs in NEWUOA "
+        "if one tries to achieve a tolerance too close to machine precision.)",
+    -5: "NLOPT_FORCED_STOP: Halted because of a forced termination: the user called "
+        "nlopt_force_stop(opt) on the optimization's nlopt_opt object opt from the user's objective function.",
 }
 
 
@@ -85,8 +90,8 @@ def optwrap(
             best[:] = [x.copy(), value]
         if keep_log:
             summary.log.append((x.copy(), value))
-        if verbose:
-            print(f"iteration: {summary.feval}\n\tf(x) = {value:f}\n\tx = {' '.join(f'{v:f}' for v in x)}")
+        if verbose:  # nloptr's print_level output, with theta added
+            print(f"iteration: {summary.feval}\n\tf(x) = {value:f}\n\ttheta = {' '.join(f'{v:f}' for v in x)}")
         return value
 
     opt.set_min_objective(objective)
@@ -97,4 +102,6 @@ def optwrap(
     except nlopt.RoundoffLimited:  # nlopt raises for this status; keep the best point seen
         summary.par, summary.fval, summary.status = best[0], best[1], -4
     summary.message = _RESULT_MESSAGES.get(summary.status, str(summary.status))
+    if verbose:
+        print(f"return code {summary.status}: {summary.message}")
     return summary

@@ -3,6 +3,7 @@ set: polynomial and transformed covariates, ordered factors, nested grouping, no
 prior weights, offsets. Needs R: fails (not skips) when PYLME_REQUIRE_R=1 and R is missing."""
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -62,3 +63,34 @@ def test_matches_live_lme4(dataset, formula, weights, REML):
     assert [(r["grp"], r["var1"], r["var2"]) for r in rec.varcorr] == [(r["grp"], r["var1"], r["var2"]) for r in ref.varcorr]
     assert rec.is_singular == ref.is_singular
     assert rec.messages == ref.messages
+
+
+WARNING_CASES = [
+    # badly scaled predictor: checkScaleX, then max|grad| and both Hessian warnings
+    ("sleepstudy", "Reaction ~ D + (D | Subject)", True, {}),
+    # the optimiser stopped by maxeval: convergence code 5, then max|grad|
+    ("Pastes", "strength ~ (cask | batch)", False, {"optCtrl": {"maxeval": 20}}),
+]
+
+
+@pytest.mark.parametrize("dataset,formula,REML,control", WARNING_CASES)
+def test_convergence_warnings_match_lme4(dataset, formula, REML, control):
+    import r_reference
+
+    data = pylme.datasets.load(dataset)
+    data = data.assign(D=data["Days"] * 1000) if dataset == "sleepstudy" else data
+    ref = r_reference.fit(formula, data, REML=REML, **control)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fm = pylme.lmer(formula, data, REML=REML, control=pylme.lmerControl(**control))
+    assert len(ref.warnings) >= 2
+    if control:  # both stop after the same 20 evaluations: identical numbers
+        assert fm.warnings == ref.warnings
+    else:  # lme4 reports it did not converge: the paths part, the same warnings are given
+        assert [_mask(w) for w in fm.warnings] == [_mask(w) for w in ref.warnings]
+    emitted = [str(w.message) for w in caught if issubclass(w.category, pylme.PylmeWarning)]
+    assert emitted == fm.warnings
+
+
+def _mask(message: str) -> str:
+    return re.sub(r"max\|grad\| = [0-9.e+-]+", "max|grad| = #", message)

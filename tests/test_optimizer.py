@@ -1,0 +1,59 @@
+"""The optimiser wrapper and its record (OptSummary), checked against lme4 1.1-31 (R 4.2.2):
+the starting values of mkLmerDevfun, the number of evaluations and nloptr's return message."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pylme
+from pylme.optimizer import DEFAULT_OPT_CTRL
+
+
+def test_variance_ratio_start_and_evaluations_as_lme4():
+    # R: environment(lmer(Yield ~ (1|Batch), Dyestuff, devFunOnly=TRUE))$pp$theta
+    dev = pylme.lmer("Yield ~ (1 | Batch)", pylme.datasets.load("Dyestuff"), devFunOnly=True)
+    assert dev.start == pytest.approx([0.97876050342587007], rel=1e-14)
+    pen = pylme.lmer("diameter ~ (1 | plate) + (1 | sample)", pylme.datasets.load("Penicillin"), devFunOnly=True)
+    assert pen.start == pytest.approx([1.7449150221442946, 3.5940134817983642], rel=1e-14)
+    # R: fm@optinfo$feval and $message for the Dyestuff and sleepstudy fits
+    fm = pylme.lmer("Yield ~ (1 | Batch)", pylme.datasets.load("Dyestuff"))
+    opt = fm.opt.summary
+    assert opt.feval == 17
+    assert opt.conv == 0
+    assert opt.message == "NLOPT_XTOL_REACHED: Optimization stopped because xtol_rel or xtol_abs (above) was reached."
+    fm2 = pylme.lmer("Reaction ~ Days + (Days | Subject)", pylme.datasets.load("sleepstudy"))
+    assert fm2.opt.summary.feval == 43
+    np.testing.assert_array_equal(fm2.opt.summary.initial, [1.0, 0.0, 1.0])  # lme4: 1 on the diagonal, 0 off it
+    np.testing.assert_array_equal(fm2.opt.summary.lower, [0.0, -np.inf, 0.0])
+
+
+def test_opt_summary_records_settings_and_every_evaluation():
+    fm = pylme.lmer("Reaction ~ Days + (Days | Subject)", pylme.datasets.load("sleepstudy"))
+    opt = fm.opt.summary
+    assert opt.control == DEFAULT_OPT_CTRL == {
+        "algorithm": "NLOPT_LN_BOBYQA", "xtol_abs": 1e-8, "ftol_abs": 1e-8, "xtol_rel": 1e-4, "maxeval": 100_000,
+    }
+    assert len(opt.log) == opt.feval
+    best = min(opt.log, key=lambda e: e[1])
+    assert best[1] == opt.fval
+    np.testing.assert_array_equal(best[0], opt.par)
+
+
+def test_start_and_maxeval_are_passed_on():
+    sleep = pylme.datasets.load("sleepstudy")
+    fm = pylme.lmer("Reaction ~ Days + (Days | Subject)", sleep, start=[0.9, 0.0, 0.2],
+                    control=pylme.lmerControl(optCtrl={"maxeval": 7}, calc_derivs=False))
+    np.testing.assert_array_equal(fm.opt.summary.initial, [0.9, 0.0, 0.2])
+    assert fm.opt.summary.feval == 7
+    assert fm.opt.summary.conv == 5
+    assert fm.warnings[0].startswith("convergence code 5 from nloptwrap: NLOPT_MAXEVAL_REACHED")
+    with pytest.raises(pylme.ModelError, match=r"incorrect number of theta components \(!=3\)"):
+        pylme.lmer("Reaction ~ Days + (Days | Subject)", sleep, start=[1.0])
+
+
+def test_verbose_prints_each_evaluation_and_the_return_code(capsys):
+    fm = pylme.lmer("Yield ~ (1 | Batch)", pylme.datasets.load("Dyestuff"), verbose=1)
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["iteration: 1", "\tf(x) = 319.758685", "\ttheta = 0.978761"]  # lme4 prints f(x) = 319.758685 first
+    assert sum(line.startswith("iteration:") for line in out) == fm.opt.summary.feval == 17
+    assert out[-1] == "return code 4: " + fm.opt.summary.message
