@@ -149,7 +149,7 @@ def parse(text: str) -> Node:
 
 
 # ---------------------------------------------------------------- deparsing
-_SPACED = {"~", "+", "-", "*", "/", "|", "||", "==", "!=", "<", ">", "<=", ">=", "&", "&&", "%in%", "=", "**"}
+_SPACED = {"~", "+", "-", "*", "|", "||", "==", "!=", "<", ">", "<=", ">=", "&", "&&", "%in%", "=", "**"}
 
 
 def deparse_text(text: str) -> str:
@@ -182,7 +182,7 @@ def deparse(node: Node) -> str:
     if node.op.startswith("u"):
         return f"{node.op[1:]}{deparse(node.args[0])}"
     left, right = (deparse(a) for a in node.args)
-    if node.op in (":", "^"):
+    if node.op in (":", "^", "/"):
         return f"{left}{node.op}{right}"
     return f"{left} {node.op} {right}"
 

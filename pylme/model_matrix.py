@@ -69,7 +69,7 @@ class NumericCoding:
     names: list[str]
 
     def values(self, frame: pd.DataFrame) -> np.ndarray:
-        mm = self.spec.get_model_matrix(frame, na_action="ignore")
+        mm = self.spec.get_model_matrix(frame, context=R_FUNCTIONS, na_action="ignore")
         return np.asarray(mm, dtype=float).reshape(len(frame), -1)
 
 
