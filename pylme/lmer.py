@@ -88,7 +88,7 @@ def lFormula(
     fixed = expand_terms(pf.fixed)
     spec, X = design(fixed, frame)
     names = list(spec.column_names)
-    X, keep = drop_rank_deficient(X, names)
+    X, keep = drop_rank_deficient(X)
     col_dropped = [nm for k, nm in enumerate(names) if k not in keep]
     if col_dropped:
         k = len(col_dropped)

@@ -8,15 +8,12 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from .convergence import SINGULAR_MESSAGE, ConvCheck, is_singular
-from .errors import DataError, FormulaError
-from .formula import parse_mixed
+from .convergence import ConvCheck, is_singular
+from .errors import DataError
 from .lmer import LmerControl, LmerFormula, OptResult, emit
 from .pls import LmerDevfun, PLSState
 from .record import FitRecord
@@ -337,7 +334,7 @@ class LmerMod:
 
     def refit(self, newresp) -> "LmerMod":
         """Refit to a new response (same design), starting from this fit's theta, as lme4's refit."""
-        from .lmer import OptResult, _optwrap, checkConv, mkMerMod
+        from .lmer import _optwrap, checkConv, mkMerMod
 
         y = np.asarray(newresp, dtype=float).reshape(-1)
         if y.shape != self.lmod.y.shape:

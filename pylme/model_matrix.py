@@ -224,13 +224,12 @@ def check_scale_x(X: np.ndarray, tol: float = 1000.0) -> list[str]:
     return []
 
 
-def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[int]]:
+def drop_rank_deficient(X: np.ndarray, tol: float = 1e-7) -> tuple[np.ndarray, list[int]]:
     """lme4's chkRank.drop.cols: keep the columns LINPACK's pivoting QR (dqrdc2) keeps.
 
     Returns the kept columns' positions; a column whose remaining norm falls below
     ``tol`` times its original norm is moved to the end and dropped."""
-    n, p = X.shape
-    if p == 0:
+    if X.shape[1] == 0:
         return X, []
     rank, pivot = dqrdc2_rank(X, tol)
     keep = sorted(pivot[:rank])

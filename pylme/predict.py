@@ -66,7 +66,7 @@ def _row_effects(fm, i: int, codes: np.ndarray, Xi: np.ndarray, cols: list[int])
 def _predict_new(fm, newdata: pd.DataFrame, keep: dict[int, list[int]], allow_new_levels: bool) -> pd.Series:
     if not isinstance(newdata, pd.DataFrame):
         raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
-    lmod, rt = fm.lmod, fm.lmod.reTrms
+    lmod = fm.lmod
     needed = _needed_columns(fm, keep)
     missing = [c for c in needed if c not in newdata.columns]
     if missing:
