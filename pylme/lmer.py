@@ -26,8 +26,11 @@ from .reterms import ReTrms, mk_reterms
 
 @dataclass
 class LmerControl:
-    """lme4's lmerControl defaults (nloptwrap/BOBYQA, restart_edge, boundary.tol, checks)."""
+    """lme4's lmerControl defaults (nloptwrap/BOBYQA, restart_edge, boundary.tol, checks).
+    ``optimizer=None`` skips optimisation: the model is evaluated at the start (lme4's
+    ``lmerControl(optimizer = NULL)``), e.g. to install another engine's theta."""
 
+    optimizer: str | None = "nloptwrap"
     optCtrl: dict = field(default_factory=dict)
     restart_edge: bool = True
     boundary_tol: float = 1e-5
@@ -224,6 +227,14 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose
     return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings)
 
 
+def _no_optimization(devfun: LmerDevfun) -> OptResult:
+    """lme4's ``optimizer = NULL``: the fit at the starting theta, convergence code 1000."""
+    start = np.asarray(devfun.start, dtype=float)
+    summary = OptSummary("none", {}, start.copy(), devfun.lower, par=start, fval=devfun(start), feval=1,
+                         status=1000, message="no optimization")
+    return OptResult(summary, [summary], None, [])
+
+
 def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbose: int) -> OptResult:
     """lme4's optwrap: optimise, warn on a bad return code, compute derivatives at the end."""
     summary = optwrap(devfun, start, devfun.lower, control.optCtrl, verbose=verbose)
@@ -285,7 +296,7 @@ def lmer(
     devfun = mkLmerDevfun(lmod, start)
     if devFunOnly:
         return devfun
-    opt = optimizeLmer(devfun, control, verbose)
+    opt = optimizeLmer(devfun, control, verbose) if control.optimizer else _no_optimization(devfun)
     conv = checkConv(opt, devfun, control)
     fm = mkMerMod(lmod, devfun, opt, conv, control)
     fm.emit_messages()

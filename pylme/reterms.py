@@ -89,11 +89,6 @@ class ReTrms:
         return np.concatenate([[0], np.cumsum([t.nl * t.nc for t in self.terms])])
 
     @property
-    def cnms(self) -> dict[str, list[str]]:
-        """Column names per term; keys are group names (repeated groups appear as a list in cnms_list)."""
-        return {t.group: t.cnms for t in self.terms}
-
-    @property
     def cnms_list(self) -> list[tuple[str, list[str]]]:
         return [(t.group, t.cnms) for t in self.terms]
 

@@ -57,3 +57,15 @@ def test_verbose_prints_each_evaluation_and_the_return_code(capsys):
     assert out[:3] == ["iteration: 1", "\tf(x) = 319.758685", "\ttheta = 0.978761"]  # lme4 prints f(x) = 319.758685 first
     assert sum(line.startswith("iteration:") for line in out) == fm.opt.summary.feval == 17
     assert out[-1] == "return code 4: " + fm.opt.summary.message
+
+
+def test_no_optimization_installs_the_given_theta():
+    # R: lmer(Reaction ~ Days + (Days|Subject), sleepstudy, start = c(0.9, 0.01, 0.2),
+    #         control = lmerControl(optimizer = NULL)): REMLcrit, fixef, sigma, conv 1000
+    fm = pylme.lmer("Reaction ~ Days + (Days | Subject)", pylme.datasets.load("sleepstudy"),
+                    start=[0.9, 0.01, 0.2], control=pylme.lmerControl(optimizer=None))
+    np.testing.assert_array_equal(fm.theta, [0.9, 0.01, 0.2])
+    assert fm.REMLcrit() == pytest.approx(1744.1859171533154, rel=1e-12)
+    np.testing.assert_allclose(fm.fixef(), [251.40510484848255, 10.46728595959588], rtol=1e-12)
+    assert fm.sigma() == pytest.approx(26.060735883194873, rel=1e-12)
+    assert fm.opt.summary.status == 1000
