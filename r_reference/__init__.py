@@ -326,12 +326,12 @@ def _devfun(env: Any, formula: str, rdata: Any, REML: bool, rcontrol: Any,
 
 
 def devfun_values(formula: str, data: pd.DataFrame, thetas: list[list[float]],
-                  REML: bool = True, **control: Any) -> list[dict[str, Any]]:
+                  REML: bool = True, weights: str | None = None, **control: Any) -> list[dict[str, Any]]:
     """lme4's devFunOnly objective at each theta, as [{"theta": [...], "value": x}, ...].
 
     Unlike :func:`fit`, an R error here is raised (as rpy2's RRuntimeError).
     """
     env = _bridge()
     thetas = [list(map(float, t)) for t in thetas]
-    values = _devfun(env, formula, _frame_to_r(data), REML, _control_to_r(control), thetas)
+    values = _devfun(env, formula, _frame_to_r(data), REML, _control_to_r(control), thetas, weights)
     return [{"theta": t, "value": v} for t, v in zip(thetas, values)]

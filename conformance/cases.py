@@ -1,0 +1,160 @@
+"""The conformance corpus: models over the bundled data sets, each fitted by REML and by ML.
+
+Cases are declared in ``conformance/cases/*.toml`` (one ``[[model]]`` table per model; see the
+README for the fields) and, for designs found by the property-based tests, in
+``conformance/cases/regressions/*.json`` with their data inline. A model expands to the case
+ids ``<id>_reml`` and ``<id>_ml``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import tomllib
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+import pylme
+
+CASES_DIR = Path(__file__).parent / "cases"
+REGRESSIONS_DIR = CASES_DIR / "regressions"
+SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One model fitted one way (REML or ML)."""
+
+    id: str
+    model: str
+    dataset: str
+    formula: str
+    REML: bool
+    source: str = ""
+    data: str | None = None  # a derivation of the data set (DERIVATIONS)
+    weights: str | None = None  # a column holding prior weights
+    slow: bool = False  # left out of the default run (--cases selects it)
+    lme4_unreliable: str | None = None
+    known_difference: str | None = None
+    data_csv: str | None = field(default=None, repr=False)  # regression cases carry their data
+
+    def load_data(self) -> pd.DataFrame:
+        if self.data_csv is not None:
+            return _read_inline(self.data_csv)
+        base = _base_data(self.dataset)
+        return DERIVATIONS[self.data](base) if self.data else base
+
+
+def _base_data(name: str) -> pd.DataFrame:
+    if name == "seed_random_regression":
+        return _seed_random_regression()
+    return pylme.datasets.load(name)
+
+
+@lru_cache(maxsize=1)
+def _seed_random_regression() -> pd.DataFrame:
+    """Seed 000's design simulated in numpy (scripts/seed_random_regression.py, seed 2345)."""
+    spec = importlib.util.spec_from_file_location("seed_random_regression", SCRIPTS_DIR / "seed_random_regression.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.simulate(2345)
+
+
+def _read_inline(text: str) -> pd.DataFrame:
+    """Regression-case data: CSV text whose first row after the header gives each column's
+    type (``factor:<levels separated by |>`` or ``numeric``)."""
+    lines = text.splitlines()
+    header, types, body = lines[0], lines[1], "\n".join([lines[0]] + lines[2:])
+    frame = pd.read_csv(io.StringIO(body), dtype=str, keep_default_na=False, na_values=["NA"])
+    for name, kind in zip(header.split(","), types.split(",")):
+        if kind.startswith("factor:"):
+            frame[name] = pd.Categorical(frame[name], categories=kind[len("factor:"):].split("|"))
+        else:
+            frame[name] = pd.to_numeric(frame[name])
+    return frame
+
+
+def write_inline(frame: pd.DataFrame) -> str:
+    """The inverse of ``_read_inline``: CSV text with a type row, numbers at full precision."""
+    types = []
+    for name in frame.columns:
+        col = frame[name]
+        types.append("factor:" + "|".join(map(str, col.cat.categories)) if isinstance(col.dtype, pd.CategoricalDtype)
+                     else "numeric")
+    out = io.StringIO()
+    frame.to_csv(out, index=False, float_format="%.17g", na_rep="NA")
+    lines = out.getvalue().splitlines()
+    return "\n".join([lines[0], ",".join(types)] + lines[1:]) + "\n"
+
+
+# ------------------------------------------------------------------ derived data sets
+def _with_missing(frame: pd.DataFrame, columns: list[str], fraction: float, seed: int) -> pd.DataFrame:
+    """Set a fraction of the values of some columns to missing (rows chosen with a fixed seed)."""
+    out = frame.copy()
+    rng = np.random.default_rng(seed)
+    for col in columns:
+        rows = rng.choice(len(out), size=int(round(fraction * len(out))), replace=False)
+        out.loc[out.index[rows], col] = np.nan
+    return out
+
+
+def _unbalanced(frame: pd.DataFrame, keep: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return frame.loc[rng.random(len(frame)) < keep].reset_index(drop=True)
+
+
+DERIVATIONS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
+    "days2": lambda d: d.assign(Days2=2 * d["Days"]),
+    "sleep_missing": lambda d: _with_missing(d, ["Reaction", "Days"], 0.1, seed=11),
+    "sleep_unbalanced": lambda d: _unbalanced(d, 0.6, seed=5),
+    "cbpp_prop": lambda d: d.assign(prop=d["incidence"] / d["size"]),
+    "instevalsub": lambda d: d.iloc[:6000].reset_index(drop=True),
+    "classroom_collinear": lambda d: d.assign(ses2=d["ses"] * 2 + 1, housepov_pct=d["housepov"] * 100),
+}
+
+
+# ------------------------------------------------------------------ loading
+def _expand(model: dict, source_file: str) -> list[Case]:
+    known = {"id", "dataset", "formula", "source", "data", "weights", "slow", "lme4_unreliable",
+             "known_difference", "REML", "data_csv"}
+    unknown = set(model) - known
+    if unknown:
+        raise ValueError(f"{source_file}: model {model.get('id')!r} has unknown fields {sorted(unknown)}")
+    if model.get("data") and model["data"] not in DERIVATIONS:
+        raise ValueError(f"{source_file}: model {model['id']!r} names unknown data derivation {model['data']!r}")
+    fits = model.get("REML", [True, False])
+    fits = fits if isinstance(fits, list) else [fits]
+    base = {k: v for k, v in model.items() if k not in ("id", "REML")}
+    return [Case(id=f"{model['id']}_{'reml' if r else 'ml'}", model=model["id"], REML=r, **base) for r in fits]
+
+
+@lru_cache(maxsize=1)
+def load_corpus() -> tuple[Case, ...]:
+    """Every case of the corpus, in file order (TOML files by name, then regression cases)."""
+    cases: list[Case] = []
+    for path in sorted(CASES_DIR.glob("*.toml")):
+        for model in tomllib.loads(path.read_text())["model"]:
+            cases += _expand(model, path.name)
+    for path in sorted(REGRESSIONS_DIR.glob("*.json")):
+        cases += _expand(json.loads(path.read_text()), path.name)
+    ids = [c.id for c in cases]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise ValueError(f"duplicate case ids: {sorted(dupes)}")
+    return tuple(cases)
+
+
+def select(pattern: str | None = None, include_slow: bool = False) -> list[Case]:
+    """Cases whose id matches a glob pattern (comma-separated patterns allowed); slow cases only
+    when asked for or matched by name."""
+    cases = load_corpus()
+    if not pattern:
+        return [c for c in cases if include_slow or not c.slow]
+    pats = [p.strip() for p in pattern.split(",") if p.strip()]
+    return [c for c in cases if any(fnmatch(c.id, p) or fnmatch(c.model, p) for p in pats)]

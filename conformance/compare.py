@@ -1,0 +1,230 @@
+"""The layered comparison of an engine's fit with lme4's, each layer reported on its own so a
+failure says where the numbers part:
+
+1. objective: the engine's criterion at lme4's thetas (including lme4's optimum);
+2. at lme4's theta: everything derived with lme4's theta-hat installed in the engine;
+3. full fit: the engine's own optimum against lme4's.
+
+Layers 1 and 2 need an engine that exposes its objective (pylme); others are judged on layer 3.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from pylme.record import FitRecord
+
+from . import tolerances as tol
+
+PASS, FAIL, NA = "pass", "fail", "n/a"
+
+
+@dataclass
+class Layer:
+    """One layer's verdict, the measured differences and what failed."""
+
+    name: str
+    verdict: str = NA
+    metrics: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def check(self, metric: str, value: float, limit: float, what: str) -> None:
+        """Record a metric and fail the layer when it exceeds its limit."""
+        self.metrics[metric] = float(value)
+        if not (value <= limit):  # NaN fails too
+            self.failures.append(f"{what}: {value:.3g} > {limit:.0e}")
+
+    def close(self) -> "Layer":
+        self.verdict = FAIL if self.failures else PASS
+        return self
+
+
+@dataclass
+class CaseResult:
+    """The comparison of one case for one engine."""
+
+    case_id: str
+    engine: str
+    verdict: str  # pass, fail, known difference, lme4 unreliable, unsupported, error
+    layers: dict[str, Layer] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    reference: dict | None = None  # lme4's numbers shown beside the engine's in the report
+    candidate: dict | None = None
+
+    @property
+    def metric(self):
+        def get(layer: str, name: str) -> float | None:
+            lay = self.layers.get(layer)
+            return lay.metrics.get(name) if lay else None
+
+        return get
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _max_rel(a, b) -> float:
+    """max |a - b| relative to the scale (largest magnitude) of b."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        return np.inf
+    if a.size == 0:
+        return 0.0
+    scale = np.max(np.abs(b))
+    return float(np.max(np.abs(a - b)) / scale) if scale > 0 else float(np.max(np.abs(a - b)))
+
+
+def objective_layer(ref: FitRecord, values: list[float]) -> Layer:
+    """Layer 1: the engine's objective at each theta where lme4 evaluated its deviance function."""
+    layer = Layer("objective")
+    rel = [abs(v - p["value"]) / abs(p["value"]) for v, p in zip(values, ref.devfun_at)]
+    layer.check("max_rel", max(rel) if rel else np.nan, tol.OBJECTIVE_REL.value, "objective at lme4's thetas (rel.)")
+    return layer.close()
+
+
+def derived_layer(ref: FitRecord, at: FitRecord) -> Layer:
+    """Layer 2: beta, sigma, ranef, condVar, vcov and fitted at lme4's theta."""
+    layer = Layer("at_lme4_theta")
+    limit = tol.DERIVED_REL.value
+    if list(at.beta) != list(ref.beta):
+        layer.failures.append(f"fixed-effect names differ: {list(at.beta)} vs lme4's {list(ref.beta)}")
+        return layer.close()
+    layer.check("beta", _max_rel(list(at.beta.values()), list(ref.beta.values())), limit, "beta")
+    layer.check("sigma", _max_rel(at.sigma, ref.sigma), limit, "sigma")
+    layer.check("vcov", _max_rel(at.vcov, ref.vcov), limit, "vcov")
+    layer.check("fitted", _max_rel(at.fitted, ref.fitted), limit, "fitted")
+    ranef, condvar = _ranef_vectors(at, ref)
+    if ranef is None:
+        layer.failures.append("random-effects names or levels differ from lme4's")
+    else:
+        layer.check("ranef", max((_max_rel(a, b) for a, b in ranef), default=0.0), limit, "ranef")
+        layer.check("condVar", max((_max_rel(a, b) for a, b in condvar), default=0.0), limit, "condVar SDs")
+    return layer.close()
+
+
+def _ranef_vectors(cand: FitRecord, ref: FitRecord):
+    """Pairs of (candidate, lme4) vectors per grouping factor and column, or None if the
+    factors, columns or levels differ."""
+    if cand.ranef.keys() != ref.ranef.keys():
+        return None, None
+    ranef, condvar = [], []
+    for grp, cols in ref.ranef.items():
+        if list(cand.ranef[grp]) != list(cols):
+            return None, None
+        for col, levels in cols.items():
+            if list(cand.ranef[grp][col]) != list(levels):
+                return None, None
+            ranef.append((list(cand.ranef[grp][col].values()), list(levels.values())))
+            condvar.append((list(cand.condvar_sd[grp][col].values()), list(ref.condvar_sd[grp][col].values())))
+    return ranef, condvar
+
+
+def fit_layer(ref: FitRecord, cand: FitRecord) -> Layer:
+    """Layer 3: the engine's own optimum against lme4's."""
+    layer = Layer("full_fit")
+    d_crit = cand.criterion - ref.criterion
+    layer.metrics["d_criterion"] = d_crit
+    if d_crit > tol.CRITERION_ABS.value:
+        layer.failures.append(f"criterion worse than lme4's by {d_crit:.3g} > {tol.CRITERION_ABS.value:.0e}")
+    elif d_crit < -tol.CRITERION_ABS.value:
+        layer.notes.append(f"pylme found a better optimum: criterion lower than lme4's by {-d_crit:.3g}")
+    if len(cand.theta) == len(ref.theta):
+        layer.check("max_d_theta", float(np.max(np.abs(np.subtract(cand.theta, ref.theta)), initial=0.0)),
+                    tol.THETA_ABS.value, "max |d theta|")
+    else:
+        layer.failures.append(f"{len(cand.theta)} thetas vs lme4's {len(ref.theta)}")
+    if list(cand.beta) != list(ref.beta):
+        layer.failures.append(f"fixed-effect names differ: {list(cand.beta)} vs lme4's {list(ref.beta)}")
+    else:
+        se = np.array(list(ref.beta_se.values()))
+        d_beta = np.abs(np.subtract(list(cand.beta.values()), list(ref.beta.values())))
+        layer.check("max_d_beta_se", float(np.max(d_beta / se, initial=0.0)), tol.BETA_SE.value, "max |d beta|/SE")
+        layer.check("se_rel", float(np.max(np.abs(np.array(list(cand.beta_se.values())) / se - 1), initial=0.0)),
+                    tol.SE_REL.value, "standard errors (rel.)")
+    layer.check("sigma_rel", abs(cand.sigma / ref.sigma - 1), tol.SIGMA_REL.value, "sigma (rel.)")
+    _check_ranef(layer, cand, ref)
+    if cand.is_singular != ref.is_singular:
+        layer.failures.append(f"isSingular {cand.is_singular} vs lme4's {ref.is_singular}")
+    if _masked(cand.messages) != _masked(ref.messages):
+        layer.failures.append(f"messages {cand.messages} vs lme4's {ref.messages}")
+    if _masked(cand.warnings) != _masked(ref.warnings):
+        layer.failures.append(f"warnings {cand.warnings} vs lme4's {ref.warnings}")
+    return layer.close()
+
+
+def _check_ranef(layer: Layer, cand: FitRecord, ref: FitRecord) -> None:
+    ranef, condvar = _ranef_vectors(cand, ref)
+    if ranef is None:
+        layer.failures.append("random-effects names or levels differ from lme4's")
+        return
+    worst = 0.0
+    for (a, b), (_, sd) in zip(ranef, condvar):
+        a, b, sd = (np.asarray(x, dtype=float) for x in (a, b, sd))
+        scale = np.where(sd > 0, sd, np.inf)  # a zero conditional SD: singular, judged below
+        worst = max(worst, float(np.max(np.abs(a - b) / scale, initial=0.0)))
+        if np.any((sd == 0) & (np.abs(a - b) > 1e-8 * max(1.0, np.max(np.abs(b), initial=0.0)))):
+            layer.failures.append("ranef with zero conditional SD differ")
+    layer.check("max_d_ranef_condsd", worst, tol.RANEF_CONDSD.value, "max |d ranef|/condSD")
+
+
+def _masked(messages: list[str]) -> list[str]:
+    """Messages with the numbers that depend on where the optimiser stopped masked."""
+    return [re.sub(r"max\|grad\| = [0-9.e+-]+", "max|grad| = #", m) for m in messages]
+
+
+def compare(
+    case_id: str,
+    engine: str,
+    ref: FitRecord,
+    cand: FitRecord,
+    objective_values: list[float] | None = None,
+    at_theta: FitRecord | None = None,
+    lme4_unreliable: str | None = None,
+    known_difference: str | None = None,
+) -> CaseResult:
+    """Judge one case: the layers that apply, and the verdict."""
+    result = CaseResult(case_id, engine, verdict=PASS, reference=_shown(ref), candidate=_shown(cand))
+    if ref.error:
+        same = bool(cand.error)
+        result.verdict = PASS if same else FAIL
+        result.notes.append(f"lme4 refused: {ref.error}" + (f"; {engine} refused too: {cand.error}" if same else
+                                                              f"; {engine} fitted it"))
+        return result
+    if cand.error:
+        result.verdict = FAIL
+        result.notes.append(f"{engine} failed: {cand.error}")
+        return result
+    if objective_values is not None:
+        result.layers["objective"] = objective_layer(ref, objective_values)
+    if at_theta is not None and not lme4_unreliable:
+        result.layers["at_lme4_theta"] = derived_layer(ref, at_theta)
+    if lme4_unreliable:
+        result.layers["full_fit"] = Layer("full_fit", notes=[f"not judged: lme4 unreliable here ({lme4_unreliable})"])
+    else:
+        result.layers["full_fit"] = fit_layer(ref, cand)
+    failed = [lay for lay in result.layers.values() if lay.verdict == FAIL]
+    if failed and known_difference:
+        result.verdict = "known difference"
+        result.notes.append(f"known difference: {known_difference}")
+    elif failed:
+        result.verdict = FAIL
+    elif lme4_unreliable:
+        result.verdict = "lme4 unreliable"
+        result.notes.append(f"lme4 unreliable here: {lme4_unreliable}; judged on the objective only")
+    elif known_difference:
+        result.notes.append(f"marked as a known difference ({known_difference}) but it passes now")
+    for lay in result.layers.values():
+        result.notes += lay.notes
+    return result
+
+
+def _shown(rec: FitRecord) -> dict:
+    """The numbers the report shows side by side."""
+    return {
+        "criterion": rec.criterion, "theta": rec.theta, "beta": rec.beta, "beta_se": rec.beta_se,
+        "sigma": rec.sigma, "messages": rec.messages, "warnings": rec.warnings, "is_singular": rec.is_singular,
+        "error": rec.error,
+    }

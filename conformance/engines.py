@@ -1,0 +1,128 @@
+"""Engines the harness can score, each behind a small adapter that turns a fit into a FitRecord.
+
+- ``pylme``: also exposes its objective, so layers 1 and 2 apply;
+- ``lme4``: the reference, live through rpy2 (r_reference);
+- ``golden``: lme4's recorded records (conformance/golden), for machines without R;
+- ``statsmodels`` and ``mixedlm``: when installed (see conformance/external_engines.py).
+
+An engine that cannot express a case's model raises ``Unsupported``; the harness reports it.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import pylme
+from pylme.record import FitRecord
+
+from .cases import Case
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+class Unsupported(Exception):
+    """The engine cannot express this case's model."""
+
+
+def _error_record(engine: str, version: str, case: Case, exc: BaseException) -> FitRecord:
+    return FitRecord(engine=engine, engine_version=version, formula=case.formula, REML=case.REML,
+                     error=f"{type(exc).__name__}: {exc}")
+
+
+class PylmeEngine:
+    name = "pylme"
+    exposes_objective = True
+
+    def _fit(self, case: Case, data: pd.DataFrame, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, **kwargs)
+
+    def fit(self, case: Case, data: pd.DataFrame) -> FitRecord:
+        try:
+            return self._fit(case, data).record()
+        except pylme.PylmeError as exc:
+            return _error_record(self.name, pylme.__version__, case, exc)
+
+    def objective(self, case: Case, data: pd.DataFrame, thetas: list[list[float]]) -> list[float]:
+        """pylme's criterion at each theta (lme4's devFunOnly counterpart)."""
+        devfun = pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, devFunOnly=True)
+        return [float(devfun(np.asarray(t, dtype=float))) for t in thetas]
+
+    def at_theta(self, case: Case, data: pd.DataFrame, theta: list[float]) -> FitRecord:
+        """pylme's fit with the given theta installed (no optimisation)."""
+        fm = self._fit(case, data, start=theta, control=pylme.lmerControl(optimizer=None))
+        return fm.record()
+
+
+class Lme4Engine:
+    """lme4 run live through rpy2; its deviance function is also evaluated away from the optimum
+    (at 0.5 theta-hat and 1.5 theta-hat + 0.1) for layer 1."""
+
+    name = "lme4"
+    exposes_objective = False
+
+    def fit(self, case: Case, data: pd.DataFrame) -> FitRecord:
+        import r_reference
+
+        rec = r_reference.fit(case.formula, data, REML=case.REML, weights=case.weights)
+        if rec.error is None:
+            theta = np.asarray(rec.theta)
+            extra = [list(0.5 * theta), list(1.5 * theta + 0.1)]
+            rec.devfun_at = r_reference.devfun_values(case.formula, data, extra, REML=case.REML,
+                                                      weights=case.weights) + rec.devfun_at
+        return rec
+
+
+class GoldenEngine:
+    """lme4's records written by ``python -m conformance record``."""
+
+    name = "golden"
+    exposes_objective = False
+
+    def path(self, case: Case) -> Path:
+        return GOLDEN_DIR / f"{case.id}.json"
+
+    def fit(self, case: Case, data: pd.DataFrame | None = None) -> FitRecord:
+        path = self.path(case)
+        if not path.exists():
+            return FitRecord(engine="lme4", engine_version="?", formula=case.formula, REML=case.REML,
+                             error=f"no golden record {path.name}: run python -m conformance record")
+        return FitRecord.from_dict(json.loads(path.read_text())["record"])
+
+    def write(self, case: Case, rec: FitRecord) -> None:
+        payload = {"case": case.id, "dataset": case.dataset, "data": case.data, "formula": case.formula,
+                   "REML": case.REML, "weights": case.weights, "R": rec.r_version, "lme4": rec.engine_version,
+                   "record": rec.to_dict()}
+        GOLDEN_DIR.mkdir(exist_ok=True)
+        self.path(case).write_text(json.dumps(payload, indent=1, allow_nan=True) + "\n")
+
+
+def r_available() -> tuple[bool, str]:
+    """Whether R with lme4 can be reached, and if not, why (one line)."""
+    import r_reference
+
+    try:
+        versions = r_reference.r_versions()
+    except RuntimeError as exc:
+        return False, str(exc).splitlines()[0]
+    return True, f"{versions['R']}, lme4 {versions['lme4']}"
+
+
+def make_engine(name: str):
+    """An engine adapter by name."""
+    if name == "pylme":
+        return PylmeEngine()
+    if name == "lme4":
+        return Lme4Engine()
+    if name == "golden":
+        return GoldenEngine()
+    if name in ("statsmodels", "mixedlm"):
+        from . import external_engines
+
+        return external_engines.make(name)
+    raise ValueError(f"unknown engine {name!r}: use pylme, lme4, golden, statsmodels or mixedlm")
