@@ -90,8 +90,7 @@ class GoldenEngine:
     def fit(self, case: Case, data: pd.DataFrame | None = None) -> FitRecord:
         path = self.path(case)
         if not path.exists():
-            return FitRecord(engine="lme4", engine_version="?", formula=case.formula, REML=case.REML,
-                             error=f"no golden record {path.name}: run python -m conformance record")
+            raise FileNotFoundError(f"no golden record {path.name}: run python -m conformance record")
         return FitRecord.from_dict(json.loads(path.read_text())["record"])
 
     def write(self, case: Case, rec: FitRecord) -> None:

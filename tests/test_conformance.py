@@ -1,0 +1,135 @@
+"""The conformance harness itself: the layered comparison judges what it should, the report
+shows it, and the CLI's exit status follows the verdicts. lme4's numbers come from the
+recorded lme4 1.1-31 fits (tests/reference/lme4_reference.json)."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from conformance import report
+from conformance.cases import Case, load_corpus, write_inline, _read_inline
+from conformance.compare import compare
+from conformance.engines import PylmeEngine
+from pylme.record import FitRecord
+from reference_data import case_data, fits
+
+
+def lme4_record(case_id: str) -> FitRecord:
+    return FitRecord.from_dict(fits()[case_id]["record"])
+
+
+def pylme_parts(case_id: str):
+    e = fits()[case_id]
+    case = Case(id=case_id, model=case_id, dataset=e["dataset"], formula=e["formula"], REML=e["REML"])
+    data = case_data(e)
+    ref = lme4_record(case_id)
+    eng = PylmeEngine()
+    return ref, eng.fit(case, data), eng.objective(case, data, [p["theta"] for p in ref.devfun_at]), \
+        eng.at_theta(case, data, ref.theta)
+
+
+def test_all_layers_pass_on_a_conforming_fit():
+    ref, cand, values, at = pylme_parts("sleepstudy_corr_reml")
+    res = compare("sleepstudy_corr_reml", "pylme", ref, cand, values, at)
+    assert res.verdict == "pass"
+    assert [res.layers[k].verdict for k in ("objective", "at_lme4_theta", "full_fit")] == ["pass"] * 3
+    assert res.metric("objective", "max_rel") < 1e-12
+    assert res.metric("full_fit", "max_d_beta_se") < 1e-9
+
+
+def test_each_layer_fails_where_the_numbers_part():
+    ref, cand, values, at = pylme_parts("sleepstudy_corr_reml")
+    bad_values = [v * (1 + 1e-8) for v in values]  # objective off by 1e-8 relative
+    res = compare("c", "pylme", ref, cand, bad_values, at)
+    assert res.verdict == "fail" and res.layers["objective"].verdict == "fail"
+    assert res.layers["full_fit"].verdict == "pass"
+    bad_at = copy.deepcopy(at)
+    bad_at.sigma *= 1 + 1e-6
+    res = compare("c", "pylme", ref, cand, values, bad_at)
+    assert res.layers["at_lme4_theta"].verdict == "fail" and "sigma" in res.layers["at_lme4_theta"].failures[0]
+    bad = copy.deepcopy(cand)
+    bad.theta = [t + 2e-4 for t in bad.theta]
+    bad.beta = {k: v + 0.01 * ref.beta_se[k] for k, v in bad.beta.items()}
+    lay = compare("c", "pylme", ref, bad, values, at).layers["full_fit"]
+    assert lay.verdict == "fail"
+    assert any("d theta" in f for f in lay.failures) and any("d beta" in f for f in lay.failures)
+
+
+def test_a_lower_criterion_is_reported_not_hidden():
+    ref, cand, values, at = pylme_parts("dyestuff_reml")
+    better = copy.deepcopy(cand)
+    better.criterion -= 1e-3
+    res = compare("c", "pylme", ref, better, values, at)
+    assert res.verdict == "pass"
+    assert any("pylme found a better optimum" in n for n in res.notes)
+    worse = copy.deepcopy(cand)
+    worse.criterion += 1e-5
+    assert compare("c", "pylme", ref, worse, values, at).verdict == "fail"
+
+
+def test_messages_must_match():
+    ref, cand, values, at = pylme_parts("dyestuff2_ml")
+    assert ref.messages == ["boundary (singular) fit: see help('isSingular')"]
+    silent = copy.deepcopy(cand)
+    silent.messages = []
+    lay = compare("c", "pylme", ref, silent, values, at).layers["full_fit"]
+    assert lay.verdict == "fail" and "messages" in lay.failures[0]
+
+
+def test_lme4_unreliable_and_known_difference_verdicts():
+    ref, cand, values, at = pylme_parts("dyestuff_reml")
+    off = copy.deepcopy(cand)
+    off.theta = [t + 1e-2 for t in off.theta]
+    res = compare("c", "pylme", ref, off, values, at, lme4_unreliable="lme4 warned: failed to converge")
+    assert res.verdict == "lme4 unreliable" and "full_fit" in res.layers and res.layers["full_fit"].verdict == "n/a"
+    res = compare("c", "pylme", ref, off, values, at, known_difference="flat surface")
+    assert res.verdict == "known difference"
+    assert report.failed([res]) == []
+    res = compare("c", "pylme", ref, off, values, at)
+    assert report.failed([res]) == [res]
+
+
+def test_errors_are_case_results():
+    ref = lme4_record("dyestuff_reml")
+    broken = FitRecord(engine="pylme", engine_version="0", formula="f", REML=True, error="DataError: boom")
+    res = compare("c", "pylme", ref, broken)
+    assert res.verdict == "fail" and "boom" in res.notes[0]
+    refused = FitRecord(engine="lme4", engine_version="1.1-31", formula="f", REML=True, error="0 (non-NA) cases")
+    assert compare("c", "pylme", refused, broken).verdict == "pass"  # both refuse
+
+
+def test_report_json_and_html(tmp_path):
+    ref, cand, values, at = pylme_parts("penicillin_ml")
+    results = [compare("penicillin_ml", "pylme", ref, cand, values, at)]
+    jpath, hpath = report.write(results, tmp_path, report.provenance("golden", "lme4 1.1-31"))
+    data = json.loads(jpath.read_text())
+    assert data["summary"] == "1 pass (1 results)"
+    assert data["provenance"]["tolerances"]["theta_abs"]["value"] == 1e-4
+    row = report.rows(results)[0]
+    assert row["case"] == "penicillin_ml" and row["verdict"] == "pass" and row["full_fit"] == "pass"
+    page = hpath.read_text()
+    assert "<table>" in page and page.count("<details>") == 1
+    assert json.dumps(ref.criterion) in page  # lme4's number shown beside pylme's
+
+
+def test_corpus_loads_and_inline_data_round_trips():
+    cases = load_corpus()
+    assert len({c.model for c in cases}) >= 15
+    assert all(c.id.endswith(("_reml", "_ml")) for c in cases)
+    d = cases[0].load_data()
+    back = _read_inline(write_inline(d))
+    assert list(back.columns) == list(d.columns)
+    np.testing.assert_array_equal(back.select_dtypes("number"), d.select_dtypes("number"))
+    assert list(back["Batch"].cat.categories) == list(d["Batch"].cat.categories)
+
+
+def test_cli_run_exit_status_and_report(tmp_path, monkeypatch):
+    from conformance.__main__ import main
+
+    code = main(["run", "--reference", "golden", "--cases", "dyestuff_reml", "--report", str(tmp_path)])
+    assert code == 0
+    assert (tmp_path / "report.html").exists()
+    assert main(["run", "--reference", "golden", "--cases", "no_such_case"]) == 2
