@@ -109,6 +109,41 @@ def _unbalanced(frame: pd.DataFrame, keep: float, seed: int) -> pd.DataFrame:
     return frame.loc[rng.random(len(frame)) < keep].reset_index(drop=True)
 
 
+def _sleep_factors(frame: pd.DataFrame) -> pd.DataFrame:
+    """sleepstudy with Days also as a factor (fDays) and as an ordered factor (oDays), levels 0..9."""
+    levels = [str(i) for i in range(10)]
+    days = frame["Days"].astype(int).astype(str)
+    return frame.assign(fDays=pd.Categorical(days, categories=levels),
+                        oDays=pd.Categorical(days, categories=levels, ordered=True))
+
+
+def _sleep_nested(frame: pd.DataFrame) -> pd.DataFrame:
+    """sleepstudy with two added levels: week (days 0-4, 5-9) within Subject, and six groups of
+    three subjects (in level order) above Subject: group / Subject / week."""
+    subjects = list(frame["Subject"].cat.categories)
+    group = {s: f"g{i // 3 + 1}" for i, s in enumerate(subjects)}
+    return frame.assign(
+        week=pd.Categorical(np.where(frame["Days"] < 5, "w1", "w2"), categories=["w1", "w2"]),
+        group=pd.Categorical(frame["Subject"].astype(str).map(group), categories=sorted(set(group.values()))),
+    )
+
+
+def _noise_response(frame: pd.DataFrame, column: str, mean: float, sd: float, seed: int) -> pd.DataFrame:
+    """The data set with a response of pure noise (no group effect: a singular fit)."""
+    rng = np.random.default_rng(seed)
+    return frame.assign(**{column: np.round(rng.normal(mean, sd, len(frame)), 3)})
+
+
+def _keep_rows(frame: pd.DataFrame, mask) -> pd.DataFrame:
+    """A subset of the rows; factors keep all their levels (unused ones included)."""
+    return frame.loc[np.asarray(mask)].reset_index(drop=True)
+
+
+def _cake_band(frame: pd.DataFrame) -> pd.DataFrame:
+    """cake with the baking temperatures split into two bands (175-195, 205-225)."""
+    return frame.assign(band=pd.Categorical(np.where(frame["temp"] <= 195, "low", "high"), categories=["low", "high"]))
+
+
 DERIVATIONS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "days2": lambda d: d.assign(Days2=2 * d["Days"]),
     "sleep_missing": lambda d: _with_missing(d, ["Reaction", "Days"], 0.1, seed=11),
@@ -116,6 +151,16 @@ DERIVATIONS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "cbpp_prop": lambda d: d.assign(prop=d["incidence"] / d["size"]),
     "instevalsub": lambda d: d.iloc[:6000].reset_index(drop=True),
     "classroom_collinear": lambda d: d.assign(ses2=d["ses"] * 2 + 1, housepov_pct=d["housepov"] * 100),
+    "sleep_factors": _sleep_factors,
+    "sleep_nested": _sleep_nested,
+    "sleep_noise": lambda d: _noise_response(d, "Reaction", 300.0, 50.0, seed=17),
+    "sleep_missing_group": lambda d: _with_missing(d, ["Subject"], 0.05, seed=23),
+    "sleep_char": lambda d: d.assign(Subject=d["Subject"].astype(str).astype(object)),
+    "dyestuff_one_batch": lambda d: _keep_rows(d, d["Batch"] == "A"),
+    "dyestuff_numeric_batch": lambda d: d.assign(Batch=d["Batch"].cat.codes.astype("int64") + 1),
+    "penicillin_no_F": lambda d: _keep_rows(d, d["sample"] != "F"),
+    "cake_band": _cake_band,
+    "classroom_scaled": lambda d: d.assign(mathkind100=d["mathkind"] / 100),
 }
 
 
