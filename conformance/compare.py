@@ -66,14 +66,14 @@ class CaseResult:
         return asdict(self)
 
 
-def _max_rel(a, b) -> float:
-    """max |a - b| relative to the scale (largest magnitude) of b."""
+def _max_rel(a, b, floor: float = 0.0) -> float:
+    """max |a - b| relative to the scale of b (its largest magnitude, or ``floor`` if larger)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
         return np.inf
     if a.size == 0:
         return 0.0
-    scale = np.max(np.abs(b))
+    scale = max(float(np.max(np.abs(b))), float(floor))
     return float(np.max(np.abs(a - b)) / scale) if scale > 0 else float(np.max(np.abs(a - b)))
 
 
@@ -100,7 +100,10 @@ def derived_layer(ref: FitRecord, at: FitRecord) -> Layer:
     if ranef is None:
         layer.failures.append("random-effects names or levels differ from lme4's")
     else:
-        layer.check("ranef", max((_max_rel(a, b) for a, b in ranef), default=0.0), limit, "ranef")
+        # a column's modes are measured against their own size or their conditional SD,
+        # whichever is larger: modes that are all rounding noise (~1e-13) have no size of their own
+        rel = [_max_rel(a, b, floor=np.max(sd, initial=0.0)) for (a, b), (_, sd) in zip(ranef, condvar)]
+        layer.check("ranef", max(rel, default=0.0), limit, "ranef")
         layer.check("condVar", max((_max_rel(a, b) for a, b in condvar), default=0.0), limit, "condVar SDs")
     return layer.close()
 

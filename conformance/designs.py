@@ -18,9 +18,13 @@ formula and REML or ML. What is drawn:
 - missing values in a covariate (x, z or f), optional prior weights ``w``.
 
 The structural choices are drawn from hypothesis (so they shrink); the numbers (covariates,
-random effects, noise) come from a numpy generator seeded by a drawn integer. Designs lme4
-would refuse by its input checks (a grouping factor with < 2 or >= n levels, a term with
->= n random effects, counted on the complete cases) are filtered out with ``assume``.
+random effects, noise) come from a numpy generator seeded by a drawn integer. Filtered out
+with ``assume``, counted on the complete cases: designs lme4 would refuse by its input checks
+(a grouping factor with < 2 or >= n levels, a term with >= n random effects); models whose
+fixed and random effects together span R^n (rank [X Z] = n: sigma -> 0 and theta -> infinity,
+an unbounded likelihood on which every engine's numbers are rounding noise, and lme4 may stop
+with "Downdated VtV is not positive definite"); two terms of the same kind on the same
+partition of the rows (a non-identifiable model whose convergence warnings depend on rounding).
 Factors are pandas Categoricals with string levels, in a non-lexical category order.
 """
 from __future__ import annotations
@@ -221,24 +225,21 @@ def designs(draw, n_max: int = N_MAX, allow_weights: bool = True) -> Design:
     for k in range(2, nfac + 1):
         factors.append(_next_factor(draw, rng, k, factors))
     n = len(factors[0].codes)
-    # too few rows: repeat the design; too many: keep a random subset
-    if n < N_MIN:
-        reps = -(-N_MIN // n)
-        for f in factors:
-            f.codes = np.tile(f.codes, reps)
-        n *= reps
+    # optionally drop rows at random (unbalances the design; unused levels stay in the categories),
+    # then repeat a design with too few rows, or keep a random subset of one with too many
     keep = np.ones(n, dtype=bool)
     thin = draw(st.sampled_from([0.0, 0.2, 0.5]), label="fraction of rows dropped")
     if thin:
         keep &= rng.random(n) >= thin
-    if keep.sum() > n_max:
-        idx = np.flatnonzero(keep)
-        keep[:] = False
-        keep[rng.choice(idx, size=n_max, replace=False)] = True
+        assume(keep.sum() >= 4)
+    rows = np.flatnonzero(keep)
+    if rows.size < N_MIN:
+        rows = np.tile(rows, -(-N_MIN // rows.size))
+    if rows.size > n_max:
+        rows = np.sort(rng.choice(rows, size=n_max, replace=False))
     for f in factors:
-        f.codes = f.codes[keep]
-    n = int(keep.sum())
-    assume(n >= 10)
+        f.codes = f.codes[rows]
+    n = rows.size
 
     # covariates
     x, x_kind = _x_values(draw, rng, n)
@@ -327,10 +328,10 @@ def designs(draw, n_max: int = N_MAX, allow_weights: bool = True) -> Design:
         data = data.iloc[rng.permutation(n)].reset_index(drop=True)
 
     formula = "y ~ " + " + ".join(fixed[1:] or ["1"]) + " + " + " + ".join(t.text for t in terms)
-    _check_lme4_accepts(data, formula, terms, fixed, use_w)
+    n_used = _check_lme4_accepts(data, formula, terms, fixed, use_w)
     REML = draw(st.booleans(), label="REML")
     desc = "; ".join(
-        [f"n={n}", *(f.how for f in factors), f"x {x_kind}", f"z scale {z_scale:g}", f"f {nf} levels",
+        [f"n={n} ({n_used} complete cases)", *(f.how for f in factors), f"x {x_kind}", f"z scale {z_scale:g}", f"f {nf} levels",
          f"sigma {sigma:g}", f"beta scale {beta_scale:g}", *re_desc]
         + ([f"{miss_frac:.0%} of {miss_col} missing"] if miss_col else [])
         + (["prior weights w"] if use_w else []) + (["REML" if REML else "ML"])
@@ -345,9 +346,10 @@ def _group_codes(factors: list[_Factor]) -> tuple[np.ndarray, int]:
     return codes.ravel(), len(uniq)
 
 
-def _check_lme4_accepts(data: pd.DataFrame, formula: str, terms: list[_Term], fixed: list[str], weights: bool) -> None:
+def _check_lme4_accepts(data: pd.DataFrame, formula: str, terms: list[_Term], fixed: list[str], weights: bool) -> int:
     """Filter out (hypothesis.assume) what lme4's input checks refuse, on the complete cases,
-    and models whose fixed and random effects together can reproduce y exactly."""
+    and models whose fixed and random effects together can reproduce y exactly; returns the
+    number of complete cases."""
     used = {"y"} | {c for t in fixed[1:] for c in t.split(":")}
     for t in terms:
         used |= set(t.groups)
@@ -363,10 +365,20 @@ def _check_lme4_accepts(data: pd.DataFrame, formula: str, terms: list[_Term], fi
     cols = [np.ones((n, 1))]
     for t in fixed[1:]:
         cols.append({"x": x[:, None], "z": cc[["z"]].to_numpy(dtype=float), "f": F, "x:f": x[:, None] * F}[t])
+    seen: set[tuple] = set()  # (partition, columns spanned)
     for t in terms:
         for groups, kind in t.parts:
             codes, nlev = _group_codes([_Factor(g, cc[g].cat.codes.to_numpy(), [], "") for g in groups])
             assume(2 <= nlev < n)  # checkNlevels
+            # two terms of the same kind on the same partition of the rows (g2 nested in g1 with
+            # one sublevel each): the model is not identifiable, and lme4's Hessian check says so
+            # or not by rounding
+            # (also when the kinds differ but span a common column: (1|g1) and (x|g3) with g3
+            # nested in g1 with one sublevel each alias their intercepts)
+            partition = tuple(pd.factorize(codes)[0])
+            spans = {"1": {"1"}, "x0": {"x"}, "x": {"1", "x"}, "0+f": {"1", "f"}}[kind]
+            assume(not any(p == partition and spans & s for p, s in seen))
+            seen.add((partition, frozenset(spans)))
             J = np.eye(nlev)[codes]
             lhs = {"1": np.ones((n, 1)), "x0": x[:, None], "x": np.column_stack([np.ones(n), x]), "0+f": F}[kind]
             assume(nlev * lhs.shape[1] < n)  # checkZdims
@@ -376,3 +388,4 @@ def _check_lme4_accepts(data: pd.DataFrame, formula: str, terms: list[_Term], fi
     XZ = np.column_stack(cols)
     XZ = XZ / np.maximum(np.linalg.norm(XZ, axis=0), 1e-300)
     assume(np.linalg.matrix_rank(XZ) < n)
+    return n

@@ -70,7 +70,7 @@ def marginal_criterion(
     resp = y if offset is None else y - np.asarray(offset, dtype=float)
     V = ZLambda @ ZLambda.T
     V[np.diag_indices(n)] += 1.0 / w
-    C, lower = cho_factor(V, lower=True, check_finite=True)
+    C, _ = cho_factor(V, lower=True, check_finite=True)
     logdet_V = 2.0 * float(np.sum(np.log(np.diag(C))))
     ys = solve_triangular(C, resp, lower=True)  # C^-1 y: whitened response
     if p:
