@@ -20,6 +20,7 @@ from .formula import ParsedFormula, expand_terms, parse_mixed
 from .model_matrix import DesignSpec, check_scale_x, design, drop_rank_deficient, numeric_vector
 from .modelframe import ModelFrame, model_frame
 from .optimizer import OptSummary, optwrap
+from .blocked import choose
 from .pls import LmerDevfun
 from .reterms import ReTrms, mk_reterms
 
@@ -32,6 +33,9 @@ class LmerControl:
 
     optimizer: str | None = "nloptwrap"
     optCtrl: dict = field(default_factory=dict)
+    # the objective's linear algebra: "cholmod" (default; follows lme4's optimiser path most closely),
+    # "blocked" or "auto" (blocked for large models; see pylme.blocked)
+    method: str = "cholmod"
     restart_edge: bool = True
     boundary_tol: float = 1e-5
     calc_derivs: bool = True
@@ -201,9 +205,10 @@ class OptResult:
 
 
 def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose: int = 0) -> OptResult:
-    """BOBYQA from the start, lme4's restart_edge when a boundary theta should move, then
+    """BOBYQA from the start (on the blocked objective for large models, see pylme.blocked), lme4's restart_edge when a boundary theta should move, then
     its boundary check (a theta within boundary.tol of its bound is set to it if that is better)."""
     control = control or LmerControl()
+    devfun = choose(devfun, control.method)
     lower = devfun.lower
     run = _optwrap(devfun, devfun.start, control, verbose)
     runs = [run]
