@@ -96,6 +96,8 @@ class LmerMod:
 
     def emit_messages(self) -> None:
         notes = [self.na_message] if self.na_message else []
+        if self.lmod.col_dropped:
+            notes.append(f"rank-deficient fixed-effect column(s) dropped: {', '.join(self.lmod.col_dropped)}")
         emit(notes + self.lmod.messages, self.conv.messages, self.lmod.warnings, self.opt.warnings + self.conv.warnings)
 
     def fixef(self) -> pd.Series:
