@@ -21,6 +21,7 @@ from .errors import (
     SingularFitMessage,
 )
 from .lmer import LmerControl, lFormula, lmer, lmerControl, mkLmerDevfun, mkMerMod, optimizeLmer, checkConv
+from .anova import anova
 from .model import LmerMod
 from .record import FitRecord
 
@@ -58,7 +59,7 @@ summary = _method("summary")
 
 __all__ = [
     "lmer", "lFormula", "mkLmerDevfun", "optimizeLmer", "checkConv", "mkMerMod", "LmerMod", "LmerControl",
-    "lmerControl", "FitRecord", "datasets", "fixef", "ranef", "coef", "VarCorr", "sigma", "logLik", "AIC", "BIC",
+    "lmerControl", "FitRecord", "anova", "datasets", "fixef", "ranef", "coef", "VarCorr", "sigma", "logLik", "AIC", "BIC",
     "deviance", "REMLcrit", "fitted", "residuals", "resid", "vcov", "nobs", "ngrps", "predict", "isSingular",
     "getME", "refit", "summary", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
     "ConvergenceWarning", "SingularFitMessage", "FitMessage",

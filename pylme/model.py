@@ -352,6 +352,13 @@ class LmerMod:
         emit([], conv.messages, [], run.warnings + conv.warnings)
         return fm
 
+    def anova(self, *others, **kwargs):
+        """lme4's anova: with other fits, the likelihood-ratio table (see pylme.anova); alone,
+        the sequential F table of the fixed-effect terms."""
+        from .anova import anova, anova_single
+
+        return anova(self, *others, **kwargs) if others else anova_single(self)
+
     # ------------------------------------------------------------ records and printing
     def record(self, devfun_thetas: list[list[float]] | None = None) -> FitRecord:
         """This fit as a FitRecord (the conformance harness's common format)."""

@@ -1,0 +1,115 @@
+"""Model comparison as lme4's ``anova``: the likelihood-ratio table of several fits (REML fits
+refitted by ML first), and the single-model sequential F table.
+
+``boundary=True`` adds what lme4 leaves to the user: for a test of one variance component on
+the boundary of its space, the 50:50 mixture of chi-square(df - 1) and chi-square(df)
+(Self and Liang 1987; Stram and Lee 1994) in place of chi-square(df).
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2
+
+from .errors import DataError, FitMessage
+from .formula import deparse, expand_double_verts, parse
+
+
+class AnovaTable(pd.DataFrame):
+    """A data frame printed with lme4's heading (Data:, Models:)."""
+
+    _metadata = ["heading"]
+
+    @property
+    def _constructor(self):
+        return AnovaTable
+
+    def __str__(self) -> str:
+        body = self.to_string(na_rep="", float_format=lambda v: f"{v:.6g}")
+        return "\n".join(list(getattr(self, "heading", [])) + [body])
+
+    __repr__ = __str__
+
+
+def refit_ml(fm):
+    """lme4's refitML: the same model by maximum likelihood, the optimiser started at the REML
+    theta (no restart_edge or boundary check, as refitML)."""
+    from .lmer import _optwrap, checkConv, mkMerMod
+
+    if not fm.REML:
+        return fm
+    lmod = copy.copy(fm.lmod)
+    lmod.REML = False
+    devfun = copy.copy(fm.devfun)
+    devfun.REML = False
+    run = _optwrap(devfun, fm.theta, fm.control, 0)
+    return mkMerMod(lmod, devfun, run, checkConv(run, devfun, fm.control), fm.control)
+
+
+def anova(*models, names: list[str] | None = None, refit: bool = True, boundary: bool = False) -> AnovaTable:
+    """lme4's ``anova(m1, m2, ...)``: npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq),
+    models ordered by their number of parameters; with one model, its sequential F table."""
+    if len(models) == 1:
+        return models[0].anova()
+    names = list(names) if names is not None else [f"model{i + 1}" for i in range(len(models))]
+    if len(names) != len(models):
+        raise ValueError("names and models have different lengths")
+    _check_same_data(models, names)
+    if refit and any(m.REML for m in models):
+        warnings.warn("refitting model(s) with ML (instead of REML)", FitMessage, stacklevel=2)
+        models = [refit_ml(m) for m in models]
+    order = sorted(range(len(models)), key=lambda i: models[i].npar())
+    models, names = [models[i] for i in order], [names[i] for i in order]
+    ll = np.array([float(m.logLik()) for m in models])
+    npar = np.array([m.npar() for m in models])
+    chisq = np.concatenate([[np.nan], 2 * np.maximum(0.0, np.diff(ll))])
+    df = np.concatenate([[np.nan], np.diff(npar).astype(float)])
+    with np.errstate(invalid="ignore"):
+        p = np.where(df == 0, np.nan, chi2.sf(chisq, df))
+        if boundary:  # 50:50 mixture; chi-square with 0 df is a point mass at 0
+            p = np.where(df == 0, np.nan, 0.5 * chi2.sf(chisq, df) + 0.5 * np.where(df > 1, chi2.sf(chisq, df - 1), 0.0))
+    table = AnovaTable({
+        "npar": npar, "AIC": [m.AIC() for m in models], "BIC": [m.BIC() for m in models], "logLik": ll,
+        "deviance": -2 * ll, "Chisq": chisq, "Df": df,
+        ("Pr(>Chisq) mixture" if boundary else "Pr(>Chisq)"): p,
+    }, index=names)
+    data_name = models[0].lmod.data_name
+    table.heading = ([f"Data: {data_name}"] if data_name else []) + ["Models:"] + [
+        f"{nm}: {deparse(expand_double_verts(parse(m.formula)))}" for nm, m in zip(names, models)
+    ]
+    return table
+
+
+def _check_same_data(models, names: list[str]) -> None:
+    n = {m.nobs() for m in models}
+    if len(n) > 1:
+        raise DataError(
+            "models were not all fitted to the same size of dataset: "
+            + ", ".join(f"{nm} n={m.nobs()}" for nm, m in zip(names, models))
+        )
+    ys = [m.lmod.y for m in models]
+    if any(not np.array_equal(y, ys[0]) for y in ys[1:]):
+        raise DataError("all models must be fit to the same data: the responses differ ("
+                        + ", ".join(f"{nm}: {m.lmod.formula.response_label}" for nm, m in zip(names, models)) + ")")
+
+
+def anova_single(fm) -> pd.DataFrame:
+    """lme4's single-model table: per fixed-effect term npar, Sum Sq = |RX beta|^2 over the term's
+    columns, Mean Sq, F value = Mean Sq / sigma^2 (sequential, intercept left out)."""
+    spec, names = fm.lmod.X_spec, fm.lmod.fixef_names
+    assign = np.array([spec.assign[spec.column_names.index(nm)] for nm in names])
+    ss = (fm.state.RX @ fm.state.beta) ** 2
+    labels = ["(Intercept)"] + spec.terms.labels
+    rows = {}
+    for a in dict.fromkeys(assign):
+        if a == 0 and spec.terms.intercept:
+            continue
+        k = int(np.sum(assign == a))
+        s = float(ss[assign == a].sum())
+        rows[labels[a]] = (k, s, s / k, s / k / fm.sigma() ** 2)
+    table = AnovaTable(pd.DataFrame.from_dict(rows, orient="index", columns=["npar", "Sum Sq", "Mean Sq", "F value"]))
+    table.heading = ["Analysis of Variance Table"]
+    return table
