@@ -58,6 +58,7 @@ import pandas as pd
 
 import pylme
 from pylme.record import FitRecord
+from pylme.varcorr import unique_names
 
 from .cases import Case
 from .engines import Unsupported, _error_record
@@ -99,25 +100,11 @@ def _singular(blocks: list[Block]) -> bool:
     return any(float(np.min(np.diag(_chol_lower(b.S_rel)), initial=np.inf)) < SINGULAR_TOL for b in blocks)
 
 
-def _make_unique(names: list[str]) -> list[str]:
-    """R's make.unique: the second "g" is "g.1", the third "g.2"."""
-    seen: dict[str, int] = {}
-    out = []
-    for nm in names:
-        if nm in seen:
-            seen[nm] += 1
-            out.append(f"{nm}.{seen[nm]}")
-        else:
-            seen[nm] = 0
-            out.append(nm)
-    return out
-
-
 def _varcorr(blocks: list[Block], sigma: float) -> list[dict]:
     """The rows of lme4's as.data.frame(VarCorr(fm)): per term the variances, then the
     covariances (lower triangle, column-major; sdcor holds the correlation), then Residual."""
     rows = []
-    for grp, b in zip(_make_unique([b.group for b in blocks]), blocks):
+    for grp, b in zip(unique_names([b.group for b in blocks]), blocks):
         V = sigma**2 * np.asarray(b.S_rel, dtype=float)
         sd = np.sqrt(np.maximum(np.diag(V), 0.0))
         for i, c in enumerate(b.cnms):

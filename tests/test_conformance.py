@@ -7,7 +7,6 @@ import copy
 import json
 
 import numpy as np
-import pytest
 
 from conformance import report
 from conformance.cases import Case, load_corpus, write_inline, _read_inline
