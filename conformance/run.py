@@ -2,6 +2,7 @@
 each engine, judged by conformance.compare; in parallel with --jobs."""
 from __future__ import annotations
 
+import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -55,7 +56,8 @@ def run_all(cases: list[Case], spec: RunSpec, jobs: int = 1, progress: bool = Tr
             results += run_case(case, spec)
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # spawned, not forked, workers: a fork of a process that has started R (rpy2) can deadlock
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for out in pool.map(run_case, cases, [spec] * len(cases)):
                 results += out
                 bar.update()

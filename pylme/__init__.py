@@ -56,11 +56,12 @@ isSingular = _method("isSingular")
 getME = _method("getME")
 refit = _method("refit")
 summary = _method("summary")
+contest = _method("contest")
 
 __all__ = [
     "lmer", "lFormula", "mkLmerDevfun", "optimizeLmer", "checkConv", "mkMerMod", "LmerMod", "LmerControl",
     "lmerControl", "FitRecord", "anova", "datasets", "fixef", "ranef", "coef", "VarCorr", "sigma", "logLik", "AIC", "BIC",
     "deviance", "REMLcrit", "fitted", "residuals", "resid", "vcov", "nobs", "ngrps", "predict", "isSingular",
-    "getME", "refit", "summary", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
+    "getME", "refit", "summary", "contest", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
     "ConvergenceWarning", "SingularFitMessage", "FitMessage",
 ]

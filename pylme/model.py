@@ -352,12 +352,28 @@ class LmerMod:
         emit([], conv.messages, [], run.warnings + conv.warnings)
         return fm
 
-    def anova(self, *others, **kwargs):
+    def anova(self, *others, type: int | str | None = None, ddf: str = "lme4", **kwargs):
         """lme4's anova: with other fits, the likelihood-ratio table (see pylme.anova); alone,
-        the sequential F table of the fixed-effect terms."""
+        the sequential F table of the fixed-effect terms. With ``ddf="Satterthwaite"`` or a
+        ``type`` (1, 2, 3), lmerTest's F table with Satterthwaite's denominator df."""
         from .anova import anova, anova_single
 
+        if ddf == "Satterthwaite" or type is not None:
+            if others:
+                raise ValueError("type and ddf apply to the anova of a single model")
+            if ddf not in ("Satterthwaite", "lme4"):
+                raise ValueError(f"ddf must be 'Satterthwaite' (or 'lme4' for lme4's table), not {ddf!r}")
+            from .satterthwaite import anova_table
+
+            return anova_table(self, 3 if type is None else type)
         return anova(self, *others, **kwargs) if others else anova_single(self)
+
+    def contest(self, L, rhs=0.0, joint: bool | None = None, confint: bool = False, level: float = 0.95):
+        """lmerTest's contest: t-tests (one row of L) or F-tests (several) of L beta = rhs with
+        Satterthwaite's degrees of freedom."""
+        from .satterthwaite import contest
+
+        return contest(self, L, rhs=rhs, joint=joint, confint=confint, level=level)
 
     # ------------------------------------------------------------ records and printing
     def record(self, devfun_thetas: list[list[float]] | None = None) -> FitRecord:
@@ -367,10 +383,13 @@ class LmerMod:
 
         return fit_record(self, __version__, devfun_thetas)
 
-    def summary(self):
+    def summary(self, ddf: str = "lme4"):
+        """summary(fm); ``ddf="Satterthwaite"`` adds lmerTest's df and Pr(>|t|) columns."""
         from .summary import Summary
 
-        return Summary(self)
+        if ddf not in ("lme4", "Satterthwaite"):
+            raise ValueError(f"ddf must be 'lme4' or 'Satterthwaite', not {ddf!r}")
+        return Summary(self, ddf)
 
     def __str__(self) -> str:
         from .summary import print_merMod

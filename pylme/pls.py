@@ -124,8 +124,11 @@ class LmerDevfun:
         F = self.factor
         Lambdat = self.reTrms.Lambdat_at(theta)
         cu = F.solve_L(F.apply_P(Lambdat @ self.Zty), use_LDLt_decomposition=False)
-        RZX = F.solve_L(F.apply_P(np.asarray(Lambdat @ self.ZtX).reshape(-1, self.p)), use_LDLt_decomposition=False)
-        RZX = RZX.reshape(-1, self.p)
+        if self.p:
+            RZX = F.solve_L(F.apply_P(np.asarray(Lambdat @ self.ZtX)), use_LDLt_decomposition=False)
+            RZX = RZX.reshape(-1, self.p)
+        else:  # no fixed effects
+            RZX = np.zeros((len(cu), 0))
         VtV = self.XtX - RZX.T @ RZX
         try:
             RX = np.linalg.cholesky(VtV).T if self.p else np.zeros((0, 0))

@@ -75,8 +75,13 @@ def _fit_messages(fm) -> list[str]:
 class Summary:
     """summary(fm): adds scaled residuals, variances, the coefficient table and correlations."""
 
-    def __init__(self, fm):
-        self.fm = fm
+    def __init__(self, fm, ddf: str = "lme4"):
+        self.fm, self.ddf = fm, ddf
+        if ddf == "Satterthwaite":
+            from .satterthwaite import satterthwaite_table
+
+            self.coefficients = satterthwaite_table(fm)
+            return
         se = np.sqrt(np.diag(fm.vcov().to_numpy()))
         beta = fm.fixef()
         self.coefficients = pd.DataFrame(
@@ -86,6 +91,10 @@ class Summary:
     def __str__(self) -> str:
         fm, digits = self.fm, 4
         lines = _header(fm) + [""] + _aic_table(fm, 1) + [""]
+        if self.ddf == "Satterthwaite":  # lmerTest's title, wrapped as R wraps it at width 80
+            title = method_title(fm) + ". t-tests use Satterthwaite's method"
+            lines[:1] = [f"{title} [", "lmerModLmerTest]"] if len(title) + 5 + 15 > 80 else [
+                f"{title} ['lmerModLmerTest']"]
         lines += ["Scaled residuals: "] + _residual_quantiles(fm, digits) + [""]
         lines += ["Random effects:", fm.VarCorr().format(("Variance", "Std.Dev."), digits), _groups_line(fm)]
         if fm.na_message:
@@ -125,7 +134,27 @@ def coef_table(coefs: pd.DataFrame, digits: int = 4) -> str:
         "Std. Error": [cs[2 * i + 1] for i in range(ncs)],
         "t value": format_numbers(np.round(coefs["t value"].to_numpy(), max(1, min(5, digits - 1))), digits),
     }
+    if "df" in coefs:  # lmerTest's columns: df, then the p-value with significance stars
+        cols = {"Estimate": cols["Estimate"], "Std. Error": cols["Std. Error"],
+                "df": [f"{v:.3f}" for v in coefs["df"].to_numpy()], "t value": cols["t value"]}
+        p = coefs["Pr(>|t|)"].to_numpy()
+        cols["Pr(>|t|)"] = [_format_pval(v, max(1, min(5, digits - 1))) for v in p]
+        cols[""] = [_stars(v) for v in p]
+        table = render_table(cols, row_names=list(coefs.index), right_all=True)
+        return table + "\n---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
     return render_table(cols, row_names=list(coefs.index), right_all=True)
+
+
+def _format_pval(p: float, digits: int) -> str:
+    """R's format.pval with eps = .Machine$double.eps."""
+    eps = np.finfo(float).eps
+    if p < eps:
+        return f"< {eps:.{digits - 2 if digits > 2 else 1}g}".replace("< 2.2e-16", "<2e-16")
+    return f"{p:.{digits}g}"
+
+
+def _stars(p: float) -> str:
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else " "
 
 
 def _correlation(fm, cor_max: int = 12) -> list[str]:
