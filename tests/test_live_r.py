@@ -23,6 +23,7 @@ CASES = [
     ("sleepstudy", "Reaction ~ poly(Days, 2) + (1 | Subject)", None),
     ("sleepstudy", "log(Reaction) ~ Days + I(Days^2) + (Days | Subject)", None),
     ("sleepstudy", "Reaction ~ 0 + Days + (Days | Subject)", None),
+    ("sleepstudy", "Reaction ~ 0 + (1 | Subject)", None),  # no fixed effects at all
     ("cake", "angle ~ recipe + temperature + (1 | recipe:replicate)", None),
     ("cake", "angle ~ recipe * temp + (1 | replicate) + (1 | recipe:replicate)", None),
     ("Pastes", "strength ~ (1 | batch/cask)", None),
