@@ -230,7 +230,9 @@ def _matrix(x: Any) -> list[list[float]]:
 
 
 def _named(x: Any) -> dict[str, float]:
-    """A named R numeric vector as an ordered dict."""
+    """A named R numeric vector as an ordered dict (empty for an empty or unnamed vector)."""
+    if x.names is None or x.names is _state["ro"].NULL:
+        return {}
     return dict(zip(_strings(x.names), _floats(x)))
 
 
