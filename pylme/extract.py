@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .record import FitRecord
 
@@ -35,10 +36,7 @@ def fit_record(fm, version: str, devfun_thetas: list[list[float]] | None = None)
         beta_se={k: float(np.sqrt(vc.loc[k, k])) for k in vc.index},
         vcov=vc.to_numpy().tolist(),
         sigma=fm.sigma(),
-        varcorr=[
-            {k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in row.items()}
-            for row in vcrows.astype(object).where(vcrows.notna(), None).to_dict("records")
-        ],
+        varcorr=[{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in vcrows.to_dict("records")],
         ranef=ranef,
         condvar_sd=condvar_sd,
         fitted=fm.fitted().tolist(),

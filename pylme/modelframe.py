@@ -23,10 +23,6 @@ class ModelFrame:
     weights: np.ndarray | None
     offset: np.ndarray | None
 
-    @property
-    def n(self) -> int:
-        return len(self.data)
-
 
 def formula_columns(pf: ParsedFormula) -> list[str]:
     """Data names used by a mixed-model formula, in order of appearance."""
