@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 import pylme
+from pylme.record import INFERENCE_KINDS
 
 CASES_DIR = Path(__file__).parent / "cases"
 REGRESSIONS_DIR = CASES_DIR / "regressions"
@@ -42,6 +43,7 @@ class Case:
     slow: bool = False  # left out of the default run (--cases selects it)
     lme4_unreliable: str | None = None
     known_difference: str | None = None
+    inference: tuple[str, ...] = ()  # inference tables compared too (pylme.record.INFERENCE_KINDS)
     data_csv: str | None = field(default=None, repr=False)  # regression cases carry their data
 
     def load_data(self) -> pd.DataFrame:
@@ -167,16 +169,26 @@ DERIVATIONS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
 # ------------------------------------------------------------------ loading
 def _expand(model: dict, source_file: str) -> list[Case]:
     known = {"id", "dataset", "formula", "source", "data", "weights", "slow", "lme4_unreliable",
-             "known_difference", "REML", "data_csv"}
+             "known_difference", "REML", "data_csv", "inference"}
     unknown = set(model) - known
     if unknown:
         raise ValueError(f"{source_file}: model {model.get('id')!r} has unknown fields {sorted(unknown)}")
     if model.get("data") and model["data"] not in DERIVATIONS:
         raise ValueError(f"{source_file}: model {model['id']!r} names unknown data derivation {model['data']!r}")
+    bad = set(model.get("inference", [])) - set(INFERENCE_KINDS)
+    if bad:
+        raise ValueError(f"{source_file}: model {model['id']!r} names unknown inference {sorted(bad)}; "
+                         f"known: {', '.join(INFERENCE_KINDS)}")
     fits = model.get("REML", [True, False])
     fits = fits if isinstance(fits, list) else [fits]
-    base = {k: v for k, v in model.items() if k not in ("id", "REML")}
-    return [Case(id=f"{model['id']}_{'reml' if r else 'ml'}", model=model["id"], REML=r, **base) for r in fits]
+    base = {k: v for k, v in model.items() if k not in ("id", "REML", "inference")}
+    return [Case(id=f"{model['id']}_{'reml' if r else 'ml'}", model=model["id"], REML=r,
+                 inference=_inference_for(model.get("inference", []), r), **base) for r in fits]
+
+
+def _inference_for(kinds: list[str], REML: bool) -> tuple[str, ...]:
+    """The inference a fit gets: Kenward-Roger is defined for REML fits only (as in pbkrtest)."""
+    return tuple(k for k in kinds if REML or "kenward_roger" not in k)
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,11 @@ failure says where the numbers part:
 
 1. objective: the engine's criterion at lme4's thetas (including lme4's optimum);
 2. at lme4's theta: everything derived with lme4's theta-hat installed in the engine;
-3. full fit: the engine's own optimum against lme4's.
+3. full fit: the engine's own optimum against lme4's;
+4. inference (cases that ask for it): confidence intervals (Wald, profile) and lmerTest's
+   tables (Satterthwaite, Kenward-Roger): profiles on the engine's own fit (they re-optimise
+   anyway), the rest with lme4's theta installed (as layer 2), so that the comparison measures
+   the inference computation rather than the two optimisers' stopping points.
 
 Layers 1 and 2 need an engine that exposes its objective (pylme); others are judged on layer 3.
 """
@@ -158,6 +162,46 @@ def fit_layer(ref: FitRecord, cand: FitRecord, engine: str = "pylme") -> Layer:
     return layer.close()
 
 
+def inference_layer(ref: dict, cand: dict, beta_se: dict[str, float]) -> Layer:
+    """Layer 4: each inference table of lme4/lmerTest against the engine's, column by column."""
+    layer = Layer("inference")
+    for kind, table in ref.items():
+        mine = cand.get(kind)
+        if mine is None:
+            layer.failures.append(f"{kind}: not computed")
+            continue
+        if mine["rows"] != table["rows"] or mine["cols"] != table["cols"]:
+            layer.failures.append(f"{kind}: rows/columns {mine['rows']}/{mine['cols']} vs lme4's "
+                                  f"{table['rows']}/{table['cols']}")
+            continue
+        a, b = (np.array(t["values"], dtype=float).reshape(len(t["rows"]), len(t["cols"])) for t in (mine, table))
+        if not np.array_equal(np.isnan(a), np.isnan(b)):
+            layer.failures.append(f"{kind}: missing values differ")
+            continue
+        for j, col in enumerate(table["cols"]):
+            limit, value = _inference_diff(kind, col, a[:, j], b[:, j], table["rows"], beta_se)
+            layer.check(f"{kind}:{col}", value, limit, f"{kind} {col}")
+    return layer.close()
+
+
+def _inference_diff(kind: str, col: str, a: np.ndarray, b: np.ndarray, rows: list[str], beta_se: dict[str, float]):
+    """(limit, measured difference) for one column of an inference table."""
+    ok = ~np.isnan(b)
+    a, b = a[ok], b[ok]
+    if kind == "wald":
+        se = np.array([beta_se[r] for r, keep in zip(rows, ok) if keep])
+        return tol.WALD_SE.value, float(np.max(np.abs(a - b) / se, initial=0.0))
+    if kind == "profile":
+        return tol.PROFILE_REL.value, float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-3), initial=0.0))
+    if col in ("df", "DenDF"):
+        return tol.DDF_REL.value, float(np.max(np.abs(a / b - 1), initial=0.0))
+    floor = tol.P_FLOOR.value if col.startswith("Pr(") else 0.0
+    scale = np.maximum(np.abs(b), floor)
+    diff = np.abs(a - b)
+    return tol.STAT_REL.value, float(np.max(np.where(scale > 0, diff / np.where(scale > 0, scale, 1), diff),
+                                            initial=0.0))
+
+
 def _check_ranef(layer: Layer, cand: FitRecord, ref: FitRecord) -> None:
     ranef, condvar = _ranef_vectors(cand, ref)
     if ranef is None:
@@ -211,6 +255,9 @@ def compare(
         result.layers["full_fit"] = Layer("full_fit", notes=[f"not judged: lme4 unreliable here ({lme4_unreliable})"])
     else:
         result.layers["full_fit"] = fit_layer(ref, cand, engine)
+    tables = {**cand.inference, **(at_theta.inference if at_theta is not None else {})}
+    if ref.inference and tables and not lme4_unreliable:
+        result.layers["inference"] = inference_layer(ref.inference, tables, ref.beta_se)
     failed = [lay for lay in result.layers.values() if lay.verdict == FAIL]
     if failed and known_difference:
         result.verdict = "known difference"

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 import pylme
+from pylme.extract import inference_record
 from pylme.record import FitRecord
 
 from .cases import Case
@@ -33,6 +34,19 @@ def _error_record(engine: str, version: str, case: Case, exc: BaseException) -> 
                      error=f"{type(exc).__name__}: {exc}")
 
 
+#: inference judged on the engine's own fit; the rest (intervals and tables that are functions of
+#: the fit at theta-hat) is judged with lme4's theta installed, as layer 2 is
+OWN_FIT_INFERENCE = ("profile",)
+
+
+def _with_inference(rec: FitRecord, fm, kinds: list[str]) -> FitRecord:
+    if kinds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rec.inference = inference_record(fm, kinds)
+    return rec
+
+
 class PylmeEngine:
     name = "pylme"
     exposes_objective = True
@@ -44,7 +58,8 @@ class PylmeEngine:
 
     def fit(self, case: Case, data: pd.DataFrame) -> FitRecord:
         try:
-            return self._fit(case, data).record()
+            fm = self._fit(case, data)
+            return _with_inference(fm.record(), fm, [k for k in case.inference if k in OWN_FIT_INFERENCE])
         except pylme.PylmeError as exc:
             return _error_record(self.name, pylme.__version__, case, exc)
 
@@ -56,7 +71,7 @@ class PylmeEngine:
     def at_theta(self, case: Case, data: pd.DataFrame, theta: list[float]) -> FitRecord:
         """pylme's fit with the given theta installed (no optimisation)."""
         fm = self._fit(case, data, start=theta, control=pylme.lmerControl(optimizer=None))
-        return fm.record()
+        return _with_inference(fm.record(), fm, [k for k in case.inference if k not in OWN_FIT_INFERENCE])
 
 
 class Lme4Engine:
@@ -75,6 +90,8 @@ class Lme4Engine:
             extra = [list(0.5 * theta), list(1.5 * theta + 0.1)]
             rec.devfun_at = r_reference.devfun_values(case.formula, data, extra, REML=case.REML,
                                                       weights=case.weights) + rec.devfun_at
+            if case.inference:
+                rec.inference = r_reference.inference(case.formula, data, case.REML, list(case.inference))
         return rec
 
 

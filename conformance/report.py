@@ -12,7 +12,7 @@ import pylme
 from . import tolerances
 from .compare import CaseResult
 
-LAYERS = ("objective", "at_lme4_theta", "full_fit")
+LAYERS = ("objective", "at_lme4_theta", "full_fit", "inference")
 OK_VERDICTS = {"pass", "known difference", "lme4 unreliable", "unsupported"}
 
 

@@ -40,6 +40,22 @@ SIGMA_REL = Tolerance(1e-5, "the residual standard deviation, relative")
 RANEF_CONDSD = Tolerance(1e-3, "conditional modes agree within a thousandth of their conditional SD")
 SE_REL = Tolerance(1e-4, "standard errors of the fixed effects, relative")
 
+# Layer 4: inference on the full fits (issue 5's acceptance)
+DDF_REL = Tolerance(1e-4, "Satterthwaite and Kenward-Roger denominator degrees of freedom, relative")
+STAT_REL = Tolerance(
+    1e-6,
+    "estimates, standard errors, t and F values, sums of squares and p-values of lmerTest's tables, relative",
+)
+P_FLOOR = Tolerance(
+    1e-9,
+    "p-values are compared relative to max(p, 1e-9): below that no decision depends on them, and a tiny p moves "
+    "by far more than 1e-6 of itself when the df moves by its own numerical-derivative noise (~1e-7)",
+)
+PROFILE_REL = Tolerance(1e-3, "profile confidence limits, relative to the limit (or 1e-3 for limits near 0)")
+WALD_SE = Tolerance(
+    1e-3, "Wald limits are estimate -+ z SE: they agree as the fits' estimates do, within 1e-3 of a standard error"
+)
+
 ALL = {
     "objective_rel": OBJECTIVE_REL,
     "derived_rel": DERIVED_REL,
@@ -49,4 +65,9 @@ ALL = {
     "sigma_rel": SIGMA_REL,
     "ranef_condsd": RANEF_CONDSD,
     "se_rel": SE_REL,
+    "ddf_rel": DDF_REL,
+    "stat_rel": STAT_REL,
+    "p_floor": P_FLOOR,
+    "profile_rel": PROFILE_REL,
+    "wald_se": WALD_SE,
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import datasets
+from . import datasets, plotting
 from .errors import (
     ConvergenceWarning,
     DataError,
@@ -22,6 +22,8 @@ from .errors import (
 )
 from .lmer import LmerControl, lFormula, lmer, lmerControl, mkLmerDevfun, mkMerMod, optimizeLmer, checkConv
 from .anova import anova
+from .bootstrap import BootMer, bootMer
+from .read_r import read_r
 from .model import LmerMod
 from .record import FitRecord
 
@@ -57,11 +59,14 @@ getME = _method("getME")
 refit = _method("refit")
 summary = _method("summary")
 contest = _method("contest")
+confint = _method("confint")
+profile = _method("profile")
+simulate = _method("simulate")
 
 __all__ = [
     "lmer", "lFormula", "mkLmerDevfun", "optimizeLmer", "checkConv", "mkMerMod", "LmerMod", "LmerControl",
-    "lmerControl", "FitRecord", "anova", "datasets", "fixef", "ranef", "coef", "VarCorr", "sigma", "logLik", "AIC", "BIC",
+    "lmerControl", "FitRecord", "anova", "datasets", "plotting", "read_r", "fixef", "ranef", "coef", "VarCorr", "sigma", "logLik", "AIC", "BIC",
     "deviance", "REMLcrit", "fitted", "residuals", "resid", "vcov", "nobs", "ngrps", "predict", "isSingular",
-    "getME", "refit", "summary", "contest", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
+    "getME", "refit", "summary", "contest", "confint", "profile", "simulate", "bootMer", "BootMer", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
     "ConvergenceWarning", "SingularFitMessage", "FitMessage",
 ]

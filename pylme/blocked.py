@@ -1,60 +1,339 @@
-"""The profiled criterion by a blocked Cholesky factorisation (MixedModels.jl's approach).
+"""The profiled criterion by a blocked Cholesky factorisation (MixedModels.jl's approach, with a
+sparse fill block where MixedModels.jl only has dense ones).
 
-The Gram blocks of ``[Z1 | Zr X y]`` are built once. Per theta, the first term (the one with
-the most levels) is eliminated level by level with batched nc x nc Cholesky factors, and the
-Schur complement of everything else (the other terms, X and y) is factored densely:
+The random effects are split into block 1, the term with the most random effects, and block 2,
+all the other terms (in lme4's order); block 3 is ``[X y]``. The Gram blocks ``A_ij`` of the
+weighted ``[Z1 | Z2 | X y]`` are built once. Per theta:
 
-    L11_l = chol(Lambda1' A11_l Lambda1 + I)                  per level l (batched)
-    C     = A_r1 blockdiag(Lambda1 L11_l^-T)                   sparse, fixed pattern
-    S     = Lambda_r' (A_rr - C C') Lambda_r + [I 0; 0 0]       dense, m x m
-    L_S   = chol(S)
+    L11_l = chol(Lambda1' A11_l Lambda1 + I)            block 1: per level, batched (diagonal
+    V_l   = Lambda1 (Lambda1' A11_l Lambda1 + I)^-1 Lambda1'     when the term is scalar)
+    S22   = Lambda2' (A22 - A21 V A12) Lambda2 + I      fixed pattern; ``A21 V A12`` by a
+    L22   = chol(S22)                                   precomputed sparse map of V (``.data``)
+    S32   = (A32 - A31 V A12) Lambda2                   block 2: dense (LAPACK) or sparse
+    L32   = S32 L22^-T                                  (CHOLMOD supernodal, fill-reducing order,
+    L33   = chol(A33 - A31 V A13 - L32 L32')            analysed once) by the work CHOLMOD predicts
 
-and ``ldL2 = 2 sum log diag(L11) + 2 sum log diag(L_S)[:q2]``, ``ldRX2`` from the X rows of
-L_S and ``pwrss = L_S[-1, -1]^2``: the last diagonal element. The criterion is the same
-function of theta as the CHOLMOD path (``pls.LmerDevfun``), which stays the general path, the
-cross-check, and the one that computes the reported fit from explicit residuals.
+with ``ldL2 = 2 sum log diag L11 + log det S22``, ``ldRX2`` from the X rows of ``L33`` and
+``pwrss = L33[-1, -1]^2``: the last diagonal element. The criterion is the same function of theta
+as the CHOLMOD path (``pls.LmerDevfun``), which stays the general path and the cross-check. At the
+optimum ``solve`` reads beta and u off the same factor by back-substitution and recomputes the
+fit from explicit residuals, as lme4 does (the CHOLMOD path's factor of a model this large may
+not fit in memory).
+
+Before any of this is allocated, the memory each block needs is estimated (dense sizes, and
+CHOLMOD's predicted size of a sparse factor); a model that cannot fit fails with a ModelError
+naming the block.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
+from scipy.sparse.csgraph import connected_components
+from sksparse.cholmod import analyze
 
-from .pls import LmerDevfun
+from .errors import ModelError
+from .memory import GB, available_bytes, predicted_factor
+from .pls import LmerDevfun, PLSState
 
-#: the largest Schur complement (other random effects + p + 1) factored densely
-MAX_DENSE = 3000
 #: below this many observations the CHOLMOD path is faster (less Python overhead per evaluation)
 MIN_ROWS = 10_000
+#: a fill block of at most this order is always dense
+DENSE_ALWAYS = 2_000
+#: a larger fill block is sparse when CHOLMOD's factorisation would take less than this share of
+#: the dense one's work (sum of squared column counts); measured here, CHOLMOD does about 5 to 10
+#: times fewer operations per second than LAPACK's dense dpotrf: InstEval's d block (23% of the
+#: dense work) factors 2x slower sparse, the grades design's instructor block (12%) 2x faster
+SPARSE_SHARE = 0.2
+#: the share of the available memory a fit may plan to use
+MEMORY_SHARE = 0.8
 
 
-def blocked_size(devfun: LmerDevfun) -> int:
-    """The order of the dense Schur complement the blocked path would factor."""
-    t1 = devfun.reTrms.terms[0]
-    return devfun.reTrms.Zt.shape[0] - t1.nl * t1.nc + devfun.p + 1
+@dataclass
+class BlockPlan:
+    """One block of the factor and the memory it needs."""
+
+    name: str
+    terms: list[str]
+    kind: str  # "diagonal", "block-diagonal", "sparse map", "dense", "sparse", "dense [X y]"
+    order: int
+    bytes: float
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.kind}, {', '.join(self.terms)}; order {self.order}): {self.bytes / GB:.2f} GB"
+
+
+class FirstBlock:
+    """Block 1: one term, block diagonal with one nc x nc block per level (diagonal if nc = 1)."""
+
+    def __init__(self, A11: np.ndarray, th: slice):
+        self.A11, self.th = A11, th  # A11: (nl, nc, nc)
+        self.nl, self.nc = A11.shape[0], A11.shape[1]
+        self.kind = "diagonal" if self.nc == 1 else "block-diagonal"
+
+    def factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """2 sum log diag L11, and V_l = Lambda1 (Lambda1' A11_l Lambda1 + I)^-1 Lambda1' as (nl, nc, nc)."""
+        if self.nc == 1:
+            lam2 = theta[self.th][0] ** 2
+            d = lam2 * self.A11[:, 0, 0] + 1.0
+            return float(np.sum(np.log(d))), (lam2 / d)[:, None, None]
+        Lam, L = self._cholesky(theta)
+        W = np.linalg.solve(L, np.broadcast_to(Lam.T, L.shape))  # L^-1 Lambda1', so V = W'W
+        return 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)))), np.einsum("lki,lkj->lij", W, W)
+
+    def solve(self, theta: np.ndarray, r: np.ndarray, A1X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """u1 = M^-1 Lambda1' r per level (M = Lambda1' A11 Lambda1 + I) and RZX1 = L11^-1 Lambda1' A1X."""
+        Lam, L = self._cholesky(theta)
+        c = np.einsum("ji,lj->li", Lam, r.reshape(self.nl, self.nc))[..., None]  # Lambda1' r per level
+        u = np.linalg.solve(np.swapaxes(L, 1, 2), np.linalg.solve(L, c))[..., 0]
+        A = np.einsum("ji,mlj->lim", Lam, A1X.reshape(A1X.shape[0], self.nl, self.nc))  # (nl, nc, p)
+        RZX = np.linalg.solve(L, A) if A1X.shape[0] else A
+        return u.ravel(), RZX.reshape(self.nl * self.nc, A1X.shape[0])
+
+    def _cholesky(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lambda1 and the batched factors L11_l of Lambda1' A11_l Lambda1 + I."""
+        nc = self.nc
+        Lam = _lower_from_theta(theta[self.th], nc)
+        M = np.einsum("ji,ljk,km->lim", Lam, self.A11, Lam)
+        M[:, np.arange(nc), np.arange(nc)] += 1.0
+        return Lam, np.linalg.cholesky(M)
+
+
+class CrossMap:
+    """``A21 V A12`` on a fixed lower-triangular pattern as a sparse linear map of V's entries.
+
+    Each level's columns of A21 (a super column) contribute the products of its entries' pairs;
+    the map is built once (in chunks of levels), and per theta the update is one sparse
+    matrix-vector product.
+    """
+
+    def __init__(self, A21: sp.csc_matrix, nc: int, extra_keys: np.ndarray, chunk: int = 4_000_000):
+        q1 = A21.shape[1]
+        nl = q1 // nc
+        ptr = np.asarray(A21.indptr[::nc], dtype=np.int64)
+        acol = np.repeat(np.arange(q1) % nc, np.diff(A21.indptr))  # the column within its level
+        npairs = np.diff(ptr) * (np.diff(ptr) + 1) // 2
+        bounds = np.searchsorted(np.cumsum(npairs), np.arange(chunk, npairs.sum() + chunk, chunk), side="right")
+        parts = [_level_pairs(A21, acol, nc, ptr, npairs, a, b) for a, b in zip(np.r_[0, bounds[:-1]], bounds) if b > a]
+        keys = np.concatenate([k for k, _, _ in parts] + [np.zeros(0, np.int64)])
+        colv = np.concatenate([c for _, c, _ in parts] + [np.zeros(0, np.int64)])
+        vals = np.concatenate([v for _, _, v in parts] + [np.zeros(0)])
+        del parts
+        self.keys, inverse = np.unique(np.concatenate([keys, extra_keys]), return_inverse=True)
+        self.map = sp.csr_matrix((vals, (inverse[: keys.size], colv)), shape=(self.keys.size, nl * nc * nc))
+
+    def __call__(self, V: np.ndarray) -> np.ndarray:
+        return self.map @ V.ravel()
+
+
+def _level_pairs(A21: sp.csc_matrix, acol: np.ndarray, nc: int, ptr: np.ndarray, npairs: np.ndarray,
+                 a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keys (column-major lower triangle), V indices and values of the entry pairs of levels a..b-1."""
+    q2 = A21.shape[0]
+    level = np.repeat(np.arange(a, b), npairs[a:b])
+    k = np.arange(level.size, dtype=np.int64) - np.repeat(np.cumsum(npairs[a:b]) - npairs[a:b], npairs[a:b])
+    s = ((np.sqrt(8.0 * k + 1.0) - 1.0) // 2).astype(np.int64)
+    s += (s + 1) * (s + 2) // 2 <= k  # guard the floating-point square root
+    s -= s * (s + 1) // 2 > k
+    es = ptr[level] + s
+    et = ptr[level] + k - s * (s + 1) // 2
+    ri, rj = A21.indices[es].astype(np.int64), A21.indices[et].astype(np.int64)
+    vals = A21.data[es] * A21.data[et]
+    if nc > 1:
+        vals = np.where((es != et) & (ri == rj), 2.0 * vals, vals)  # both (a, b) and (b, a) on the diagonal
+    colv = level * nc * nc + acol[es] * nc + acol[et]
+    return np.minimum(ri, rj) * q2 + np.maximum(ri, rj), colv, vals
+
+
+def pair_count(A21: sp.csc_matrix, nc: int) -> int:
+    """Entries the CrossMap of A21 will hold (before it is built)."""
+    ptr = np.asarray(A21.indptr[:: nc] if nc > 1 else A21.indptr, dtype=np.int64)
+    lens = np.diff(ptr[: A21.shape[1] // nc + 1])
+    return int(np.sum(lens * (lens + 1) // 2))
+
+
+class DenseFill:
+    """Block 2 factored densely by LAPACK (lower, column-major, in place)."""
+
+    kind = "dense"
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, q2: int):
+        self.q2 = q2
+        self.flat = cols * q2 + rows  # Fortran order
+
+    def factor(self, vals: np.ndarray) -> float | None:
+        S = np.zeros((self.q2, self.q2), order="F")
+        S.ravel(order="F")[self.flat] = vals
+        return self.factor_dense(S)
+
+    def factor_dense(self, S: np.ndarray) -> float | None:
+        self.L, info = lapack.dpotrf(S, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            return None
+        return 2.0 * float(np.sum(np.log(np.diagonal(self.L))))
+
+    def solve_L(self, B: np.ndarray) -> np.ndarray:
+        """L22^-1 B for B of shape (q2, m)."""
+        return lapack.dtrtrs(self.L, np.asfortranarray(B), lower=1)[0]
+
+    def solve_Lt(self, c: np.ndarray) -> np.ndarray:
+        """L22^-T c."""
+        return lapack.dtrtrs(self.L, c, lower=1, trans=1)[0]
+
+
+class SparseFill:
+    """Block 2 factored by CHOLMOD on its fixed pattern: analysed once, refactored in place."""
+
+    kind = "sparse"
+
+    def __init__(self, pattern: sp.csc_matrix):
+        self.S = pattern
+        self.factor_ = analyze(pattern, mode="supernodal")
+
+    def factor(self, vals: np.ndarray) -> float | None:
+        self.S.data = vals
+        self.factor_.cholesky_inplace(self.S)
+        return float(self.factor_.logdet())
+
+    def solve_L(self, B: np.ndarray) -> np.ndarray:
+        f = self.factor_
+        return f.solve_L(f.apply_P(B), use_LDLt_decomposition=False)
+
+    def solve_Lt(self, c: np.ndarray) -> np.ndarray:
+        """P' L22^-T c."""
+        f = self.factor_
+        return f.apply_Pt(f.solve_Lt(c, use_LDLt_decomposition=False))
 
 
 class BlockedDevfun:
     """Theta -> REML criterion or ML deviance, as ``LmerDevfun`` but by blocks."""
 
-    def __init__(self, base: LmerDevfun):
+    def __init__(self, base: LmerDevfun, fill: str = "auto", memory_limit: float | None = None):
+        """``fill``: 'auto', 'dense' or 'sparse' for block 2; ``memory_limit``: bytes the blocks
+        may use (default: a share of the memory available now)."""
         self.base = base
         rt = base.reTrms
-        t1 = rt.terms[0]
-        self.nl1, self.nc1 = t1.nl, t1.nc
-        self.q1 = t1.nl * t1.nc
-        q = rt.Zt.shape[0]
-        self.q2 = q - self.q1
-        self.nth1 = t1.ntheta
+        sizes = [t.nl * t.nc for t in rt.terms]
+        k1 = int(np.argmax(sizes))
+        Gp, toff = rt.Gp, rt.theta_offsets
+        t1 = rt.terms[k1]
+        idx1 = np.arange(Gp[k1], Gp[k1 + 1])
+        idx2 = np.concatenate([np.arange(Gp[k], Gp[k + 1]) for k in range(len(sizes)) if k != k1] + [np.zeros(0, int)])
+        self.idx1, self.idx2 = idx1, idx2
+        self.terms1, self.terms2 = [t1.label], [t.label for k, t in enumerate(rt.terms) if k != k1]
+        self.q2, self.p = idx2.size, base.p
+        self.m3 = self.p + 1
         Zt = base.Ztw.tocsr()
-        Z1t, Zrt = Zt[: self.q1], Zt[self.q1 :]
-        Rt = sp.vstack([Zrt, sp.csr_matrix(base.Xw.T), sp.csr_matrix(base.yw[None, :])], format="csr")
-        self.m = Rt.shape[0]
-        self.A11 = _block_diagonal(Z1t, self.nl1, self.nc1)
-        self.Ar1 = (Rt @ Z1t.T).tocsr()
-        self.Arr = (Rt @ Rt.T).toarray()
-        self.inflate = np.concatenate([np.ones(self.q2), np.zeros(self.m - self.q2)])
+        Z1t, Z2t = Zt[idx1], Zt[idx2]
+        self.block1 = FirstBlock(_block_diagonal(Z1t, t1.nl, t1.nc), slice(toff[k1], toff[k1 + 1]))
+        self.A31 = np.vstack([base.ZtX[idx1].T, base.Zty[idx1][None, :]])  # (m3, q1)
+        self.A32 = np.vstack([base.ZtX[idx2].T, base.Zty[idx2][None, :]])  # (m3, q2)
+        yty = float(base.yw @ base.yw)
+        self.A33 = np.block([[base.XtX, base.Xty[:, None]], [base.Xty[None, :], np.array([[yty]])]])
+        self.A21 = (Z2t @ Z1t.T).tocsc()
+        self.A21r = self.A21.tocsr()
+        self.Lt2, pos = _lambdat_block(rt.Lambdat, idx2)
+        self.Lind2 = rt.Lind[pos]
+        self.diag2 = self.Lt2.nnz == self.q2 and bool(np.all(self.Lt2.indices == np.arange(self.q2)))
         self.nevals = 0
+        self.plan = [BlockPlan("block 1", self.terms1, self.block1.kind, idx1.size, 3.0 * t1.nl * t1.nc**2 * 8),
+                     BlockPlan("[X y] x block 1", self.terms1, "dense", idx1.size, 2.0 * self.m3 * idx1.size * 8)]
+        if memory_limit is None:
+            avail = available_bytes()
+            limit = (MEMORY_SHARE * avail, f"{MEMORY_SHARE:.0%} of the {avail / GB:.1f} GB available")
+        else:
+            limit = (float(memory_limit), "memory_limit")
+        if self.q2:
+            self._setup_fill(Z2t, t1.nc, fill, limit)
+        self.plan.append(BlockPlan("[X y]", ["X", "y"], "dense [X y]", self.m3, 3.0 * self.m3 * (self.q2 + self.m3) * 8))
+        _check_memory(self.plan, limit)
+
+    def _setup_fill(self, Z2t: sp.csr_matrix, nc1: int, fill: str, limit: tuple[float, str]) -> None:
+        """Block 2: the sparse map A21 V A12 on the pattern of A22's lower triangle, dense or sparse."""
+        npairs = pair_count(self.A21, nc1)
+        # building the map holds keys, indices and values of every pair, then sorts the keys
+        cross = BlockPlan("cross map A21 V A12", self.terms1 + self.terms2, "sparse map", self.q2, 64.0 * npairs)
+        self.plan.append(cross)
+        _check_memory(self.plan, limit)
+        cross.bytes = 12.0 * npairs  # what the map keeps
+        A22 = sp.tril(Z2t @ Z2t.T).tocoo()
+        q2 = self.q2
+        keys22 = A22.col.astype(np.int64) * q2 + A22.row
+        diag = np.arange(q2, dtype=np.int64) * (q2 + 1)
+        self.cross = CrossMap(self.A21, nc1, np.concatenate([keys22, diag]))
+        if not self.diag2:
+            self._close_pattern()
+        keys = self.cross.keys
+        self.rows, self.cols = (keys % q2).astype(np.int32), (keys // q2).astype(np.int32)
+        self.A22 = np.zeros(keys.size)
+        self.A22[np.searchsorted(keys, keys22)] = A22.data
+        self.diag_pos = np.searchsorted(keys, diag)
+        if not self.diag2:
+            self._setup_scaling()
+        kind = fill
+        if kind == "auto":
+            kind = "dense" if q2 <= DENSE_ALWAYS else None
+        sparse_bytes = None
+        if kind in (None, "sparse"):
+            pattern = self._pattern()
+            size = predicted_factor(pattern)
+            dense_work = float(np.sum(np.arange(1, q2 + 1, dtype=float) ** 2))
+            entries, work = (size.entries, size.flops) if size else (q2 * (q2 + 1) / 2, dense_work)
+            sparse_bytes = 12.0 * entries
+            if kind is None:
+                kind = "sparse" if work < SPARSE_SHARE * dense_work else "dense"
+        plan = BlockPlan("block 2", self.terms2, kind, q2, sparse_bytes if kind == "sparse" else 8.0 * q2 * q2)
+        self.plan.append(plan)
+        _check_memory(self.plan, limit)
+        self.fill = SparseFill(pattern) if kind == "sparse" else DenseFill(self.rows, self.cols, q2)
+
+    def _close_pattern(self) -> None:
+        """Close the pattern under the blocks of Lambda2 (an entry (i, j) brings in every pair of
+        the blocks of i and j), so that Lambda2' H Lambda2 stays on it; remap the cross map."""
+        q2 = self.q2
+        _, block = connected_components(self.Lt2 + self.Lt2.T, directed=False)
+        order = np.argsort(block, kind="stable")
+        start = np.searchsorted(block[order], np.arange(block.max() + 2))
+        size = np.diff(start)
+        keys = self.cross.keys
+        i, j = keys % q2, keys // q2
+        bi, bj = block[i], block[j]
+        n = size[bi] * size[bj]
+        e = np.repeat(np.arange(keys.size), n)
+        w = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+        a = order[start[bi[e]] + w // size[bj[e]]]
+        b = order[start[bj[e]] + w % size[bj[e]]]
+        closed = np.unique(np.concatenate([keys, np.minimum(a, b) * q2 + np.maximum(a, b)]))
+        m = self.cross.map.tocoo()
+        pos = np.searchsorted(closed, keys)
+        self.cross.map = sp.csr_matrix((m.data, (pos[m.row], m.col)), shape=(closed.size, m.shape[1]))
+        self.cross.keys = closed
+
+    def _setup_scaling(self) -> None:
+        """The triples of S_ij = sum_ab Lt2[i, a] H[a, b] Lt2[j, b] on the closed pattern."""
+        q2, keys = self.q2, self.cross.keys
+        marker = self.Lt2.copy()
+        marker.data = np.arange(marker.nnz, dtype=float)
+        R = marker.tocsr()
+        R.sort_indices()
+        rc = np.diff(R.indptr)
+        i, j = self.rows.astype(np.int64), self.cols.astype(np.int64)
+        n = rc[i] * rc[j]
+        t = np.repeat(np.arange(keys.size), n)
+        w = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+        p1 = R.indptr[i[t]] + w // rc[j[t]]
+        p2 = R.indptr[j[t]] + w % rc[j[t]]
+        a, b = R.indices[p1].astype(np.int64), R.indices[p2].astype(np.int64)
+        self.scale_target = t
+        self.scale_src = np.searchsorted(keys, np.minimum(a, b) * q2 + np.maximum(a, b))
+        self.scale_e1, self.scale_e2 = R.data[p1].astype(np.int64), R.data[p2].astype(np.int64)
+
+    def _pattern(self) -> sp.csc_matrix:
+        keys = self.cross.keys
+        indptr = np.searchsorted(self.cols, np.arange(self.q2 + 1)).astype(np.int32)
+        return sp.csc_matrix((np.ones(keys.size), self.rows, indptr), shape=(self.q2, self.q2))
 
     # the interface optimizeLmer uses
     @property
@@ -66,43 +345,126 @@ class BlockedDevfun:
         return self.base.start
 
     def __call__(self, theta: np.ndarray) -> float:
-        theta = np.asarray(theta, dtype=float)
         self.nevals += 1
-        ld1, C = self._first_term(theta)
-        G = (C @ C.T).toarray()
-        Lr = self._lambda_rest_t(theta)
-        S = Lr @ (Lr @ (self.Arr - G)).T  # Lambda_r' (Arr - G) Lambda_r (symmetric)
-        S[np.diag_indices_from(S)] += self.inflate
-        L, info = lapack.dpotrf(S, lower=1, clean=0, overwrite_a=1)
-        if info != 0:
+        f = self._factor(np.asarray(theta, dtype=float))
+        if f is None:
             return np.inf
-        d = np.diag(L)
-        st = _Pieces(
-            ldL2=ld1 + 2.0 * np.sum(np.log(d[: self.q2])),
-            ldRX2=2.0 * np.sum(np.log(d[self.q2 : -1])),
-            pwrss=d[-1] ** 2,
-        )
+        d = np.diag(f.L33)
+        st = _Pieces(ldL2=f.ld1 + f.ld2, ldRX2=2.0 * float(np.sum(np.log(d[: self.p]))), pwrss=d[-1] ** 2)
         return self.base.deviance_from(st, self.base.REML)
 
-    def _first_term(self, theta: np.ndarray) -> tuple[float, sp.csr_matrix]:
-        """Batched factors of the first term's diagonal blocks; C = A_r1 blockdiag(Lambda1 L11^-T)."""
-        nc = self.nc1
-        Lam = np.zeros((nc, nc))
-        rows, cols = np.triu_indices(nc)
-        Lam[cols, rows] = theta[: self.nth1]  # column-major lower triangle
-        M = np.einsum("ji,ljk,km->lim", Lam, self.A11, Lam)
-        M[:, np.arange(nc), np.arange(nc)] += 1.0
-        L11 = np.linalg.cholesky(M)
-        ld1 = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
-        # W_l = Lambda1 L11_l^-T, i.e. W_l' solves L11_l W_l' = Lambda1'
-        W = np.swapaxes(np.linalg.solve(L11, np.broadcast_to(Lam.T, L11.shape)), 1, 2)
-        BD = sp.bsr_matrix((W, np.arange(self.nl1), np.arange(self.nl1 + 1)), shape=(self.q1, self.q1))
-        return ld1, (self.Ar1 @ BD).tocsr()
+    def _factor(self, theta: np.ndarray) -> _Factor | None:
+        """The blocked factor at theta (None if a block is not positive definite)."""
+        ld1, V = self.block1.factor(theta)
+        Y = np.einsum("mla,lab->mlb", self.A31.reshape(self.m3, -1, V.shape[1]), V).reshape(self.m3, -1)
+        S33 = self.A33 - Y @ self.A31.T
+        ld2, L32t = 0.0, np.zeros((0, self.m3))
+        if self.q2:
+            S32 = self.A32 - (self.A21r @ Y.T).T
+            ld2, L32t = self._fill(theta, V, S32)
+            if ld2 is None:
+                return None
+            S33 -= L32t.T @ L32t
+        L33, info = lapack.dpotrf(S33, lower=1, clean=1)
+        if info != 0:
+            return None
+        return _Factor(ld1, ld2, L32t, L33)
 
-    def _lambda_rest_t(self, theta: np.ndarray) -> sp.csr_matrix:
-        """Lambda_r' for the other terms, padded with the identity for X and y."""
-        lam = self.base.reTrms.Lambdat_at(theta)[self.q1 :, self.q1 :]
-        return sp.block_diag([lam, sp.identity(self.m - self.q2)], format="csr")
+    def _fill(self, theta: np.ndarray, V: np.ndarray, S32: np.ndarray) -> tuple[float | None, np.ndarray]:
+        """Factor block 2 at theta; returns its log-determinant and L32' = L22^-1 P S32'."""
+        H = self.A22 - self.cross(V)
+        if self.diag2:
+            lam = theta[self.Lind2]
+            H *= lam[self.rows] * lam[self.cols]
+            S23 = S32.T * lam[:, None]
+        else:
+            lam = theta[self.Lind2]
+            H = np.bincount(self.scale_target, weights=lam[self.scale_e1] * lam[self.scale_e2] * H[self.scale_src],
+                            minlength=H.size)
+            S23 = self._lambda2t(theta) @ S32.T
+        H[self.diag_pos] += 1.0
+        ld2 = self.fill.factor(H)
+        if ld2 is None:
+            return None, S32.T
+        return ld2, self.fill.solve_L(S23)
+
+    def _lambda2t(self, theta: np.ndarray) -> sp.csc_matrix:
+        Lt2 = self.Lt2.copy()
+        Lt2.data = theta[self.Lind2]
+        return Lt2
+
+    def solve(self, theta: np.ndarray):
+        """The PLS solution at theta from the blocked factor (``pls.PLSState``; u and b in lme4's
+        order, RZX in the factor's block order), residuals computed explicitly."""
+        theta = np.array(theta, dtype=float)
+        f = self._factor(theta)
+        if f is None:
+            raise ModelError("the blocked factor is not positive definite at theta")
+        p = self.p
+        RX = f.L33[:p, :p].T.copy()
+        beta = lapack.dtrtrs(RX, f.L33[p, :p].copy(), lower=0)[0] if p else np.zeros(0)
+        rt, Gp = self.base.reTrms, self.base.reTrms.Gp
+        u = np.zeros(Gp[-1])
+        b2 = np.zeros(0)
+        if self.q2:
+            u2 = self.fill.solve_Lt(f.L32t @ np.r_[-beta, 1.0])
+            u[self.idx2] = u2
+            b2 = self._lambda2t(theta).T @ u2
+        r1 = self.A31[-1] - beta @ self.A31[:p] - self.A21r.T @ b2 if self.q2 else self.A31[-1] - beta @ self.A31[:p]
+        u1, RZX1 = self.block1.solve(theta, r1, self.A31[:p])
+        u[self.idx1] = u1
+        b = rt.Lambdat_at(theta).T @ u
+        RZX = np.vstack([RZX1, f.L32t[:, :p]])
+        ldRX2 = 2.0 * float(np.sum(np.log(np.diag(RX)))) if p else 0.0
+        base = self.base
+        eta = base.X @ beta + rt.Zt.T @ b
+        wres = base.sqrtw * (base.y - base.offset - eta)  # the residuals computed explicitly, as lme4 does
+        return PLSState(theta=theta, beta=beta, u=u, b=b, eta=eta, wrss=float(wres @ wres), ussq=float(u @ u),
+                        ldL2=f.ld1 + f.ld2, ldRX2=ldRX2, RX=RX, RZX=RZX)
+
+    def memory_plan(self) -> str:
+        """What the blocks were estimated to need, one line each."""
+        return "\n".join(p.describe() for p in self.plan)
+
+
+def _check_memory(plan: list[BlockPlan], limit: tuple[float, str]) -> None:
+    """Raise a ModelError naming the largest block when the blocks planned so far need more than
+    the limit (bytes, and where it comes from)."""
+    total = sum(p.bytes for p in plan)
+    if total > limit[0]:
+        big = max(plan, key=lambda p: p.bytes)
+        raise ModelError(
+            f"the blocked factor would need about {total / GB:.2f} GB, more than the {limit[0] / GB:.2f} GB allowed "
+            f"({limit[1]}); the largest block is {big.describe()}"
+        )
+
+
+def _lower_from_theta(t: np.ndarray, nc: int) -> np.ndarray:
+    """The lower-triangular relative covariance factor of a term (theta column-major)."""
+    Lam = np.zeros((nc, nc))
+    rows, cols = np.triu_indices(nc)
+    Lam[cols, rows] = t
+    return Lam
+
+
+def _lambdat_block(Lambdat: sp.csc_matrix, idx: np.ndarray) -> tuple[sp.csc_matrix, np.ndarray]:
+    """Lambdat[idx][:, idx] (its structure) and the positions of its entries in Lambdat's storage."""
+    marker = Lambdat.copy()
+    marker.data = np.arange(marker.nnz, dtype=float) + 1.0
+    sub = marker[idx][:, idx].tocsc()
+    sub.sort_indices()
+    pos = sub.data.astype(np.int64) - 1
+    return sub, pos
+
+
+@dataclass
+class _Factor:
+    """The parts of the blocked factor at one theta that the criterion and the solution read."""
+
+    ld1: float
+    ld2: float
+    L32t: np.ndarray  # (q2, m3): L22^-1 P S23
+    L33: np.ndarray  # (m3, m3) lower
 
 
 class _Pieces:
@@ -114,6 +476,8 @@ class _Pieces:
 
 def _block_diagonal(Z1t: sp.csr_matrix, nl: int, nc: int) -> np.ndarray:
     """The level blocks of Z1'Z1 (block diagonal for a single grouping factor): (nl, nc, nc)."""
+    if nc == 1:
+        return np.asarray(Z1t.multiply(Z1t).sum(axis=1)).reshape(nl, 1, 1)
     G = (Z1t @ Z1t.T).tocsr()
     base = np.arange(nl) * nc
     out = np.empty((nl, nc, nc))
@@ -123,12 +487,16 @@ def _block_diagonal(Z1t: sp.csr_matrix, nl: int, nc: int) -> np.ndarray:
     return out
 
 
-def choose(devfun: LmerDevfun, method: str = "auto"):
-    """The objective to optimise: 'cholmod' (the general path), 'blocked', or 'auto' (blocked for
-    at least MIN_ROWS observations when its dense Schur complement is at most MAX_DENSE wide)."""
+def blocked_size(devfun: LmerDevfun) -> int:
+    """The order of block 2 and [X y]: what is left after the largest term is eliminated."""
+    sizes = [t.nl * t.nc for t in devfun.reTrms.terms]
+    return devfun.reTrms.Zt.shape[0] - max(sizes) + devfun.p + 1
+
+
+def choose(devfun: LmerDevfun, method: str = "auto", memory_limit: float | None = None):
+    """The objective to optimise: 'cholmod' (the general path), 'blocked', or 'auto' (blocked
+    for at least MIN_ROWS observations)."""
     if method not in ("auto", "cholmod", "blocked"):
         raise ValueError(f"method must be 'auto', 'cholmod' or 'blocked', not {method!r}")
-    use_blocked = method == "blocked" or (
-        method == "auto" and devfun.n >= MIN_ROWS and blocked_size(devfun) <= MAX_DENSE
-    )
-    return BlockedDevfun(devfun) if use_blocked else devfun
+    use_blocked = method == "blocked" or (method == "auto" and devfun.n >= MIN_ROWS)
+    return BlockedDevfun(devfun, memory_limit=memory_limit) if use_blocked else devfun

@@ -32,25 +32,19 @@ def deriv12(fun: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e
     """Gradient and Hessian by central differences, as lme4's deriv12 (no bounds)."""
     x = np.asarray(x, dtype=float)
     nx = x.size
-    fx = fun(x) if fx is None else fx
-    H = np.empty((nx, nx))
-    g = np.empty(nx)
-
-    def at(*shifts: tuple[int, float]) -> float:
-        xx = x.copy()
-        for i, d in shifts:
-            xx[i] += d
-        return fun(xx)
-
-    for j in range(nx):
-        fadd, fsub = at((j, delta)), at((j, -delta))
-        H[j, j] = (fadd - 2 * fx + fsub) / delta**2
-        g[j] = (fadd - fsub) / (2 * delta)
-        for i in range(j):
-            H[i, j] = H[j, i] = (
-                at((i, delta), (j, delta)) - at((i, delta), (j, -delta))
-                - at((i, -delta), (j, delta)) + at((i, -delta), (j, -delta))
-            ) / (2 * delta) ** 2
+    eye = np.eye(nx) * delta
+    pairs = [(i, j) for j in range(nx) for i in range(j)]
+    points = [x] if fx is None else []
+    points += [x + s * eye[j] for j in range(nx) for s in (1, -1)]
+    points += [x + si * eye[i] + sj * eye[j] for i, j in pairs for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
+    values = np.array([fun(p) for p in points])
+    if fx is None:
+        fx, values = values[0], values[1:]
+    fadd, fsub = values[: 2 * nx : 2], values[1 : 2 * nx : 2]
+    g = (fadd - fsub) / (2 * delta)
+    H = np.diag((fadd - 2 * fx + fsub) / delta**2)
+    for (i, j), (pp, pm, mp, mm) in zip(pairs, values[2 * nx :].reshape(-1, 4)):
+        H[i, j] = H[j, i] = (pp - pm - mp + mm) / (2 * delta) ** 2
     return Derivs(g, H)
 
 

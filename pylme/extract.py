@@ -46,3 +46,22 @@ def fit_record(fm, version: str, devfun_thetas: list[list[float]] | None = None)
         warnings=list(fm.warnings),
         devfun_at=devfun_at,
     )
+
+
+def inference_record(fm, kinds) -> dict:
+    """The inference tables ``kinds`` (see ``record.INFERENCE_KINDS``) of a fit, as plain data."""
+    makers = {
+        "wald": lambda: fm.confint(method="Wald").dropna(),
+        "profile": lambda: fm.confint(method="profile"),
+        "satterthwaite": lambda: fm.summary(ddf="Satterthwaite").coefficients,
+        "kenward_roger": lambda: fm.summary(ddf="Kenward-Roger").coefficients,
+        "anova_satterthwaite": lambda: fm.anova(type=3, ddf="Satterthwaite"),
+        "anova_kenward_roger": lambda: fm.anova(type=3, ddf="Kenward-Roger"),
+    }
+    return {kind: table_record(makers[kind]()) for kind in kinds}
+
+
+def table_record(table: pd.DataFrame) -> dict:
+    """A table as {"rows", "cols", "values"}, NaN as None (JSON has no NaN)."""
+    values = [[None if pd.isna(v) else float(v) for v in row] for row in table.to_numpy()]
+    return {"rows": [str(r) for r in table.index], "cols": [str(c) for c in table.columns], "values": values}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .errors import FormulaError
 
@@ -332,6 +333,7 @@ def _interact(left: list[frozenset[str]], right: list[frozenset[str]]) -> list[f
     return _unique([s | t for s in left for t in right])
 
 
+@lru_cache(maxsize=512)
 def expand_terms(rhs: Node | None, default_intercept: bool = True) -> Terms:
     """Expand a right-hand side into R's terms (sorted by order, then appearance)."""
     ex = _Expander()
@@ -385,6 +387,7 @@ class ParsedFormula:
         return deparse(self.response) if self.response is not None else None
 
 
+@lru_cache(maxsize=256)
 def parse_mixed(text: str) -> ParsedFormula:
     """Split ``y ~ fixed + (re | g)`` into response, fixed part and expanded bar terms."""
     tree = parse(text)
@@ -491,3 +494,45 @@ def _check_group(node: Node) -> None:
     raise FormulaError(
         f"invalid grouping factor '{deparse(node)}': use a variable name, an interaction a:b or nesting a/b"
     )
+
+
+# ---------------------------------------------------------------- update(fm, . ~ . - x)
+def update_formula(old: str, new: str) -> str:
+    """R's ``update.formula``: ``.`` on the left stands for the old response, on the right for
+    the old right-hand side; the result is simplified as ``terms.formula(simplify = TRUE)``
+    writes it (terms expanded, removed terms dropped), random-effects terms kept as written.
+    ``update_formula("y ~ a + b + (1 | g)", ". ~ . - b")`` is ``"y ~ a + (1 | g)"``."""
+    old_tree, new_tree = parse(old), parse(new)
+    if old_tree.op != "~" or new_tree.op not in ("~", "u~"):
+        raise FormulaError(f"cannot update {old!r} with {new!r}: both need a '~'")
+    old_lhs, old_rhs = old_tree.args
+    new_lhs, new_rhs = new_tree.args if new_tree.op == "~" else (Node("name", text="."), new_tree.args[0])
+    lhs = re.sub(r"(?<![\w.])\.(?![\w.])", deparse(old_lhs), deparse(new_lhs))
+    parts: list[tuple[str, Node]] = []
+    for sign, part in _top_level(new_rhs):
+        if _is_dot(part):
+            parts += [(s if sign == "+" else ("-" if s == "+" else "+"), p) for s, p in _top_level(old_rhs)]
+        else:
+            parts.append((sign, part))
+    fixed = [(s, p) for s, p in parts if not _is_bar(p)]
+    bars: list[str] = []
+    for sign, part in parts:
+        if _is_bar(part):
+            text = deparse(part)
+            if sign == "+" and text not in bars:
+                bars.append(text)
+            elif sign == "-" and text in bars:
+                bars.remove(text)
+    t = expand_terms(_join(fixed))
+    terms = t.labels + [v.label for v in t.offsets] + bars
+    head = [] if t.intercept else ["0"]
+    rhs = " + ".join(head + terms) if head + terms else "1"
+    return f"{lhs} ~ {rhs}"
+
+
+def _is_dot(node: Node) -> bool:
+    return node.op == "name" and node.text == "."
+
+
+def _is_bar(node: Node) -> bool:
+    return node.op == "paren" and node.args[0].op in ("|", "||")

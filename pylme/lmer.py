@@ -33,9 +33,11 @@ class LmerControl:
 
     optimizer: str | None = "nloptwrap"
     optCtrl: dict = field(default_factory=dict)
-    # the objective's linear algebra: "cholmod" (default; follows lme4's optimiser path most closely),
-    # "blocked" or "auto" (blocked for large models; see pylme.blocked)
-    method: str = "cholmod"
+    # the objective's linear algebra: "auto" (default: the blocked factor of pylme.blocked for at least
+    # 10,000 observations, CHOLMOD otherwise), "cholmod" (the general path) or "blocked"
+    method: str = "auto"
+    # bytes the blocked factor may use (default: 80% of the memory available); more fails at once
+    memory_limit: float | None = None
     restart_edge: bool = True
     boundary_tol: float = 1e-5
     calc_derivs: bool = True
@@ -194,6 +196,7 @@ class OptResult:
     runs: list[OptSummary]
     derivs: Derivs | None
     warnings: list[str]
+    objective: object = None  # what was optimised when not devfun itself (pylme.blocked)
 
     @property
     def par(self) -> np.ndarray:
@@ -208,7 +211,7 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose
     """BOBYQA from the start (on the blocked objective for large models, see pylme.blocked), lme4's restart_edge when a boundary theta should move, then
     its boundary check (a theta within boundary.tol of its bound is set to it if that is better)."""
     control = control or LmerControl()
-    devfun = choose(devfun, control.method)
+    base, devfun = devfun, choose(devfun, control.method, control.memory_limit)
     lower = devfun.lower
     run = _optwrap(devfun, devfun.start, control, verbose)
     runs = [run]
@@ -229,7 +232,8 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose
                 runs.append(run)
     if control.boundary_tol > 0:
         run = _check_boundary(devfun, run, control.boundary_tol)
-    return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings)
+    return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings,
+                     None if devfun is base else devfun)
 
 
 def _no_optimization(devfun: LmerDevfun) -> OptResult:
@@ -246,7 +250,7 @@ def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbos
     msgs = []
     if summary.conv != 0:
         msgs.append(f"convergence code {summary.conv} from nloptwrap: {summary.message}")
-    derivs = deriv12(devfun, summary.par, fx=None) if control.calc_derivs else None
+    derivs = deriv12(devfun, summary.par, fx=summary.fval) if control.calc_derivs else None
     return OptResult(summary, [summary], derivs, msgs)
 
 
@@ -281,7 +285,8 @@ def mkMerMod(lmod: LmerFormula, devfun: LmerDevfun, opt: OptResult, conv: ConvCh
     """The fitted model at theta-hat."""
     from .model import LmerMod
 
-    return LmerMod(lmod=lmod, devfun=devfun, opt=opt, conv=conv, control=control, state=devfun.solve(opt.par))
+    solver = devfun if opt.objective is None else opt.objective  # the blocked objective solves on its own factor
+    return LmerMod(lmod=lmod, devfun=devfun, opt=opt, conv=conv, control=control, state=solver.solve(opt.par))
 
 
 def lmer(

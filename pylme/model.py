@@ -325,9 +325,13 @@ class LmerMod:
 
     # ------------------------------------------------------------ refitting
     def update(self, formula: str | None = None, **kwargs) -> "LmerMod":
-        """Refit with some arguments changed, as R's update(fm, REML = FALSE)."""
+        """Refit with some arguments changed, as R's ``update(fm, REML = FALSE)``; a formula
+        with ``.`` is read as R's update.formula reads it (``". ~ . - sex"``)."""
+        from .formula import names_in, update_formula
         from .lmer import lmer
 
+        if formula is not None and "." in names_in(formula):
+            formula = update_formula(self.formula, formula)
         args = {"REML": self.REML, "weights": self.lmod.weights_arg, "offset": self.lmod.offset_arg,
                 "control": self.control}
         args.update(kwargs)
@@ -354,26 +358,49 @@ class LmerMod:
 
     def anova(self, *others, type: int | str | None = None, ddf: str = "lme4", **kwargs):
         """lme4's anova: with other fits, the likelihood-ratio table (see pylme.anova); alone,
-        the sequential F table of the fixed-effect terms. With ``ddf="Satterthwaite"`` or a
-        ``type`` (1, 2, 3), lmerTest's F table with Satterthwaite's denominator df."""
+        the sequential F table of the fixed-effect terms. With ``ddf="Satterthwaite"`` or
+        ``"Kenward-Roger"``, or a ``type`` (1, 2, 3), lmerTest's F table with that method's
+        denominator df (Satterthwaite's when only ``type`` is given)."""
         from .anova import anova, anova_single
 
-        if ddf == "Satterthwaite" or type is not None:
+        if ddf != "lme4" or type is not None:
             if others:
                 raise ValueError("type and ddf apply to the anova of a single model")
-            if ddf not in ("Satterthwaite", "lme4"):
-                raise ValueError(f"ddf must be 'Satterthwaite' (or 'lme4' for lme4's table), not {ddf!r}")
+            if ddf not in ("Satterthwaite", "Kenward-Roger", "lme4"):
+                raise ValueError(f"ddf must be 'Satterthwaite', 'Kenward-Roger' (or 'lme4' for lme4's table), not {ddf!r}")
             from .satterthwaite import anova_table
 
-            return anova_table(self, 3 if type is None else type)
+            return anova_table(self, 3 if type is None else type, "Satterthwaite" if ddf == "lme4" else ddf)
         return anova(self, *others, **kwargs) if others else anova_single(self)
 
-    def contest(self, L, rhs=0.0, joint: bool | None = None, confint: bool = False, level: float = 0.95):
+    def contest(self, L, rhs=0.0, joint: bool | None = None, confint: bool = False, level: float = 0.95,
+                ddf: str = "Satterthwaite"):
         """lmerTest's contest: t-tests (one row of L) or F-tests (several) of L beta = rhs with
-        Satterthwaite's degrees of freedom."""
+        Satterthwaite's (default) or ``ddf="Kenward-Roger"`` degrees of freedom."""
         from .satterthwaite import contest
 
-        return contest(self, L, rhs=rhs, joint=joint, confint=confint, level=level)
+        return contest(self, L, rhs=rhs, joint=joint, confint=confint, level=level, ddf=ddf)
+
+    # ------------------------------------------------------------ intervals, profiles, simulation
+    def confint(self, parm=None, level: float = 0.95, method: str = "profile", nsim: int = 500,
+                boot_type: str = "perc", seed: int | None = None, **kwargs) -> pd.DataFrame:
+        """lme4's confint: ``method="profile"`` (likelihood profile), ``"Wald"`` (fixed effects
+        only; NaN rows for the variance parameters) or ``"boot"`` (parametric bootstrap)."""
+        from .confint import confint
+
+        return confint(self, parm, level, method, nsim, boot_type, seed, **kwargs)
+
+    def profile(self, which=None, **kwargs):
+        """lme4's profile: zeta against each parameter (``.frame``), with its splines."""
+        from .profile import profile
+
+        return profile(self, which, **kwargs)
+
+    def simulate(self, nsim: int = 1, seed: int | None = None, re_form="~0", use_u: bool | None = None):
+        """lme4's simulate: responses drawn from the fitted model (R's stream for a given seed)."""
+        from .simulate import simulate
+
+        return simulate(self, nsim, seed, re_form, use_u)
 
     # ------------------------------------------------------------ records and printing
     def record(self, devfun_thetas: list[list[float]] | None = None) -> FitRecord:
@@ -384,11 +411,12 @@ class LmerMod:
         return fit_record(self, __version__, devfun_thetas)
 
     def summary(self, ddf: str = "lme4"):
-        """summary(fm); ``ddf="Satterthwaite"`` adds lmerTest's df and Pr(>|t|) columns."""
+        """summary(fm); ``ddf="Satterthwaite"`` or ``"Kenward-Roger"`` adds lmerTest's df and
+        Pr(>|t|) columns (Kenward-Roger: Std. Error from the adjusted covariance)."""
         from .summary import Summary
 
-        if ddf not in ("lme4", "Satterthwaite"):
-            raise ValueError(f"ddf must be 'lme4' or 'Satterthwaite', not {ddf!r}")
+        if ddf not in ("lme4", "Satterthwaite", "Kenward-Roger"):
+            raise ValueError(f"ddf must be 'lme4', 'Satterthwaite' or 'Kenward-Roger', not {ddf!r}")
         return Summary(self, ddf)
 
     def __str__(self) -> str:

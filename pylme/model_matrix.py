@@ -63,12 +63,16 @@ class FactorCoding:
 
 @dataclass
 class NumericCoding:
-    """A numeric expression evaluated by formulaic (its model spec reused on new data)."""
+    """A numeric variable: a plain column (read directly) or an expression evaluated by
+    formulaic (its model spec reused on new data)."""
 
-    spec: object
+    spec: object | None  # formulaic's model spec; None for a plain numeric column
     names: list[str]
+    column: str | None = None
 
     def values(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.column is not None:
+            return frame[self.column].to_numpy(dtype=float).reshape(len(frame), 1)
         mm = self.spec.get_model_matrix(frame, context=R_FUNCTIONS, na_action="ignore")
         return np.asarray(mm, dtype=float).reshape(len(frame), -1)
 
@@ -91,21 +95,30 @@ class DesignSpec:
         return np.hstack(blocks) if blocks else np.zeros((len(frame), 0))
 
     def _term_block(self, frame: pd.DataFrame, term: tuple[Variable, ...], kinds: tuple[int, ...]):
-        block, names = np.ones((len(frame), 1)), [""]
+        block = np.ones((len(frame), 1))
         for var, kind in zip(term, kinds):
-            vals, suffixes = self._variable_columns(frame, var, kind)
             # the first variable varies fastest: new columns are the slow index
+            vals = self._variable_columns(frame, var, kind)
             block = (block[:, None, :] * vals[:, :, None]).reshape(len(frame), -1)
-            names = [f"{n}:{s}" if n else s for s in suffixes for n in names]
-        return block, names
+        return block, self._term_names(term, kinds)
 
-    def _variable_columns(self, frame: pd.DataFrame, var: Variable, kind: int) -> tuple[np.ndarray, list[str]]:
+    def _term_names(self, term: tuple[Variable, ...], kinds: tuple[int, ...]) -> list[str]:
+        names = [""]
+        for var, kind in zip(term, kinds):
+            names = [f"{n}:{s}" if n else s for s in self._suffixes(var, kind) for n in names]
+        return names
+
+    def _suffixes(self, var: Variable, kind: int) -> list[str]:
         coding = self.codings[var.label]
         if isinstance(coding, NumericCoding):
-            return _check_finite(coding.values(frame), var), coding.names
-        codes = coding.codes(frame, var)
-        mat, suffixes = coding.columns(kind, var.label)
-        return mat[codes], [f"{var.label}{s}" for s in suffixes]
+            return coding.names
+        return [f"{var.label}{s}" for s in coding.columns(kind, var.label)[1]]
+
+    def _variable_columns(self, frame: pd.DataFrame, var: Variable, kind: int) -> np.ndarray:
+        coding = self.codings[var.label]
+        if isinstance(coding, NumericCoding):
+            return _check_finite(coding.values(frame), var)
+        return coding.columns(kind, var.label)[0][coding.codes(frame, var)]
 
 
 def design(terms: Terms, frame: pd.DataFrame) -> tuple[DesignSpec, np.ndarray]:
@@ -115,7 +128,7 @@ def design(terms: Terms, frame: pd.DataFrame) -> tuple[DesignSpec, np.ndarray]:
     spec = DesignSpec(terms, codings, kinds)
     names, assign = (["(Intercept)"], [0]) if terms.intercept else ([], [])
     for k, (term, tk) in enumerate(zip(terms.terms, kinds), start=1):
-        block_names = spec._term_block(frame.iloc[:1], term, tk)[1]
+        block_names = spec._term_names(term, tk)
         names += block_names
         assign += [k] * len(block_names)
     spec.column_names, spec.assign = names, assign
@@ -150,6 +163,8 @@ def _coding(frame: pd.DataFrame, var: Variable) -> FactorCoding | NumericCoding:
     if _is_factor(frame, var):
         fac = _factor_of(frame, var)
         return FactorCoding(fac.levels, fac.ordered)
+    if var.node.op == "name" and var.node.text in frame.columns:
+        return NumericCoding(None, [var.label], var.node.text)  # checked when the matrix is built
     try:
         mm = _formulaic_matrix(f"0 + {to_python(var.text)}", frame, context=R_FUNCTIONS, na_action="ignore")
     except Exception as exc:  # formulaic raises many kinds; name the term
@@ -214,8 +229,8 @@ def numeric_vector(frame: pd.DataFrame, label: str, text: str, what: str = "resp
 def check_scale_x(X: np.ndarray, tol: float = 1000.0) -> list[str]:
     """lme4's checkScaleX: warn when continuous columns' standard deviations differ by more than
     a factor ``tol`` from each other or from 1."""
-    cont = [j for j in range(X.shape[1]) if not np.all(np.isin(X[:, j], (0.0, 1.0)))]
-    if not cont or X.shape[0] < 2:
+    cont = ~np.all((X == 0.0) | (X == 1.0), axis=0)
+    if not cont.any() or X.shape[0] < 2:
         return []
     logsd = np.log(np.std(X[:, cont], axis=0, ddof=1))
     spread = np.abs(logsd[:, None] - logsd[None, :])

@@ -16,7 +16,7 @@ from .formula import ParsedFormula, expand_terms, names_in
 
 @dataclass
 class ModelFrame:
-    """The complete-case rows of the data restricted to the formula's columns."""
+    """The complete-case rows of the data (the data itself when every row is complete)."""
 
     data: pd.DataFrame
     dropped: pd.Index  # labels of the rows dropped for missing values
@@ -48,7 +48,7 @@ def model_frame(
     weights: str | np.ndarray | None = None,
     offset: str | np.ndarray | None = None,
 ) -> ModelFrame:
-    """Select the formula's columns and drop incomplete rows (R's na.omit)."""
+    """Check the formula's columns and drop the rows with a missing value in one of them (R's na.omit)."""
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if len(data) == 0:
@@ -60,21 +60,31 @@ def model_frame(
             f"column(s) {', '.join(repr(c) for c in missing)} named in the formula {pf.text!r} "
             f"not found in data; available: {', '.join(map(str, data.columns))}"
         )
-    frame = data[cols].copy()
     w = _column_or_array(weights, data, "weights")
     off = _column_or_array(offset, data, "offset")
-    complete = ~frame.isna().any(axis=1).to_numpy()
-    for extra in (w, off):
-        if extra is not None:
-            complete &= ~np.isnan(extra)
+    complete = np.ones(len(data), dtype=bool)
+    for missing in [_missing(data[c]) for c in cols] + [np.isnan(a) for a in (w, off) if a is not None]:
+        complete &= ~missing
     if not complete.any():
         raise DataError("0 (non-NA) cases: every row has a missing value in a column the formula uses")
     return ModelFrame(
-        data=frame.loc[complete],
+        data=data if complete.all() else data.loc[complete, cols],
         dropped=data.index[~complete],
         weights=None if w is None else w[complete],
         offset=None if off is None else off[complete],
     )
+
+
+def _missing(col: pd.Series) -> np.ndarray:
+    """R's is.na for a column: NaN and None, missing categories, pandas' NA."""
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return col.array.codes < 0
+    if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+        return np.zeros(len(col), dtype=bool)
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        return np.isnan(col.to_numpy())
+    return col.isna().to_numpy()
 
 
 def _column_or_array(value: str | np.ndarray | None, data: pd.DataFrame, what: str) -> np.ndarray | None:

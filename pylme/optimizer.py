@@ -66,14 +66,17 @@ def optwrap(
     control: dict | None = None,
     verbose: int = 0,
     keep_log: bool = True,
+    upper: np.ndarray | None = None,
 ) -> OptSummary:
-    """Minimise ``fn`` from ``start`` subject to ``lower`` bounds with nlopt (lme4's nloptwrap)."""
+    """Minimise ``fn`` from ``start`` within ``lower`` (and ``upper``) bounds with nlopt (lme4's nloptwrap)."""
     ctrl = {**DEFAULT_OPT_CTRL, **(control or {})}
     x0 = np.array(start, dtype=float)
     summary = OptSummary("nloptwrap", ctrl, x0.copy(), np.asarray(lower, dtype=float))
     algorithm = getattr(nlopt, ctrl["algorithm"].removeprefix("NLOPT_"))
     opt = nlopt.opt(algorithm, x0.size)
     opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
+    if upper is not None:
+        opt.set_upper_bounds(np.where(np.isfinite(upper), upper, np.inf))
     opt.set_xtol_abs(ctrl["xtol_abs"])
     opt.set_ftol_abs(ctrl["ftol_abs"])
     opt.set_xtol_rel(ctrl["xtol_rel"])

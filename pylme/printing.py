@@ -26,9 +26,9 @@ def format_numbers(values, digits: int = 7) -> list[str]:
         return _pad([_nonfinite(v) for v in vals])
     sig = [_sig_digits(v, digits) for v in finite]
     rgt = max(max(0, n - 1 - e) for n, e in sig)
-    left = max(max(1, e + 1) for _, e in sig)
+    left = max((v < 0) + max(1, e + 1) for v, (_, e) in zip(finite, sig))  # R: sign counted per element
     neg = any(v < 0 for v in finite)
-    fixed_width = neg + left + (rgt > 0) + rgt
+    fixed_width = left + (rgt > 0) + rgt
     mxsig = max(n for n, _ in sig)
     sci_width = neg + (mxsig + 1 if mxsig > 1 else mxsig) + 4
     if fixed_width > sci_width:

@@ -11,6 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+#: the inference tables a record may carry, each named for the R call that makes it
+INFERENCE_KINDS = {
+    "wald": 'confint(fm, method = "Wald")',
+    "profile": "confint(fm)",
+    "satterthwaite": "lmerTest's summary(fm)$coefficients",
+    "kenward_roger": 'lmerTest\'s summary(fm, ddf = "Kenward-Roger")$coefficients',
+    "anova_satterthwaite": "lmerTest's anova(fm, type = 3)",
+    "anova_kenward_roger": 'lmerTest\'s anova(fm, type = 3, ddf = "Kenward-Roger")',
+}
+
+
 @dataclass
 class FitRecord:
     """A fitted linear mixed model as plain data.
@@ -18,6 +29,8 @@ class FitRecord:
     ``ranef`` and ``condvar_sd`` map grouping factor -> coefficient name -> level -> value.
     ``varcorr`` holds the rows of ``as.data.frame(VarCorr(fm))``: grp, var1, var2, vcov, sdcor.
     ``devfun_at`` holds lme4's ``devFunOnly`` objective at given theta: {"theta": [...], "value": x}.
+    ``inference`` maps a kind of inference (``INFERENCE_KINDS``) to its table:
+    {"rows": [...], "cols": [...], "values": [[...], ...]} (NaN as None).
     ``error`` is set (and the numbers left empty) when the engine failed on the case.
     """
 
@@ -45,6 +58,7 @@ class FitRecord:
     messages: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     devfun_at: list[dict[str, Any]] = field(default_factory=list)
+    inference: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

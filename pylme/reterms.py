@@ -55,20 +55,24 @@ class ReTerm:
 
     def Zt(self) -> sp.csc_matrix:
         """This term's rows of Zt: row ``level*nc + k``, column ``obs``, value ``Xi[obs, k]``."""
-        return term_Zt(self.factor.codes, self.Xi, self.nl)
+        return stacked_Zt([self])
 
 
-def term_Zt(codes: np.ndarray, Xi: np.ndarray, nl: int) -> sp.csc_matrix:
-    """Khatri-Rao product of a factor's indicators and the term's model matrix, transposed."""
-    n, nc = Xi.shape
-    ok = codes >= 0
-    rows = (codes[:, None] * nc + np.arange(nc)[None, :])[ok].ravel()
-    cols = np.repeat(np.arange(n)[ok], nc)
-    vals = Xi[ok].ravel()
-    Zt = sp.csc_matrix((vals, (rows, cols)), shape=(nl * nc, n))
-    Zt.eliminate_zeros()
-    Zt.sort_indices()
-    return Zt
+def stacked_Zt(terms: list[ReTerm]) -> sp.csc_matrix:
+    """Zt of terms stacked in order: for each term the Khatri-Rao product of its factor's
+    indicators and its model matrix, transposed; built column by column (one column per
+    observation, rows increasing), without explicit zeros."""
+    rows, vals, offset = [], [], 0
+    for t in terms:
+        codes = t.factor.codes
+        r = offset + codes[:, None] * t.nc + np.arange(t.nc)[None, :]
+        rows.append(np.where(codes[:, None] >= 0, r, -1))
+        vals.append(t.Xi)
+        offset += t.nl * t.nc
+    R, V = np.hstack(rows), np.hstack(vals).astype(float)
+    keep = (R >= 0) & (V != 0)
+    indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))])
+    return sp.csc_matrix((V[keep], R[keep], indptr), shape=(offset, R.shape[0]))
 
 
 @dataclass
@@ -120,7 +124,7 @@ def mk_reterms(bars: list[BarTerm], frame: pd.DataFrame) -> ReTrms:
     if any(b > a for a, b in zip(nl, nl[1:])):
         ascending = sorted(range(len(nl)), key=nl.__getitem__)
         terms = [terms[i] for i in reversed(ascending)]
-    Zt = sp.vstack([t.Zt() for t in terms], format="csc")
+    Zt = stacked_Zt(terms)
     Lambdat, Lind, lower = _lambdat_template(terms)
     theta0 = np.where(np.isfinite(lower), 1.0, 0.0)
     flist: dict[str, Factor] = {}
@@ -144,7 +148,7 @@ def _make_term(bar: BarTerm, frame: pd.DataFrame) -> ReTerm:
 def _lambdat_template(terms: list[ReTerm]) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
     """Block-diagonal upper-triangular pattern of Lambdat, the theta index of each entry
     (in CSC storage order, as lme4's Lind), and the lower bounds of theta."""
-    rows, cols, idx, lower = [], [], [], []
+    rows, counts, idx, lower = [], [], [], []
     offset, th_off = 0, 0
     for t in terms:
         nc, nl = t.nc, t.nl
@@ -154,17 +158,16 @@ def _lambdat_template(terms: list[ReTerm]) -> tuple[sp.csc_matrix, np.ndarray, n
             for i in range(j, nc):
                 tri[(i, j)] = th_off + len(tri)
                 lower.append(0.0 if i == j else -np.inf)
+        # column i of a level's block of Lambdat holds Lambda[i, j] in rows j = 0..i
+        local_rows = np.concatenate([np.arange(i + 1) for i in range(nc)])
+        local_idx = np.array([tri[(i, j)] for i in range(nc) for j in range(i + 1)])
         base = offset + np.arange(nl) * nc
-        for (i, j), k in tri.items():  # Lambda[i, j] = Lambdat[j, i]
-            rows.append(base + j)
-            cols.append(base + i)
-            idx.append(np.full(nl, k))
+        rows.append((base[:, None] + local_rows[None, :]).ravel())
+        counts.append(np.tile(np.arange(1, nc + 1), nl))
+        idx.append(np.tile(local_idx, nl))
         offset += nl * nc
         th_off += len(tri)
-    rows_a, cols_a, idx_a = (np.concatenate(a) for a in (rows, cols, idx))
-    q = offset
-    # store the theta index (+1, so none is an explicit zero) and read it back in CSC order
-    lam = sp.csc_matrix((idx_a + 1.0, (rows_a, cols_a)), shape=(q, q))
-    lam.sort_indices()
-    Lind = lam.data.astype(np.int64) - 1
+    Lind = np.concatenate(idx).astype(np.int64)
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    lam = sp.csc_matrix((np.zeros(Lind.size), np.concatenate(rows), indptr), shape=(offset, offset))
     return lam, Lind, np.array(lower)

@@ -29,12 +29,18 @@ Type I, II and III hypothesis matrices follow lmerTest's constructions (sequenti
 Doolittle contrasts; marginal or Doolittle contrasts after reordering the containing
 terms; and type III contrasts orthogonalised against the terms containing them,
 computed in treatment coding and mapped to the fit's coding).
+
+The table builders (``contest``, ``contest1D``, ``contestMD``, ``satterthwaite_table``,
+``anova_table``) take ``ddf="Kenward-Roger"`` to run the same tables with the tests of
+``pylme.kenward_roger``, as lmerTest's do.
 """
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -253,13 +259,39 @@ def _t_row(estimate, se, df, rhs, confint, level):
     return row
 
 
-def _width_check(L: np.ndarray, info: SatterthwaiteInfo) -> None:
-    p = len(info.names)
+def _width_check(L: np.ndarray, fm) -> None:
+    names = list(fm.lmod.fixef_names)
+    p = len(names)
     if L.shape[-1] != p:
         raise ModelError(
             f"contrast has {L.shape[-1]} column{'s' if L.shape[-1] != 1 else ''}; expecting {p} "
-            f"(one per fixed-effect coefficient: {', '.join(info.names)})"
+            f"(one per fixed-effect coefficient: {', '.join(names)})"
         )
+
+
+DDF_METHODS = ("Satterthwaite", "Kenward-Roger")
+
+
+@dataclass
+class _Method:
+    """The t- and F-test of one ddf method, bound to a fit."""
+
+    title: str  # as lmerTest's headings name it
+    names: list[str]
+    t_test: Callable[..., dict]
+    f_test: Callable[..., dict | None]
+
+
+def _method(fm, ddf: str) -> _Method:
+    """Satterthwaite's tests (this module) or Kenward-Roger's (pylme.kenward_roger)."""
+    if ddf == "Satterthwaite":
+        info = satterthwaite_info(fm)
+        return _Method("Satterthwaite's", info.names, partial(_t_test, info), partial(_f_test, info))
+    if ddf == "Kenward-Roger":  # the adjusted covariance is computed when a test first needs it
+        from . import kenward_roger as kr
+
+        return _Method("Kenward-Roger's", list(fm.lmod.fixef_names), partial(kr.t_test, fm), partial(kr.f_test, fm))
+    raise ValueError(f"ddf must be one of {', '.join(map(repr, DDF_METHODS))}, not {ddf!r}")
 
 
 def _t_test(info: SatterthwaiteInfo, L: np.ndarray, rhs: float = 0.0, confint: bool = False,
@@ -276,24 +308,29 @@ def _t_test(info: SatterthwaiteInfo, L: np.ndarray, rhs: float = 0.0, confint: b
     return _t_row(estimate, math.sqrt(var_con), float(ddf), rhs, confint, level)
 
 
-def contest1D(fm, L, rhs: float = 0.0, confint: bool = False, level: float = 0.95) -> pd.DataFrame:
+def contest1D(fm, L, rhs: float = 0.0, confint: bool = False, level: float = 0.95,
+              ddf: str = "Satterthwaite") -> pd.DataFrame:
     """t-test of one linear combination ``L beta = rhs`` (L of length p): Estimate,
-    Std. Error, df (Satterthwaite), t value, Pr(>|t|) as lmerTest's contest1D."""
-    info = satterthwaite_info(fm)
+    Std. Error, df, t value, Pr(>|t|) as lmerTest's contest1D (``ddf``: "Satterthwaite" or
+    "Kenward-Roger")."""
     L = np.asarray(L, dtype=float)
     if L.ndim == 2 and 1 in L.shape:
         L = L.reshape(-1)
     if L.ndim != 1:
-        raise ModelError(f"contest1D needs one contrast (a vector of length {len(info.names)}), got shape {L.shape}")
-    _width_check(L, info)
+        raise ModelError(f"contest1D needs one contrast (a vector of length {fm.p}), got shape {L.shape}")
+    _width_check(L, fm)
+    method = _method(fm, ddf)
     cols = T_COLUMNS[:4] + (["lower", "upper"] if confint else []) + T_COLUMNS[4:]
     if L.size == 0:
         return pd.DataFrame(columns=cols, dtype=float)
-    return pd.DataFrame([_t_test(info, L, rhs, confint, level)], columns=cols)
+    return pd.DataFrame([method.t_test(L, rhs, confint, level)], columns=cols)
 
 
-def _f_row(F, ndf, ddf, sigma):
+def _f_row(F, ndf, ddf, sigma, scaling: float = 1.0):
+    """lmerTest's F-table row: Mean Sq from the unscaled F, the F value scaled (Kenward-Roger's
+    F scaling; 1 for Satterthwaite)."""
     ms = F * sigma**2
+    F = F * scaling
     with np.errstate(all="ignore"):
         pval = stats.f.sf(F, ndf, ddf) if np.isfinite(F) else np.nan
     return {"Sum Sq": ms * ndf, "Mean Sq": ms, "NumDF": ndf, "DenDF": ddf, "F value": F, "Pr(>F)": pval}
@@ -347,21 +384,23 @@ def _f_test(info: SatterthwaiteInfo, L: np.ndarray, rhs=0.0, eps: float = math.s
     return _f_row(F, q, _combine_df(nu), info.sigma)
 
 
-def contestMD(fm, L, rhs=0.0, eps: float = math.sqrt(_EPS)) -> pd.DataFrame:
-    """Joint F-test of ``L beta = rhs`` (L: k x p): Sum Sq, Mean Sq, NumDF, DenDF (Satterthwaite),
-    F value, Pr(>F) as lmerTest's contestMD, including its rotation onto the eigenvectors of
-    ``L vcov(beta) L'`` (directions with eigenvalue <= eps * the largest are dropped)."""
-    info = satterthwaite_info(fm)
+def contestMD(fm, L, rhs=0.0, ddf: str = "Satterthwaite") -> pd.DataFrame:
+    """Joint F-test of ``L beta = rhs`` (L: k x p): Sum Sq, Mean Sq, NumDF, DenDF, F value,
+    Pr(>F) as lmerTest's contestMD. Satterthwaite: rotated onto the eigenvectors of
+    ``L vcov(beta) L'`` (directions with eigenvalue <= sqrt(eps) * the largest are dropped);
+    Kenward-Roger: pbkrtest's KRmodcomp on L's row space."""
     L = np.asarray(L, dtype=float)
     if L.ndim == 1:
         L = L.reshape(1, -1)
-    _width_check(L, info)
-    row = _f_test(info, L, rhs, eps)
+    _width_check(L, fm)
+    row = _method(fm, ddf).f_test(L, rhs)
     return pd.DataFrame([row] if row else [], columns=F_COLUMNS)
 
 
-def contest(fm, L, rhs=0.0, joint: bool | None = None, confint: bool = False, level: float = 0.95) -> pd.DataFrame:
-    """Test linear hypotheses ``L beta = rhs`` with Satterthwaite's degrees of freedom.
+def contest(fm, L, rhs=0.0, joint: bool | None = None, confint: bool = False, level: float = 0.95,
+            ddf: str = "Satterthwaite") -> pd.DataFrame:
+    """Test linear hypotheses ``L beta = rhs`` with Satterthwaite's or (``ddf="Kenward-Roger"``)
+    Kenward-Roger's degrees of freedom.
 
     * a vector of length p (or a 1 x p matrix) gives a t-test (lmerTest's contest1D);
     * a k x p matrix with k > 1 gives one F-test of the k rows jointly (contestMD);
@@ -370,34 +409,35 @@ def contest(fm, L, rhs=0.0, joint: bool | None = None, confint: bool = False, le
 
     The width must be p, the number of fixed-effect coefficients; a ``ModelError`` names it.
     """
-    info = satterthwaite_info(fm)
     arr = np.asarray(L, dtype=float)
     if arr.ndim not in (1, 2):
         raise ModelError(f"a contrast must be a vector or a matrix, got an array of shape {arr.shape}")
-    _width_check(arr, info)
+    _width_check(arr, fm)
     index = L.index if isinstance(L, pd.DataFrame) else None
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     if joint is None:
         joint = arr.shape[0] > 1
     if joint:
-        return contestMD(fm, arr, rhs)
+        return contestMD(fm, arr, rhs, ddf)
+    method = _method(fm, ddf)
     rhs_v = np.broadcast_to(np.asarray(rhs, dtype=float), (arr.shape[0],))
     cols = T_COLUMNS[:4] + (["lower", "upper"] if confint else []) + T_COLUMNS[4:]
-    rows = [_t_test(info, arr[i], float(rhs_v[i]), confint, level) for i in range(arr.shape[0])]
+    rows = [method.t_test(arr[i], float(rhs_v[i]), confint, level) for i in range(arr.shape[0])]
     out = pd.DataFrame(rows, columns=cols)
     if index is not None and len(index) == len(out):
         out.index = index
     return out
 
 
-def satterthwaite_table(fm) -> pd.DataFrame:
-    """lmerTest's ``summary(fm)$coefficients``: per fixed effect Estimate, Std. Error,
-    df, t value and Pr(>|t|) with Satterthwaite's degrees of freedom."""
-    info = satterthwaite_info(fm)
-    p = len(info.names)
-    rows = [_t_test(info, np.eye(p)[i]) for i in range(p)]
-    return pd.DataFrame(rows, index=pd.Index(info.names), columns=T_COLUMNS)
+def satterthwaite_table(fm, ddf: str = "Satterthwaite") -> pd.DataFrame:
+    """lmerTest's ``summary(fm, ddf = ddf)$coefficients``: per fixed effect Estimate,
+    Std. Error, df, t value and Pr(>|t|) with Satterthwaite's (or Kenward-Roger's, whose
+    Std. Error comes from the adjusted covariance) degrees of freedom."""
+    method = _method(fm, ddf)
+    p = len(method.names)
+    rows = [method.t_test(np.eye(p)[i]) for i in range(p)]
+    return pd.DataFrame(rows, index=pd.Index(method.names), columns=T_COLUMNS)
 
 
 # ---------------------------------------------------------------- ANOVA tables
@@ -639,15 +679,15 @@ def _anova_type(type) -> int:
     return table[key]
 
 
-def anova_table(fm, type=3) -> pd.DataFrame:
-    """lmerTest's ``anova(fm, type = type)`` with Satterthwaite's method: per term Sum Sq,
-    Mean Sq, NumDF, DenDF, F value and Pr(>F). Terms whose hypothesis is empty (all its
-    contrasts zero) get a row of NaN at the end, as lmerTest does."""
-    info = satterthwaite_info(fm)
+def anova_table(fm, type=3, ddf: str = "Satterthwaite") -> pd.DataFrame:
+    """lmerTest's ``anova(fm, type = type, ddf = ddf)`` (Satterthwaite's or Kenward-Roger's
+    method): per term Sum Sq, Mean Sq, NumDF, DenDF, F value and Pr(>F). Terms whose
+    hypothesis is empty (all its contrasts zero) get a row of NaN at the end, as lmerTest does."""
+    method = _method(fm, ddf)
     Ls = hypothesis_matrices(fm, type)
     rows, index, empty = [], [], []
     for lab, L in Ls.items():
-        row = _f_test(info, np.asarray(L, dtype=float))
+        row = method.f_test(np.asarray(L, dtype=float))
         if row is None:
             empty.append(lab)
             continue
@@ -658,7 +698,7 @@ def anova_table(fm, type=3) -> pd.DataFrame:
         index.append(lab)
     out = pd.DataFrame(rows, index=pd.Index(index), columns=F_COLUMNS)
     kind = {1: "I", 2: "II", 3: "III"}[_anova_type(type)]
-    out.attrs["heading"] = f"Type {kind} Analysis of Variance Table with Satterthwaite's method"
+    out.attrs["heading"] = f"Type {kind} Analysis of Variance Table with {method.title} method"
     return out
 
 

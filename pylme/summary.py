@@ -77,10 +77,10 @@ class Summary:
 
     def __init__(self, fm, ddf: str = "lme4"):
         self.fm, self.ddf = fm, ddf
-        if ddf == "Satterthwaite":
+        if ddf != "lme4":
             from .satterthwaite import satterthwaite_table
 
-            self.coefficients = satterthwaite_table(fm)
+            self.coefficients = satterthwaite_table(fm, ddf)
             return
         se = np.sqrt(np.diag(fm.vcov().to_numpy()))
         beta = fm.fixef()
@@ -91,8 +91,8 @@ class Summary:
     def __str__(self) -> str:
         fm, digits = self.fm, 4
         lines = _header(fm) + [""] + _aic_table(fm, 1) + [""]
-        if self.ddf == "Satterthwaite":  # lmerTest's title, wrapped as R wraps it at width 80
-            title = method_title(fm) + ". t-tests use Satterthwaite's method"
+        if self.ddf != "lme4":  # lmerTest's title, wrapped as R wraps it at width 80
+            title = method_title(fm) + f". t-tests use {self.ddf}'s method"
             lines[:1] = [f"{title} [", "lmerModLmerTest]"] if len(title) + 5 + 15 > 80 else [
                 f"{title} ['lmerModLmerTest']"]
         lines += ["Scaled residuals: "] + _residual_quantiles(fm, digits) + [""]
@@ -122,35 +122,50 @@ def _zapsmall(x: np.ndarray, digits: int) -> np.ndarray:
 
 
 def coef_table(coefs: pd.DataFrame, digits: int = 4) -> str:
-    """R's printCoefmat for Estimate, Std. Error and t value."""
-    est_se = coefs[["Estimate", "Std. Error"]].to_numpy()
-    acs = np.abs(est_se[np.isfinite(est_se) & (est_se != 0)])
+    """R's printCoefmat for Estimate, Std. Error (and lmerTest's df) and t value: the columns
+    before the t value are rounded and formatted together, as one matrix."""
+    cs_cols = ["Estimate", "Std. Error"] + (["df"] if "df" in coefs else [])
+    cs_vals = coefs[cs_cols].to_numpy(dtype=float)
+    acs = np.abs(cs_vals[np.isfinite(cs_vals) & (cs_vals != 0)])
     digmin = 1 + (np.floor(np.log10(acs.min())) if acs.size else 0)
     dec = max(1, int(digits - digmin))
-    cs = format_numbers(np.round(est_se, dec).ravel(), digits)
-    ncs = len(coefs)
-    cols = {
-        "Estimate": [cs[2 * i] for i in range(ncs)],
-        "Std. Error": [cs[2 * i + 1] for i in range(ncs)],
-        "t value": format_numbers(np.round(coefs["t value"].to_numpy(), max(1, min(5, digits - 1))), digits),
-    }
-    if "df" in coefs:  # lmerTest's columns: df, then the p-value with significance stars
-        cols = {"Estimate": cols["Estimate"], "Std. Error": cols["Std. Error"],
-                "df": [f"{v:.3f}" for v in coefs["df"].to_numpy()], "t value": cols["t value"]}
+    cs = format_numbers(np.round(cs_vals, dec).ravel(), digits)
+    k = len(cs_cols)
+    cols = {name: cs[j::k] for j, name in enumerate(cs_cols)}
+    cols["t value"] = format_numbers(np.round(coefs["t value"].to_numpy(), max(1, min(5, digits - 1))), digits)
+    if "df" in coefs:  # lmerTest's columns: then the p-value with significance stars
         p = coefs["Pr(>|t|)"].to_numpy()
-        cols["Pr(>|t|)"] = [_format_pval(v, max(1, min(5, digits - 1))) for v in p]
-        cols[""] = [_stars(v) for v in p]
+        cols["Pr(>|t|)"] = _format_pvals(p, max(1, min(5, digits - 1)))
+        stars = [_stars(v) for v in p]
+        cols[""] = [st.ljust(max(map(len, stars))) for st in stars]  # R's format() of the codes
         table = render_table(cols, row_names=list(coefs.index), right_all=True)
         return table + "\n---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
     return render_table(cols, row_names=list(coefs.index), right_all=True)
 
 
-def _format_pval(p: float, digits: int) -> str:
-    """R's format.pval with eps = .Machine$double.eps."""
-    eps = np.finfo(float).eps
-    if p < eps:
-        return f"< {eps:.{digits - 2 if digits > 2 else 1}g}".replace("< 2.2e-16", "<2e-16")
-    return f"{p:.{digits}g}"
+def _format_pvals(p: np.ndarray, digits: int) -> list[str]:
+    """R's format.pval(p, digits) with eps = .Machine$double.eps: the p-values from 1e-3 up
+    (1e-4 when digits > 1) formatted together, the smaller ones together, those below eps as
+    "< 2e-16"."""
+    eps = float(np.finfo(float).eps)
+    out = ["NA"] * len(p)
+    ok = ~np.isnan(p)
+    tiny = ok & (p < eps)
+    rest = ok & ~tiny
+    expo = np.floor(np.log10(np.where(p > 0, p, 1e-50)))
+    fixp = (expo >= -3) | ((expo == -4) & (digits > 1))
+    for group in (rest & fixp, rest & ~fixp):
+        for i, text in zip(np.flatnonzero(group), format_numbers(p[group], digits) if group.any() else []):
+            out[i] = text
+    if tiny.any():
+        d = max(1, digits - 2)
+        nc = max((len(out[i]) for i in np.flatnonzero(rest)), default=0)
+        if rest.any() and d > 1 and d + 6 > nc:
+            d = max(1, nc - 7)
+        sep = "" if d == 1 and (not rest.any() or nc <= 6) else " "
+        for i in np.flatnonzero(tiny):
+            out[i] = "<" + sep + format_numbers([eps], d)[0]
+    return out
 
 
 def _stars(p: float) -> str:

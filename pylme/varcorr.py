@@ -108,3 +108,71 @@ def unique_names(names: list[str]) -> list[str]:
             seen[nm] = 0
             out.append(nm)
     return out
+
+
+# ---------------------------------------------------------------- theta <-> standard deviations and correlations
+def _lower_tri(nc: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a lower triangle in column-major order, theta's order per term."""
+    cols, rows = np.triu_indices(nc)
+    return rows, cols
+
+
+def theta_to_sdcor(theta: np.ndarray, ncs: list[int], sigma: float) -> np.ndarray:
+    """lme4's Cv_to_Sv: per term the standard deviations (diagonal) and correlations (below it)
+    of sigma^2 Lambda Lambda', in theta's order, then sigma: the ``.sig01, ..., .sigma`` scale."""
+    out, start = [], 0
+    for nc in ncs:
+        r, c = _lower_tri(nc)
+        L = np.zeros((nc, nc))
+        L[c, r] = theta[start : start + r.size]  # theta fills the triangle column by column
+        L = L.T
+        cov = sigma**2 * (L @ L.T)
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = cov / np.outer(sd, sd)
+        m[np.diag_indices(nc)] = sd
+        out.append(m[r, c])
+        start += r.size
+    return np.concatenate(out + [[sigma]])
+
+
+def sdcor_to_theta(sdcor: np.ndarray, ncs: list[int], sigma: float) -> np.ndarray:
+    """lme4's Sv_to_Cv: theta from the standard deviations and correlations (sigma excluded)."""
+    out, start = [], 0
+    for nc in ncs:
+        r, c = _lower_tri(nc)
+        m = np.zeros((nc, nc))
+        m[r, c] = m[c, r] = sdcor[start : start + r.size]
+        sd = np.diag(m).copy()
+        m[np.diag_indices(nc)] = 1.0
+        L = _safe_chol(m * np.outer(sd, sd) / sigma**2)
+        out.append(L[r, c])
+        start += r.size
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _safe_chol(m: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor as lme4's safe_chol, and a valid one for a semidefinite matrix
+    (a correlation of exactly -1 or 1, where profiles end): pivots that round to zero or below
+    are set to zero. lme4 falls back to a pivoted factor there, whose lower triangle (all that
+    theta keeps) no longer reproduces the matrix, so its profile at the bound depends on
+    whether rounding lets the plain factorisation through; pylme's does not."""
+    if np.any(np.isnan(m)) or np.all(m == 0):
+        return m
+    if m.shape[0] == 1 or np.count_nonzero(m - np.diag(np.diag(m))) == 0:
+        return np.diag(np.sqrt(np.diag(m)))
+    try:
+        return np.linalg.cholesky(m)
+    except np.linalg.LinAlgError:
+        return _semidefinite_chol(m)
+
+
+def _semidefinite_chol(m: np.ndarray) -> np.ndarray:
+    n = m.shape[0]
+    L = np.zeros_like(m)
+    for j in range(n):
+        d = m[j, j] - L[j, :j] @ L[j, :j]
+        L[j, j] = np.sqrt(d) if d > 0 else 0.0
+        if L[j, j] > 0:
+            L[j + 1 :, j] = (m[j + 1 :, j] - L[j + 1 :, :j] @ L[j, :j]) / L[j, j]
+    return L

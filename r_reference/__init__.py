@@ -13,7 +13,8 @@ import pandas as pd
 
 from pylme.record import FitRecord
 
-__all__ = ["available", "fit", "fit_with_extras", "devfun_values", "r_versions"]
+__all__ = ["available", "fit", "fit_with_extras", "devfun_values", "r_versions", "confint", "profile",
+           "simulate", "bootmer", "inference"]
 
 # R side of the bridge.  Everything R-specific happens here, so that Python only sees
 # plain vectors and lists.  Each function gets a formula string and an R data.frame.
@@ -94,6 +95,65 @@ local({
     }, error = function(e) e))
     if (inherits(got$value, "error")) stop(conditionMessage(got$value))
     got$value
+  }
+
+  # Inference on a fit: a table as list(rows, cols, vals) (a matrix or data frame).
+  tab <- function(x) list(rows = rownames(x), cols = colnames(x), vals = unname(as.matrix(x)))
+
+  refit_fun <- function(formula, data, REML) {
+    fm <- lme4::lmer(fml(formula), data = data, REML = REML)
+    vn <- c(sprintf(".sig%02d", seq_along(lme4::getME(fm, "theta"))), ".sigma")
+    stat <- function(m) c(stats::setNames(c(lme4:::Cv_to_Sv(lme4::getME(m, "theta"),
+        lengths(m@cnms), s = stats::sigma(m))), vn), lme4::fixef(m))
+    list(fm = fm, stat = stat)
+  }
+
+  confint_tab <- function(formula, data, REML, method, level, nsim, seed, boot_type) {
+    fm <- lme4::lmer(fml(formula), data = data, REML = REML)
+    if (method == "boot") set.seed(seed)
+    ci <- suppressMessages(stats::confint(fm, level = level, method = method, nsim = nsim,
+                                          boot.type = boot_type))
+    tab(ci)
+  }
+
+  profile_tab <- function(formula, data, REML) {
+    fm <- lme4::lmer(fml(formula), data = data, REML = REML)
+    pr <- as.data.frame(stats::profile(fm))
+    list(par = as.character(pr$.par), vals = unname(as.matrix(pr[, setdiff(names(pr), c(".par", ".focal"))])),
+         cols = setdiff(names(pr), c(".par", ".focal")))
+  }
+
+  simulate_mat <- function(formula, data, REML, nsim, seed, use_u) {
+    fm <- lme4::lmer(fml(formula), data = data, REML = REML)
+    unname(as.matrix(stats::simulate(fm, nsim = nsim, seed = seed, use.u = use_u)))
+  }
+
+  bootmer_tab <- function(formula, data, REML, nsim, seed, refit) {
+    rf <- refit_fun(formula, data, REML)
+    if (refit) {  # lme4's bootMer: refit() of each simulated response
+      t <- lme4::bootMer(rf$fm, rf$stat, nsim = nsim, seed = seed)$t
+    } else {      # a fresh lmer on each simulated response (lme4's refit of REML fits with p > 1 differs)
+      ss <- stats::simulate(rf$fm, nsim = nsim, seed = seed)
+      t <- t(vapply(ss, function(y) { d <- data; d[[all.vars(fml(formula))[1]]] <- y
+                 rf$stat(lme4::lmer(fml(formula), data = d, REML = REML)) }, rf$stat(rf$fm)))
+    }
+    list(t0 = rf$stat(rf$fm), names = names(rf$stat(rf$fm)), t = unname(as.matrix(t)))
+  }
+
+  # lmerTest's and lme4's inference tables on one fit (see pylme.record.INFERENCE_KINDS)
+  inference_tabs <- function(formula, data, REML, kinds) {
+    suppressMessages(library(lmerTest))
+    quiet <- function(x) suppressMessages(suppressWarnings(x))
+    fm <- quiet(lmerTest::lmer(fml(formula), data = data, REML = REML))
+    one <- function(kind) switch(kind,
+      wald = { ci <- stats::confint(fm, method = "Wald"); tab(ci[!is.na(ci[, 1]), , drop = FALSE]) },
+      profile = tab(quiet(stats::confint(fm, method = "profile"))),
+      satterthwaite = tab(summary(fm)$coefficients),
+      kenward_roger = tab(quiet(summary(fm, ddf = "Kenward-Roger"))$coefficients),
+      anova_satterthwaite = tab(anova(fm, type = 3)),
+      anova_kenward_roger = tab(quiet(anova(fm, type = 3, ddf = "Kenward-Roger"))),
+      stop("unknown inference kind ", kind))
+    stats::setNames(lapply(kinds, one), kinds)
   }
 
   make_factor <- function(codes, levels, ordered)
@@ -337,3 +397,60 @@ def devfun_values(formula: str, data: pd.DataFrame, thetas: list[list[float]],
     thetas = [list(map(float, t)) for t in thetas]
     values = _devfun(env, formula, _frame_to_r(data), REML, _control_to_r(control), thetas, weights)
     return [{"theta": t, "value": v} for t, v in zip(thetas, values)]
+
+
+# ---------------------------------------------------------------- inference (lme4's confint, profile, simulate, bootMer)
+
+
+def _table(x: Any) -> pd.DataFrame:
+    vals = np.array(_matrix(_get(x, "vals")), dtype=float)
+    return pd.DataFrame(vals, index=_strings(_get(x, "rows")), columns=_strings(_get(x, "cols")))
+
+
+def confint(formula: str, data: pd.DataFrame, REML: bool = True, method: str = "profile",
+            level: float = 0.95, nsim: int = 500, seed: int = 1, boot_type: str = "perc") -> pd.DataFrame:
+    """lme4's ``confint(lmer(formula, data, REML), level, method)`` (``set.seed(seed)`` first
+    for ``method = "boot"``), with R's row and column names."""
+    out = _bridge()["confint_tab"](formula, _frame_to_r(data), bool(REML), method, float(level), int(nsim),
+                                  int(seed), boot_type)
+    return _table(out)
+
+
+def profile(formula: str, data: pd.DataFrame, REML: bool = True) -> pd.DataFrame:
+    """``as.data.frame(profile(lmer(...)))``: .zeta, every parameter, and .par."""
+    out = _bridge()["profile_tab"](formula, _frame_to_r(data), bool(REML))
+    frame = pd.DataFrame(np.array(_matrix(_get(out, "vals")), dtype=float), columns=_strings(_get(out, "cols")))
+    frame[".par"] = _strings(_get(out, "par"))
+    return frame
+
+
+def simulate(formula: str, data: pd.DataFrame, REML: bool = True, nsim: int = 1, seed: int = 1,
+             use_u: bool = False) -> np.ndarray:
+    """``simulate(lmer(...), nsim, seed, use.u)`` as an array (rows, nsim)."""
+    out = _bridge()["simulate_mat"](formula, _frame_to_r(data), bool(REML), int(nsim), int(seed), bool(use_u))
+    return np.array(_matrix(out), dtype=float)
+
+
+def bootmer(formula: str, data: pd.DataFrame, REML: bool = True, nsim: int = 10, seed: int = 1,
+            refit: bool = True) -> tuple[pd.Series, pd.DataFrame]:
+    """lme4's parametric bootstrap of (sd/cor, sigma, fixed effects): ``bootMer(fm, FUN, nsim,
+    seed)`` when ``refit``, else a fresh ``lmer`` on each of ``simulate(fm, nsim, seed)``."""
+    out = _bridge()["bootmer_tab"](formula, _frame_to_r(data), bool(REML), int(nsim), int(seed), bool(refit))
+    names = _strings(_get(out, "names"))
+    t = np.array(_matrix(_get(out, "t")), dtype=float).reshape(int(nsim), len(names))
+    return pd.Series(_floats(_get(out, "t0")), index=names), pd.DataFrame(t, columns=names)
+
+
+def inference(formula: str, data: pd.DataFrame, REML: bool, kinds: list[str]) -> dict[str, dict[str, Any]]:
+    """lme4's and lmerTest's inference tables (``pylme.record.INFERENCE_KINDS``) on one fit,
+    each as {"rows", "cols", "values"} with NaN as None."""
+    ro = _bridge() and _state["ro"]
+    out = _bridge()["inference_tabs"](formula, _frame_to_r(data), bool(REML), ro.StrVector(list(kinds)))
+    tables = {}
+    for kind in kinds:
+        t = _get(out, kind)
+        vals = _get(t, "vals")
+        rows = [[None if math.isnan(v) else v for v in row] for row in (_matrix(vals) if vals.dim[0] else [])]
+        tables[kind] = {"rows": _strings(_get(t, "rows") or []), "cols": _strings(_get(t, "cols") or []),
+                        "values": rows}
+    return tables

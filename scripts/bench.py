@@ -8,6 +8,21 @@ several runs. Writes ``reports/bench/bench.json`` and ``bench.png`` (time agains
     .venv/bin/python scripts/bench.py                 # all models
     .venv/bin/python scripts/bench.py --models sleepstudy,instevalsub --repeat 5
     .venv/bin/python scripts/bench.py --method blocked  # pylme's blocked-Cholesky objective
+    .venv/bin/python scripts/bench.py --models sleepstudy,refit --repeat 21  # and refit(fm, simulated y)
+
+Where installed, mixedlm (``mixedlm.lmer`` on the same formula) and statsmodels (``MixedLM`` with
+the same random effects, crossed factors as variance components of one group; not classroom or
+InstEval, which take minutes)
+are timed as further columns. The ``refit`` row times ``refit(fm, y)`` on sleepstudy for
+simulated responses y, in pylme and in lme4 (inside R). Small models report medians; lme4's
+small-model times are means of 10 consecutive fits (R's clock ticks in milliseconds).
+    .venv/bin/python scripts/bench.py --large           # the simulated grades and state-test designs
+    .venv/bin/python scripts/bench.py --large grades --large-lme4   # and lme4 on them (may take an hour)
+
+``--large`` fits the designs of ``conformance.large_designs`` (generated from a seed), each in its
+own process, with the blocked objective; it prints the fit time, the peak resident memory of the
+process, the memory the blocks were estimated to need, the criterion and the estimated standard
+deviations against the simulation's truth, and writes ``large.json``.
 
 No timing is asserted anywhere in the test suite; this script is the record.
 """
@@ -15,7 +30,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 import warnings
@@ -54,8 +72,9 @@ def time_pylme(data, formula: str, REML: bool, repeat: int, method: str) -> dict
             "peak_mb": peak / 2**20}
 
 
-def time_lme4(data, formula: str, REML: bool, repeat: int) -> dict:
-    """lme4's lmer call timed inside R (data conversion excluded)."""
+def time_lme4(data, formula: str, REML: bool, repeat: int, inner: int = 1) -> dict:
+    """lme4's lmer call timed inside R (data conversion excluded): the median over ``repeat``
+    runs of the mean time of ``inner`` consecutive fits (R's clock ticks in milliseconds)."""
     import rpy2.robjects as ro
     import r_reference
 
@@ -67,40 +86,219 @@ def time_lme4(data, formula: str, REML: bool, repeat: int) -> dict:
         times <- numeric({repeat})
         for (i in seq_len({repeat})) {{
             t0 <- proc.time()[["elapsed"]]
-            fm <- suppressWarnings(suppressMessages(lmer(bench_formula, bench_data, REML = {str(REML).upper()})))
-            times[i] <- proc.time()[["elapsed"]] - t0
+            for (k in seq_len({inner}))
+                fm <- suppressWarnings(suppressMessages(lmer(bench_formula, bench_data, REML = {str(REML).upper()})))
+            times[i] <- (proc.time()[["elapsed"]] - t0) / {inner}
         }}
         c(median(times), if ({str(REML).upper()}) REMLcrit(fm) else deviance(fm))
     }})""")
     return {"time": float(out[0]), "criterion": float(out[1])}
 
 
+def simulated_responses(fm, k: int, seed: int = 1) -> list:
+    """k responses simulated from a fit: fitted values plus normal noise with its sigma."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    mu = fm.fitted().to_numpy()
+    return [mu + rng.normal(0.0, fm.sigma(), mu.size) for _ in range(k)]
+
+
+def time_refit(data, formula: str, REML: bool, repeat: int, inner: int) -> dict:
+    """``refit(fm, y)`` for simulated responses y: pylme's median over ``repeat`` responses, lme4's
+    median over the same responses of the mean of ``inner`` refits (timed inside R)."""
+    import rpy2.robjects as ro
+    import r_reference
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm = pylme.lmer(formula, data, REML=REML)
+        ys = simulated_responses(fm, repeat)
+        times = []
+        for y in ys:
+            t0 = time.perf_counter()
+            fm.refit(y)
+            times.append(time.perf_counter() - t0)
+    r_reference._bridge()
+    ro.globalenv["bench_data"] = r_reference._frame_to_r(data)
+    ro.globalenv["bench_formula"] = ro.r["as.formula"](formula)
+    ro.globalenv["bench_ys"] = ro.r["matrix"](ro.FloatVector([v for y in ys for v in y]), nrow=len(ys[0]))
+    r_time = ro.r(f"""local({{
+        suppressMessages(library(lme4))
+        fm <- lmer(bench_formula, bench_data, REML = {str(REML).upper()})
+        times <- numeric(ncol(bench_ys))
+        for (i in seq_len(ncol(bench_ys))) {{
+            t0 <- proc.time()[["elapsed"]]
+            for (k in seq_len({inner})) fit <- suppressWarnings(suppressMessages(refit(fm, bench_ys[, i])))
+            times[i] <- (proc.time()[["elapsed"]] - t0) / {inner}
+        }}
+        median(times)
+    }})""")
+    return {"pylme": statistics.median(times), "lme4": float(r_time[0])}
+
+
+#: statsmodels' MixedLM for the models it can express: (fixed formula, groups, re_formula, vc_formula).
+#: Not run: classroom (classid as a variance component within schoolid: 230 s for one fit here) and
+#: InstEval (crossed factors with thousands of levels: no fit in 10 minutes, see the speed issue).
+STATSMODELS = {
+    "dyestuff": ("Yield ~ 1", "Batch", None, None),
+    "sleepstudy": ("Reaction ~ Days", "Subject", "~Days", None),
+    "penicillin": ("diameter ~ 1", None, "0", {"plate": "0 + C(plate)", "sample": "0 + C(sample)"}),
+}
+
+
+def time_statsmodels(name: str, data, REML: bool, repeat: int) -> dict | None:
+    """statsmodels' MixedLM on the same model (a single group for crossed factors), or None."""
+    try:
+        import numpy as np
+        import statsmodels.formula.api as smf
+    except ImportError:
+        return None
+    if name not in STATSMODELS:
+        return None
+    fixed, groups, re_formula, vc = STATSMODELS[name]
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = np.ones(len(data)) if groups is None else data[groups]
+            res = smf.mixedlm(fixed, data, groups=g, re_formula=re_formula, vc_formula=vc).fit(reml=REML)
+        times.append(time.perf_counter() - t0)
+    return {"time": statistics.median(times), "criterion": -2.0 * float(res.llf)}
+
+
+def time_mixedlm(formula: str, data, REML: bool, repeat: int) -> dict | None:
+    """The mixedlm package's lmer on the same formula and data, or None when not installed."""
+    try:
+        import mixedlm
+    except ImportError:
+        return None
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = mixedlm.lmer(formula, data, REML=REML)
+        times.append(time.perf_counter() - t0)
+    return {"time": statistics.median(times), "criterion": float(res.deviance)}
+
+
+LARGE = ("grades", "state_test")
+
+
+def large_one(name: str, method: str, with_lme4: bool) -> dict:
+    """Fit one large design in this process: times, peak RSS, estimated memory, estimates vs truth."""
+    from conformance import large_designs
+
+    t0 = time.perf_counter()
+    des = getattr(large_designs, name)()
+    generated = time.perf_counter() - t0
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm = pylme.lmer(des.formula, des.data, REML=des.REML, control=pylme.lmerControl(method=method))
+    fit = time.perf_counter() - t0
+    blocked = fm.opt.objective
+    sd = dict(zip([t.group for t in fm.lmod.reTrms.terms], (fm.theta * fm.sigma()).tolist()))
+    row = {"model": name, "formula": des.formula, "n": len(des.data), "generate_s": generated, "fit_s": fit,
+           "evals": fm.opt.summary.feval, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+           "rss_before_fit_gb": rss0,
+           "estimated_blocks_gb": None if blocked is None else sum(p.bytes for p in blocked.plan) / 2**30,
+           "memory_plan": None if blocked is None else blocked.memory_plan(),
+           "criterion": fm.REMLcrit() if des.REML else fm.deviance(REML=False),
+           "sd": sd, "sigma": fm.sigma(), "truth": {"sd": des.truth["sd"], "sigma": des.truth["sigma"]}}
+    if with_lme4:
+        row["lme4"] = time_lme4(des.data, des.formula, des.REML, 1)
+    return row
+
+
+def run_large(names: list[str], method: str, with_lme4: bool, out: Path) -> None:
+    """Each large design in a child process (its own peak memory)."""
+    rows = []
+    for name in names:
+        cmd = [sys.executable, __file__, "--large-one", name, "--method", method] + (["--large-lme4"] if with_lme4 else [])
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        if done.returncode:
+            print(f"{name}: failed\n{done.stderr[-2000:]}")
+            continue
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{name}: n={row['n']} fit {row['fit_s']:.1f} s ({row['evals']} evaluations), peak RSS "
+              f"{row['peak_rss_gb']:.2f} GB (data {row['rss_before_fit_gb']:.2f} GB; blocks estimated "
+              f"{row['estimated_blocks_gb'] or 0:.2f} GB), criterion {row['criterion']:.4f}")
+        print("  sd " + ", ".join(f"{g} {v:.4f} (truth {row['truth']['sd'][g]})" for g, v in row["sd"].items())
+              + f", sigma {row['sigma']:.4f} (truth {row['truth']['sigma']})")
+        if "lme4" in row:
+            print(f"  lme4 {row['lme4']['time']:.1f} s, criterion {row['lme4']['criterion']:.4f}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "large.json").write_text(json.dumps({"method": method, "rows": rows}, indent=1) + "\n")
+    print(f"written {out / 'large.json'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join([*MODELS, "refit"]))
     parser.add_argument("--repeat", type=int, default=5, help="runs per small model (large ones run once)")
-    parser.add_argument("--method", default="cholmod", choices=["cholmod", "blocked", "auto"])
+    parser.add_argument("--method", default=None, choices=["cholmod", "blocked", "auto"],
+                        help="pylme's objective (default: auto, pylme's default; blocked with --large)")
     parser.add_argument("--out", default="reports/bench")
+    parser.add_argument("--large", nargs="?", const=",".join(LARGE), default=None,
+                        help="fit the large simulated designs (comma-separated, default all) instead of --models")
+    parser.add_argument("--large-lme4", action="store_true", help="also fit the large designs with lme4")
+    parser.add_argument("--large-one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.large_one:
+        print(json.dumps(large_one(args.large_one, args.method or "blocked", args.large_lme4)))
+        return
+    if args.large:
+        run_large(args.large.split(","), args.method or "blocked", args.large_lme4, Path(args.out))
+        return
+    args.method = args.method or "auto"
     rows = []
-    print(f"{'model':20s} {'n':>7s} {'pylme s':>9s} {'lme4 s':>9s} {'ratio':>7s} {'d crit':>9s} {'evals':>6s} {'peak MB':>8s}")
     for name in args.models.split(","):
+        if name == "refit":
+            dataset, formula, REML = MODELS["sleepstudy"]
+            t = time_refit(pylme.datasets.load(dataset), formula, REML, args.repeat, inner=10)
+            rows.append({"model": "refit", "dataset": dataset, "formula": formula, "REML": REML, **t,
+                         "ratio": t["lme4"] / t["pylme"]})
+            continue
         dataset, formula, REML = MODELS[name]
         data = pylme.datasets.load(dataset)
-        repeat = args.repeat if len(data) < 10_000 else 1
+        small = len(data) < 10_000
+        repeat = args.repeat if small else 1
         py = time_pylme(data, formula, REML, repeat, args.method)
-        r = time_lme4(data, formula, REML, repeat)
-        row = {"model": name, "dataset": dataset, "formula": formula, "REML": REML, "n": len(data),
-               "pylme": py, "lme4": r, "ratio": r["time"] / py["time"],
-               "d_criterion_rel": (py["criterion"] - r["criterion"]) / abs(r["criterion"])}
-        rows.append(row)
-        print(f"{name:20s} {len(data):7d} {py['time']:9.4f} {r['time']:9.4f} {row['ratio']:7.2f} "
-              f"{row['d_criterion_rel']:9.1e} {py['evals']:6d} {py['peak_mb']:8.1f}")
+        r = time_lme4(data, formula, REML, repeat, inner=10 if small else 1)
+        rows.append({"model": name, "dataset": dataset, "formula": formula, "REML": REML, "n": len(data),
+                     "pylme": py, "lme4": r, "ratio": r["time"] / py["time"],
+                     "d_criterion_rel": (py["criterion"] - r["criterion"]) / abs(r["criterion"])})
+    # the other engines last: right after a mixedlm fit pylme's timings double here (mixedlm's worker
+    # threads stay busy for a while), so they must not run between pylme's and lme4's
+    for row in rows:
+        if row["model"] != "refit":
+            data, repeat = pylme.datasets.load(row["dataset"]), args.repeat if row["n"] < 10_000 else 1
+            row["mixedlm"] = time_mixedlm(row["formula"], data, row["REML"], repeat)
+            row["statsmodels"] = time_statsmodels(row["model"], data, row["REML"], repeat)
+    _print_table(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps({"method": args.method, "rows": rows}, indent=1) + "\n")
-    _plot(rows, out / "bench.png")
+    _plot([r for r in rows if "n" in r], out / "bench.png")
     print(f"written {out / 'bench.json'} and {out / 'bench.png'}")
+
+
+def _print_table(rows: list[dict]) -> None:
+    print(f"{'model':20s} {'n':>7s} {'pylme s':>9s} {'lme4 s':>9s} {'ratio':>7s} {'mixedlm s':>10s} "
+          f"{'statsm. s':>10s} {'d crit':>9s} {'evals':>6s} {'peak MB':>8s}")
+    for row in rows:
+        if row["model"] == "refit":
+            print(f"{'refit (sleepstudy)':20s} {'':7s} {row['pylme']:9.4f} {row['lme4']:9.4f} {row['ratio']:7.2f}")
+            continue
+        py, r = row["pylme"], row["lme4"]
+        cols = [f"{row[e]['time']:10.4f}" if row.get(e) else f"{'n/a':>10s}" for e in ("mixedlm", "statsmodels")]
+        print(f"{row['model']:20s} {row['n']:7d} {py['time']:9.4f} {r['time']:9.4f} {row['ratio']:7.2f} {cols[0]} "
+              f"{cols[1]} {row['d_criterion_rel']:9.1e} {py['evals']:6d} {py['peak_mb']:8.1f}")
 
 
 def _plot(rows: list[dict], path: Path) -> None:
@@ -113,6 +311,10 @@ def _plot(rows: list[dict], path: Path) -> None:
     n = [r["n"] for r in rows]
     ax.loglog(n, [r["pylme"]["time"] for r in rows], "o", label="pylme")
     ax.loglog(n, [r["lme4"]["time"] for r in rows], "s", label="lme4 1.1-31")
+    for engine, marker in (("mixedlm", "^"), ("statsmodels", "v")):
+        pts = [(r["n"], r[engine]["time"]) for r in rows if r.get(engine)]
+        if pts:
+            ax.loglog(*zip(*pts), marker, label=engine)
     for r in rows:
         ax.annotate(r["model"], (r["n"], r["pylme"]["time"]), fontsize=7)
     ax.set_xlabel("observations")

@@ -1,6 +1,8 @@
 """The blocked-Cholesky objective (pylme.blocked) against the CHOLMOD path: the same function of
-theta on every corpus case (1e-10 relative at lme4's thetas and at the start), and a fit with
-method="blocked" reaching lme4's optimum (lme4 1.1-31 values recorded in the golden records)."""
+theta on every corpus case (1e-10 relative at lme4's thetas and at the start) with a dense and
+with a sparse (CHOLMOD) fill block, the same PLS solution, a fit with method="blocked" reaching
+lme4's optimum (lme4 1.1-31 values recorded in the golden records), the memory check, and the
+large simulated designs (conformance.large_designs)."""
 from __future__ import annotations
 
 import warnings
@@ -11,22 +13,32 @@ import pytest
 import pylme
 from conformance.cases import select
 from conformance.engines import GoldenEngine
+from conformance.large_designs import grades, state_test
 from pylme.blocked import BlockedDevfun, blocked_size, choose
 
 CASES = [c for c in select() if not c.id.startswith("prop_") and c.model != "classroom_childid_level_per_row"]
 
 
+@pytest.mark.parametrize("fill", ["dense", "sparse"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_blocked_objective_equals_cholmod(case):
+def test_blocked_objective_equals_cholmod(case, fill):
     ref = GoldenEngine().fit(case)
     if ref.error:  # a deliberate error case: lme4 refuses the model
         with pytest.raises(pylme.PylmeError):
             pylme.lmer(case.formula, case.load_data(), REML=case.REML, weights=case.weights, devFunOnly=True)
         return
     dev = pylme.lmer(case.formula, case.load_data(), REML=case.REML, weights=case.weights, devFunOnly=True)
-    blocked = BlockedDevfun(dev)
+    blocked = BlockedDevfun(dev, fill=fill)
     for theta in [p["theta"] for p in ref.devfun_at] + [list(dev.start)]:
         assert blocked(np.array(theta)) == pytest.approx(dev(np.array(theta)), rel=1e-10)
+    if ref.devfun_at:  # the PLS solution (beta, b, pwrss) read off the blocked factor
+        theta = np.array(ref.devfun_at[-1]["theta"])
+        st, st0 = blocked.solve(theta), dev.solve(theta)
+        scale = max(1.0, np.max(np.abs(st0.b), initial=0.0))
+        np.testing.assert_allclose(st.beta, st0.beta, rtol=1e-8, atol=1e-10 * max(1.0, np.max(np.abs(st0.beta), initial=0)))
+        np.testing.assert_allclose(st.b, st0.b, rtol=0, atol=1e-8 * scale)
+        assert st.pwrss == pytest.approx(st0.pwrss, rel=1e-9)
+        assert st.ldL2 + st.ldRX2 == pytest.approx(st0.ldL2 + st0.ldRX2, rel=1e-10, abs=1e-8)
 
 
 def test_blocked_fit_reaches_lme4s_optimum():
@@ -48,3 +60,87 @@ def test_auto_chooses_blocked_for_large_models_only():
     assert choose(small, "auto") is small
     with pytest.raises(ValueError, match="method must be"):
         choose(small, "dense")
+
+
+def test_memory_check_names_the_block():
+    """A fill block of 20,000 teachers would be 2.98 GB dense: refused early under a 1 GB limit,
+    naming the block; the sparse block CHOLMOD predicts fits."""
+    des = state_test(n=60_000, n_students=24_000, n_teachers=20_000, n_schools=1_000)
+    dev = pylme.lmer(des.formula, des.data, devFunOnly=True)
+    with pytest.raises(pylme.ModelError, match=r"more than the 1.00 GB allowed \(memory_limit\); the largest block is "
+                                               r"block 2 \(dense, 1 \| teacher; order 20000\): 2.98 GB"):
+        BlockedDevfun(dev, fill="dense", memory_limit=2**30)
+    fit = BlockedDevfun(dev, memory_limit=2**30)
+    assert fit.fill.kind == "sparse"
+    assert fit(dev.start) == pytest.approx(dev(dev.start), rel=1e-10)
+
+
+def test_grades_design_has_the_lectures_shape():
+    des = grades()
+    assert len(des.data) == 1_700_000
+    assert [des.data[g].nunique() for g in ("id", "instr", "dept")] == [54_711, 7_915, 102]
+    assert des.formula == "gr.pt ~ (1 | id) + (1 | instr) + (1 | dept)"
+
+
+def test_small_state_test_design_fits_by_blocks_as_by_cholmod():
+    """A scaled-down state-test design: the blocked fit (sparse teacher block) reaches the
+    CHOLMOD path's optimum, and the estimates are near the simulation's truth."""
+    des = state_test(n=60_000, n_students=24_000, n_teachers=900, n_schools=60)
+    fits = {}
+    for method in ("cholmod", "blocked"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits[method] = pylme.lmer(des.formula, des.data, control=pylme.lmerControl(method=method))
+    a, b = fits["cholmod"], fits["blocked"]
+    assert b.REMLcrit() == pytest.approx(a.REMLcrit(), rel=1e-9)
+    np.testing.assert_allclose(b.fixef().to_numpy(), a.fixef().to_numpy(), rtol=1e-5, atol=1e-6)
+    assert b.sigma() == pytest.approx(des.truth["sigma"], rel=0.05)
+    assert b.fixef()["x10"] == pytest.approx(des.truth["beta"]["x10"], abs=0.03)
+
+
+@pytest.mark.parametrize("fill", ["dense", "sparse"])
+def test_vector_term_in_the_fill_block(fill):
+    """A correlated random slope in block 2 (Lambda2 not diagonal: the pattern is closed under its
+    2 x 2 blocks): the same criterion and solution as the CHOLMOD path at several thetas."""
+    des = state_test(n=20_000, n_students=8_000, n_teachers=300, n_schools=30)
+    dev = pylme.lmer("score ~ x1 + x12 + (1 | student) + (x12 | teacher)", des.data, devFunOnly=True)
+    blocked = BlockedDevfun(dev, fill=fill)
+    assert not blocked.diag2 and blocked.fill.kind == fill
+    for theta in ([1.0, 1.0, 0.0, 1.0], [1.3, 0.6, -0.4, 0.2], [0.0, 0.5, 0.3, 0.0]):
+        theta = np.array(theta)
+        assert blocked(theta) == pytest.approx(dev(theta), rel=1e-10)
+    st, st0 = blocked.solve(theta), dev.solve(theta)
+    np.testing.assert_allclose(st.beta, st0.beta, rtol=1e-9)
+    np.testing.assert_allclose(st.b, st0.b, rtol=0, atol=1e-9)
+
+
+def test_cholmod_predicts_the_factor_it_computes():
+    """pylme.memory reads CHOLMOD's symbolic analysis: the predicted factor holds at least the
+    nonzeros of the factor scikit-sparse computes; a dense pattern is one supernode stored as a
+    q x q block, with the work of a dense factorisation."""
+    import scipy.sparse as sp
+    from sksparse.cholmod import cholesky
+
+    from pylme.memory import available_bytes, predicted_factor
+
+    A = sp.random(3000, 3000, density=0.002, random_state=1)
+    A = sp.tril(A @ A.T + sp.identity(3000)).tocsc()
+    size = predicted_factor(A)
+    assert size.entries >= cholesky(A).L().nnz
+    dense = predicted_factor(sp.tril(np.ones((400, 400))).tocsc())
+    assert dense.entries == 400 * 400
+    assert dense.flops == pytest.approx(np.sum(np.arange(1, 401.0) ** 2))
+    assert available_bytes() > 0
+
+
+@pytest.mark.parametrize("case", select("insteval_full", include_slow=True), ids=lambda c: c.id)
+def test_blocked_insteval_fit_conforms_to_lme4(case):
+    """InstEval (73,421 rows, crossed s and d): the blocked fit passes the conformance full-fit
+    layer against lme4 1.1-31's recorded fit (criterion, theta, beta, SEs, sigma, conditional
+    modes, messages, warnings)."""
+    from conformance.compare import fit_layer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm = pylme.lmer(case.formula, case.load_data(), REML=case.REML, control=pylme.lmerControl(method="blocked"))
+    assert fit_layer(GoldenEngine().fit(case), fm.record()).failures == []

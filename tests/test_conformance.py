@@ -132,3 +132,48 @@ def test_cli_run_exit_status_and_report(tmp_path, monkeypatch):
     assert code == 0
     assert (tmp_path / "report.html").exists()
     assert main(["run", "--reference", "golden", "--cases", "no_such_case"]) == 2
+
+
+# ---------------------------------------------------------------- layer 4: inference
+def _golden_with_inference(case_id: str) -> FitRecord:
+    from conformance.engines import GoldenEngine
+
+    return GoldenEngine().fit(next(c for c in load_corpus() if c.id == case_id))
+
+
+def test_inference_cases_and_kenward_roger_only_for_reml():
+    cases = {c.id: c for c in load_corpus()}
+    assert "kenward_roger" in cases["sleepstudy_corr_reml"].inference
+    assert cases["sleepstudy_corr_ml"].inference == ("wald", "profile", "satterthwaite", "anova_satterthwaite")
+    ref = _golden_with_inference("sleepstudy_corr_reml")
+    assert set(ref.inference) == set(cases["sleepstudy_corr_reml"].inference)
+    assert ref.inference["profile"]["rows"] == [".sig01", ".sig02", ".sig03", ".sigma", "(Intercept)", "Days"]
+
+
+def test_inference_layer_judges_each_column():
+    from conformance.compare import inference_layer
+
+    ref = _golden_with_inference("sleepstudy_corr_reml")
+    same = inference_layer(ref.inference, copy.deepcopy(ref.inference), ref.beta_se)
+    assert same.verdict == "pass" and same.metrics["satterthwaite:df"] == 0.0
+    worse = copy.deepcopy(ref.inference)
+    worse["satterthwaite"]["values"][1][2] *= 1 + 2e-4  # Days' df, 2e-4 relative
+    worse["profile"]["values"][0][0] *= 1 + 5e-4  # within the profile tolerance
+    layer = inference_layer(ref.inference, worse, ref.beta_se)
+    assert layer.verdict == "fail"
+    assert any("satterthwaite df" in f for f in layer.failures)
+    assert not any("profile" in f for f in layer.failures)
+    missing = inference_layer(ref.inference, {k: v for k, v in ref.inference.items() if k != "wald"}, ref.beta_se)
+    assert missing.failures == ["wald: not computed"]
+
+
+def test_inference_layer_p_values_below_the_floor():
+    """p-values are relative to max(p, 1e-9): 1e-20 vs 2e-20 passes, 1e-3 vs 1.00001e-3 fails."""
+    from conformance.compare import inference_layer
+
+    table = {"rows": ["x"], "cols": ["Pr(>|t|)"], "values": [[1e-20]]}
+    ok = inference_layer({"satterthwaite": table}, {"satterthwaite": {**table, "values": [[2e-20]]}}, {"x": 1.0})
+    assert ok.verdict == "pass"
+    t2 = {"rows": ["x"], "cols": ["Pr(>|t|)"], "values": [[1e-3]]}
+    bad = inference_layer({"satterthwaite": t2}, {"satterthwaite": {**t2, "values": [[1.00001e-3]]}}, {"x": 1.0})
+    assert bad.verdict == "fail"

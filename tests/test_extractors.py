@@ -447,3 +447,42 @@ def test_summary(case):
     # R: capture.output(print(summary(fm))) (console text; the "Correlation matrix not shown"
     # note, which lme4 writes as a message, in place)
     _compare_text(str(fit(case).summary()), ref(case)["summary"], "summary(fm)")
+
+
+# R 4.2.2: update.formula(old, new) printed, for each (old, new) below
+UPDATE_FORMULAS = [
+    ("mathgain ~ 1 + mathkind + minority + sex + ses + housepov + (1 | classid) + (1 | schoolid)", ". ~ . - sex",
+     "mathgain ~ mathkind + minority + ses + housepov + (1 | classid) + (1 | schoolid)"),
+    ("y ~ a * b + (1 | g)", ". ~ . - a:b", "y ~ a + b + (1 | g)"),
+    ("y ~ a + (1 | g) + (1 | h)", ". ~ . - (1 | h)", "y ~ a + (1 | g)"),
+    ("y ~ a + (1 | g)", "log(.) ~ . + c", "log(y) ~ a + (1 | g) + c"),
+    ("y ~ a + (1 | g)", ". ~ . - 1", "y ~ a + (1 | g) - 1"),
+]
+
+
+@pytest.mark.parametrize("old,new,r_result", UPDATE_FORMULAS)
+def test_update_formula_as_r(old, new, r_result):
+    """The same model formula as R's update.formula (R writes '- 1' where pylme writes '0 +')."""
+    from pylme.formula import parse_mixed, update_formula
+
+    got = parse_mixed(update_formula(old, new))
+    want = parse_mixed(r_result)
+    from pylme.formula import deparse, expand_terms
+
+    assert deparse(got.response) == deparse(want.response)
+    assert expand_terms(got.fixed).labels == expand_terms(want.fixed).labels
+    assert expand_terms(got.fixed).intercept == expand_terms(want.fixed).intercept
+    assert [b.label for b in got.bars] == [b.label for b in want.bars]
+
+
+def test_update_with_dot_refits_the_lecture_model():
+    """The lecture's update(fm8, . ~ . - sex) path: the same fit as the formula written out."""
+    data = pylme.datasets.load("classroom")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = pylme.lmer("mathgain ~ mathkind + minority + sex + ses + (1 | classid) + (1 | schoolid)", data)
+        dropped = full.update(". ~ . - sex")
+        direct = pylme.lmer("mathgain ~ mathkind + minority + ses + (1 | classid) + (1 | schoolid)", data)
+    assert list(dropped.fixef().index) == ["(Intercept)", "mathkind", "minorityY", "ses"]
+    np.testing.assert_allclose(dropped.fixef(), direct.fixef(), rtol=1e-12)
+    assert dropped.REMLcrit() == pytest.approx(direct.REMLcrit(), rel=1e-14)
