@@ -22,6 +22,7 @@ from .modelframe import ModelFrame, model_frame
 from .optimizer import OptSummary, optwrap
 from .blocked import choose
 from .pls import LmerDevfun
+from .progress import progress_bar
 from .reterms import ReTrms, mk_reterms
 
 
@@ -213,7 +214,8 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose
     control = control or LmerControl()
     base, devfun = devfun, choose(devfun, control.method, control.memory_limit)
     lower = devfun.lower
-    run = _optwrap(devfun, devfun.start, control, verbose)
+    bar = progress_bar(None, "lmer evaluations", None if devfun is not base else False)
+    run = _optwrap(devfun, devfun.start, control, verbose, bar)
     runs = [run]
     if control.restart_edge:
         on_bound = np.flatnonzero(run.summary.par == lower)
@@ -228,8 +230,9 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose
             if any(g < 0 for g in grads):
                 if verbose:
                     print("some theta parameters on the boundary, restarting")
-                run = _optwrap(devfun, run.summary.par, control, verbose)
+                run = _optwrap(devfun, run.summary.par, control, verbose, bar)
                 runs.append(run)
+    bar.close()
     if control.boundary_tol > 0:
         run = _check_boundary(devfun, run, control.boundary_tol)
     return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings,
@@ -244,9 +247,10 @@ def _no_optimization(devfun: LmerDevfun) -> OptResult:
     return OptResult(summary, [summary], None, [])
 
 
-def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbose: int) -> OptResult:
-    """lme4's optwrap: optimise, warn on a bad return code, compute derivatives at the end."""
-    summary = optwrap(devfun, start, devfun.lower, control.optCtrl, verbose=verbose)
+def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbose: int, progress=None) -> OptResult:
+    """lme4's optwrap: optimise, warn on a bad return code, compute derivatives at the end.
+    ``progress`` (a pylme.progress bar) counts the evaluations of a large fit on a terminal."""
+    summary = optwrap(devfun, start, devfun.lower, control.optCtrl, verbose=verbose, progress=progress)
     msgs = []
     if summary.conv != 0:
         msgs.append(f"convergence code {summary.conv} from nloptwrap: {summary.message}")

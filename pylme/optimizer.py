@@ -67,6 +67,7 @@ def optwrap(
     verbose: int = 0,
     keep_log: bool = True,
     upper: np.ndarray | None = None,
+    progress=None,
 ) -> OptSummary:
     """Minimise ``fn`` from ``start`` within ``lower`` (and ``upper``) bounds with nlopt (lme4's nloptwrap)."""
     ctrl = {**DEFAULT_OPT_CTRL, **(control or {})}
@@ -93,6 +94,9 @@ def optwrap(
             best[:] = [x.copy(), value]
         if keep_log:
             summary.log.append((x.copy(), value))
+        if progress is not None:  # a bar counting evaluations (pylme.progress)
+            progress.update(1)
+            progress.set_postfix_str(f"criterion {best[1]:.10g}")
         if verbose:  # nloptr's print_level output, with theta added
             print(f"iteration: {summary.feval}\n\tf(x) = {value:f}\n\ttheta = {' '.join(f'{v:f}' for v in x)}")
         return value

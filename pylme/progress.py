@@ -18,8 +18,9 @@ class _Silent:
         pass
 
 
-def progress_bar(total: int, desc: str, show: bool | None = None):
-    """A tqdm bar on stderr when ``show`` (None: when stderr is a terminal), else a silent one.
+def progress_bar(total: int | None, desc: str, show: bool | None = None):
+    """A tqdm bar on stderr when ``show`` (None: when stderr is a terminal), else a silent one;
+    ``total=None`` counts without an end (a fit's evaluations).
     The silent case does not touch tqdm at all (its locks misbehave in spawned workers)."""
     if show is None:
         show = sys.stderr.isatty()

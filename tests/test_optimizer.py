@@ -69,3 +69,47 @@ def test_no_optimization_installs_the_given_theta():
     np.testing.assert_allclose(fm.fixef(), [251.40510484848255, 10.46728595959588], rtol=1e-12)
     assert fm.sigma() == pytest.approx(26.060735883194873, rel=1e-12)
     assert fm.opt.summary.status == 1000
+
+
+def test_large_fits_count_evaluations_on_a_progress_bar(monkeypatch):
+    """A fit on the blocked path (large data) reports each evaluation to a progress bar, shown
+    on a terminal only; a small fit on the CHOLMOD path gets a silent one."""
+    import sys
+
+    from pylme.progress import _Silent, progress_bar
+
+    L = sys.modules["pylme.lmer"]  # the module (pylme.lmer is also the function's name)
+
+    made = []
+
+    class Recorder:
+        def __init__(self, total, desc, show):
+            self.show, self.n, self.closed = show, 0, False
+            made.append(self)
+
+        def update(self, n=1):
+            self.n += n
+
+        def set_postfix_str(self, text):
+            self.text = text
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(L, "progress_bar", Recorder)
+    d = pylme.datasets.load("sleepstudy")
+    fm = pylme.lmer("Reaction ~ Days + (Days | Subject)", d, control=pylme.lmerControl(method="blocked"))
+    assert made[-1].show is None and made[-1].closed  # None: shown when stderr is a terminal
+    assert made[-1].n == sum(r.feval for r in fm.opt.runs) and made[-1].text.startswith("criterion ")
+    pylme.lmer("Reaction ~ Days + (Days | Subject)", d)
+    assert made[-1].show is False
+    assert isinstance(progress_bar(None, "x", show=False), _Silent)
+
+
+def test_progress_bar_writes_to_stderr_when_asked(capsys):
+    from pylme.progress import progress_bar
+
+    bar = progress_bar(3, "profile", show=True)
+    bar.update(3)
+    bar.close()
+    assert "profile" in capsys.readouterr().err
