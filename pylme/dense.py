@@ -2,35 +2,41 @@
 
 With ``A = W^1/2 [Z  X  r]`` (``r`` the response less its offset, made orthogonal to X, which
 leaves pwrss unchanged and keeps it from being a small difference of large numbers) the Gram
-matrix ``G = A'A`` is built once. Per theta, with ``S = blockdiag(Lambda, I_p, 1)``:
+matrix ``G = A'A`` is built once; a new response recomputes only its last row and column. Per
+theta, with ``S = blockdiag(Lambda, I_p, 1)``:
 
     M = S' G S + blockdiag(I_q, 0, 0),    L L' = M   (one LAPACK dpotrf)
 
 and ``ldL2 = 2 sum log diag L[:q]``, ``ldRX2 = 2 sum log diag L[q:q+p]``, ``pwrss = L[-1, -1]^2``;
-the criterion is ``LmerDevfun.deviance_from`` of these, the same function of theta as the CHOLMOD
-objective (``pls.LmerDevfun``) to rounding. It is not lme4's arithmetic, so ``lmer`` keeps the
-CHOLMOD objective; ``refit`` optimises on this one when ``q + p + 1 <= MAX_DIM``.
+the criterion is ``LmerDevfun.deviance_from`` of these. M is not formed by matrix products: its
+entries are quadratic in theta, so a map precomputed from Lambda's pattern (``scaled_gram_map``)
+sums ``theta_a theta_b G_ij`` into M's lower triangle in one ``np.bincount``. The criterion is the
+CHOLMOD objective's (``pls.LmerDevfun``) to rounding (1e-12 relative over the corpus), not its
+arithmetic, so ``lmer`` keeps the CHOLMOD objective and its optimiser path; ``refit`` optimises on
+this one when ``q + p + 1 <= MAX_DIM``, and ``many`` evaluates checkConv's finite-difference
+points in one batch.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from .pls import LmerDevfun, SparseProduct
 
 MAX_DIM = 300  # the largest q + p + 1 for which the dense objective is used
+MAX_LAMBDA_NNZ = 2000  # and the most entries of Lambda (M's terms are built from pairs of them)
 
 
-@dataclass
-class DenseState:
-    """What the criterion needs from a factorisation."""
+class DenseState(NamedTuple):
+    """What the criterion needs from a factorisation (or arrays of them, from a batch)."""
 
-    ldL2: float
-    ldRX2: float
-    pwrss: float
+    ldL2: float | np.ndarray
+    ldRX2: float | np.ndarray
+    pwrss: float | np.ndarray
 
 
 class DenseDevfun:
@@ -40,23 +46,18 @@ class DenseDevfun:
         self.devfun = devfun
         self.lower = devfun.lower
         self.q, self.p = devfun.Ztw.shape[0], devfun.p
-        m = self.q + self.p + 1
-        self._ztw = SparseProduct.of_csc(devfun.Ztw)
-        self._Q = np.linalg.qr(devfun.Xw)[0] if self.p else np.zeros((devfun.n, 0))
-        self.G = np.zeros((m, m))
         q, p = self.q, self.p
+        self.m = m = q + p + 1
+        self._ztw = SparseProduct.of_csc(devfun.Ztw)
+        self._Q = np.linalg.qr(devfun.Xw)[0] if p else np.zeros((devfun.n, 0))
+        self.G = np.zeros((m, m))
         self.G[:q, :q] = (devfun.Ztw @ devfun.Ztw.T).toarray()
         self.G[:q, q : q + p] = devfun.ZtX
         self.G[q : q + p, :q] = devfun.ZtX.T
         self.G[q : q + p, q : q + p] = devfun.XtX
+        self._map = scaled_gram_map(devfun.reTrms.Lambdat, devfun.reTrms.Lind, self.G, q)
+        self._t = np.ones(len(devfun.reTrms.theta0) + 1)  # theta, then 1
         self._set_response(devfun.yw)
-        Lt = devfun.reTrms.Lambdat  # S[:q, :q] = Lambda = Lambdat'
-        self._S = np.eye(m)
-        self._S_flat = self._S.reshape(-1)
-        self._S_index = np.repeat(np.arange(q), np.diff(Lt.indptr)) * m + Lt.indices
-        self._S_flat[self._S_index] = 0.0
-        self._Lind = devfun.reTrms.Lind
-        self._I_index = np.arange(q) * (m + 1)
 
     def _set_response(self, yw: np.ndarray) -> None:
         """The last row and column of G for the weighted response ``yw``: O(n (q + p))."""
@@ -64,43 +65,80 @@ class DenseDevfun:
         col = np.concatenate([self._ztw(r), self.devfun.Xw.T @ r, [r @ r]])
         self.G[-1, :] = col
         self.G[:, -1] = col
+        self._values = np.append(self.G.reshape(-1), 1.0)[self._map[3]]
 
-    def with_response(self, y: np.ndarray, devfun: LmerDevfun | None = None) -> "DenseDevfun":
+    def with_response(self, y: np.ndarray, devfun: LmerDevfun | None = None) -> DenseDevfun:
         """The same objective for a new response (``devfun``: its CHOLMOD objective, if built)."""
         new = copy.copy(self)
         new.devfun = self.devfun.with_response(y) if devfun is None else devfun
-        new.G = self.G.copy()
-        new._S = self._S.copy()
-        new._S_flat = new._S.reshape(-1)
+        new.G, new._t = self.G.copy(), self._t.copy()
         new._set_response(new.devfun.yw)
         return new
 
     def factor(self, theta: np.ndarray) -> tuple[np.ndarray, int]:
-        """The lower Cholesky factor of M at theta (Fortran order) and LAPACK's info."""
-        self._S_flat[self._S_index] = theta[self._Lind]
-        S = self._S
-        M = S.T @ self.G @ S
-        M.reshape(-1)[self._I_index] += 1.0
-        return lapack.dpotrf(M.T, lower=1, clean=0, overwrite_a=1)  # M.T: M in Fortran order
+        """The lower Cholesky factor of M at theta and LAPACK's info. M's lower triangle (Fortran
+        order) is a sum of products ``theta_a theta_b G_ij`` (theta_k = 1 for k = len(theta))."""
+        flat, i1, i2, _ = self._map
+        t = self._t
+        t[:-1] = theta
+        M = np.bincount(flat, weights=self._values * t[i1] * t[i2], minlength=self.m * self.m)
+        return lapack.dpotrf(M.reshape(self.m, self.m).T, 1, 0, 1)  # lower, no cleaning, in place
 
-    def state(self, theta: np.ndarray) -> DenseState | None:
-        """ldL2, ldRX2 and pwrss at theta; None when M is not positive definite to rounding."""
-        L, info = self.factor(np.asarray(theta, dtype=float))
-        if info:
-            return None
-        logd = np.log(L.diagonal())
-        q = self.q
-        return DenseState(2.0 * float(logd[:q].sum()), 2.0 * float(logd[q:-1].sum()), float(L[-1, -1]) ** 2)
+    def many(self, thetas: np.ndarray) -> np.ndarray:
+        """The criterion at each row of ``thetas``, the factorisations batched (checkConv's
+        finite differences); one by one if one of them breaks down."""
+        flat, i1, i2, _ = self._map
+        k, mm = len(thetas), self.m * self.m
+        t = np.ones((self._t.size, k))
+        t[:-1] = thetas.T
+        index = (flat[:, None] + np.arange(k) * mm).ravel()  # term-major: M of point j at j * mm
+        M = np.bincount(index, weights=(self._values[:, None] * t[i1] * t[i2]).ravel(), minlength=k * mm)
+        try:  # numpy's cholesky reads the lower triangle only
+            L = np.linalg.cholesky(M.reshape(k, self.m, self.m).transpose(0, 2, 1))
+        except np.linalg.LinAlgError:
+            return np.array([self(theta) for theta in thetas])
+        d = np.diagonal(L, axis1=1, axis2=2)
+        logd = np.log(d[:, :-1]).cumsum(axis=1)
+        ldL2 = 2.0 * logd[:, self.q - 1]
+        st = DenseState(ldL2, 2.0 * logd[:, -1] - ldL2, d[:, -1] ** 2)
+        return self.devfun.deviance_from(st, self.devfun.REML)
 
     def __call__(self, theta: np.ndarray) -> float:
-        """The criterion (REML or ML, as the CHOLMOD objective's); that objective's value where the
-        dense factorisation breaks down (a response fitted exactly, X not of full rank)."""
-        st = self.state(theta)
-        if st is None:
+        """The criterion (REML or ML, as the CHOLMOD objective's); that objective's value where M is
+        not positive definite to rounding (a response fitted exactly, X not of full rank)."""
+        L, info = self.factor(theta)
+        if info:
             return self.devfun(theta)
+        d = L.diagonal()
+        logd = np.log(d[:-1]).tolist()
+        st = DenseState(2.0 * sum(logd[: self.q]), 2.0 * sum(logd[self.q :]), float(d[-1]) ** 2)
         return self.devfun.deviance_from(st, self.devfun.REML)
 
 
+def scaled_gram_map(Lambdat: sp.csc_matrix, Lind: np.ndarray, G: np.ndarray, q: int) -> tuple[np.ndarray, ...]:
+    """The lower triangle of ``M = S' G S + blockdiag(I_q, 0)``, ``S = blockdiag(Lambda, I)``, as a
+    sum of terms ``theta[i1] theta[i2] G.flat[gidx]`` into ``M`` (Fortran order) at ``flat``
+    (theta extended by a 1; G.flat extended by a 1, at m * m, for the identity). Structural zeros
+    of the Z'Z block are left out, so the terms follow the sparsity of Lambda' Z'Z Lambda."""
+    m = G.shape[0]
+    nt = int(Lind.max()) + 1
+    row, col = Lambdat.indices, np.repeat(np.arange(q), np.diff(Lambdat.indptr))  # Lambda[col, row]
+    e, f = (a.ravel() for a in np.meshgrid(np.arange(row.size), np.arange(row.size), indexing="ij"))
+    keep = (row[e] >= row[f]) & (G[col[e], col[f]] != 0.0)
+    e, f = e[keep], f[keep]
+    quad = (row[f] * m + row[e], Lind[e], Lind[f], col[e] * m + col[f])
+    j = np.arange(q, m)
+    ej, jj = np.repeat(np.arange(row.size), j.size), np.tile(j, row.size)
+    lin = (row[ej] * m + jj, Lind[ej], np.full(ej.size, nt), col[ej] * m + jj)
+    a, b = (x.ravel() for x in np.meshgrid(j, j, indexing="ij"))
+    a, b = a[a >= b], b[a >= b]
+    const = (b * m + a, np.full(a.size, nt), np.full(a.size, nt), a * m + b)
+    eye = (np.arange(q) * (m + 1), np.full(q, nt), np.full(q, nt), np.full(q, m * m))
+    return tuple(np.concatenate(parts) for parts in zip(quad, lin, const, eye))
+
+
 def dense_devfun(devfun: LmerDevfun) -> DenseDevfun | None:
-    """The dense objective of a small model (``q + p + 1 <= MAX_DIM``), else None."""
-    return DenseDevfun(devfun) if devfun.Ztw.shape[0] + devfun.p + 1 <= MAX_DIM else None
+    """The dense objective of a small model (``q + p + 1 <= MAX_DIM``, Lambda with at most
+    ``MAX_LAMBDA_NNZ`` entries), else None."""
+    small = devfun.Ztw.shape[0] + devfun.p + 1 <= MAX_DIM and devfun.reTrms.Lambdat.nnz <= MAX_LAMBDA_NNZ
+    return DenseDevfun(devfun) if small else None

@@ -247,10 +247,13 @@ def _no_optimization(devfun: LmerDevfun) -> OptResult:
     return OptResult(summary, [summary], None, [])
 
 
-def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbose: int, progress=None) -> OptResult:
+def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbose: int, progress=None,
+             keep_log: bool = True) -> OptResult:
     """lme4's optwrap: optimise, warn on a bad return code, compute derivatives at the end.
-    ``progress`` (a pylme.progress bar) counts the evaluations of a large fit on a terminal."""
-    summary = optwrap(devfun, start, devfun.lower, control.optCtrl, verbose=verbose, progress=progress)
+    ``progress`` (a pylme.progress bar) counts the evaluations of a large fit on a terminal;
+    ``keep_log=False`` keeps no log of the evaluations (refit)."""
+    summary = optwrap(devfun, start, devfun.lower, control.optCtrl, verbose=verbose, keep_log=keep_log,
+                      progress=progress)
     msgs = []
     if summary.conv != 0:
         msgs.append(f"convergence code {summary.conv} from nloptwrap: {summary.message}")

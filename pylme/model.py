@@ -339,7 +339,9 @@ class LmerMod:
         return lmer(formula or self.formula, data, **args)
 
     def refit(self, newresp) -> "LmerMod":
-        """Refit to a new response (same design), starting from this fit's theta, as lme4's refit."""
+        """Refit to a new response (same design), starting from this fit's theta, as lme4's refit;
+        small models are optimised on the dense objective (pylme.dense), the fit solved at the optimum."""
+        from .dense import dense_devfun
         from .lmer import _optwrap, checkConv, mkMerMod
 
         y = np.asarray(newresp, dtype=float).reshape(-1)
@@ -350,8 +352,11 @@ class LmerMod:
         lmod = copy.copy(self.lmod)
         lmod.y = y
         devfun = self.devfun.with_response(y)
-        run = _optwrap(devfun, self.theta, self.control, 0)
-        conv = checkConv(run, devfun, self.control)
+        if "_dense" not in self.__dict__:  # optimise on the dense objective of a small model
+            self.__dict__["_dense"] = dense_devfun(self.devfun)
+        objective = devfun if self._dense is None else self._dense.with_response(y, devfun)
+        run = _optwrap(objective, self.theta, self.control, 0, keep_log=False)
+        conv = checkConv(run, objective, self.control)
         fm = mkMerMod(lmod, devfun, run, conv, self.control)
         emit([], conv.messages, [], run.warnings + conv.warnings)
         return fm
