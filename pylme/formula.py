@@ -90,8 +90,17 @@ class _Parser:
         node = self.expr(0)
         if self.peek().kind != "end":
             tok = self.peek()
-            raise self.fail(f"unexpected {tok.text!r}" + (" (unbalanced parentheses)" if tok.text == ")" else ""))
+            if tok.text == ")":
+                raise self.fail("unexpected ')' (unbalanced parentheses)")
+            raise self.fail(self._missing_operator(tok, node))
         return node
+
+    def _missing_operator(self, tok: Token, before: Node) -> str:
+        """R's 'unexpected symbol', with the likely cause: two terms with no operator between."""
+        while before.op in _BINARY_PREC or before.op in ("u~", "u+", "u-"):
+            before = before.args[-1]
+        return (f"unexpected {tok.text!r} after '{deparse(before)}': an operator is missing "
+                "(terms are joined by +, *, : or /; a random-effects term is written (x | g))")
 
     def expr(self, min_prec: int) -> Node:
         left = self.unary()
@@ -122,8 +131,9 @@ class _Parser:
             return Node("name", text=tok.text.strip("`"))
         if tok.text == "(":
             inner = self.expr(0)
-            if self.take().text != ")":
-                raise self.fail("unbalanced parentheses")
+            close = self.take()
+            if close.text != ")":
+                raise self.fail("unbalanced parentheses" if close.kind == "end" else self._missing_operator(close, inner))
             return Node("paren", (inner,))
         if tok.kind == "end":
             raise self.fail("unexpected end of formula" + (" (unbalanced parentheses)" if "(" in self.text else ""))

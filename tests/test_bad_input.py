@@ -94,6 +94,20 @@ def test_unopened_parenthesis(sleep, formula):
     assert formula in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    "formula",
+    [
+        # R: "unexpected symbol" (a missing operator; the bar forgotten in a random term)
+        "Reaction ~ Days + (Days  Subject)",
+        "Reaction ~ Days Subject + (1 | Subject)",
+    ],
+)
+def test_missing_operator(sleep, formula):
+    with pytest.raises(FormulaError, match=r"unexpected 'Subject' after 'Days': an operator is missing") as exc:
+        pylme.lmer(formula, sleep)
+    assert "(x | g)" in str(exc.value)
+
+
 def test_bar_outside_parentheses(sleep):
     # R parses `Reaction ~ Days + 1|Subject` as `Reaction ~ (Days + 1 | Subject)` and lme4
     # fits it silently as a random-slope model with an intercept-only fixed part, which is
