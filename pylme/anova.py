@@ -28,10 +28,66 @@ class AnovaTable(pd.DataFrame):
         return AnovaTable
 
     def __str__(self) -> str:
-        body = self.to_string(na_rep="", float_format=lambda v: f"{v:.6g}")
-        return "\n".join(list(getattr(self, "heading", [])) + [body])
+        return "\n".join(list(getattr(self, "heading", [])) + [print_anova(self)])
 
     __repr__ = __str__
+
+
+def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
+    """R's print.anova (printCoefmat with digits = 5): each column formatted on its own, test
+    statistics rounded to 4 digits, p-values by format.pval with significance stars, NA blank."""
+    from .printing import format_number, format_numbers, render_table
+    from .summary import _format_pvals, _stars
+
+    cols = list(table.columns)
+    has_p = bool(cols) and cols[-1].startswith(("Pr(", "P("))
+    tests = [c for c in cols if c[1:7] == " value" or c in ("F", "Cp", "Chisq")]
+    out: dict[str, list[str]] = {}
+    for c in cols:
+        x = table[c].to_numpy(dtype=float)
+        ok = ~np.isnan(x)
+        cells = [""] * len(x)
+        if c == cols[-1] and has_p:
+            texts = _format_pvals(x[ok], max(1, min(5, digits - 1)))
+        elif c in tests:
+            texts = format_numbers(np.round(x[ok], max(1, min(5, digits - 1))), digits)
+        else:
+            zapped = x[ok] if c.endswith("Df") else _half_up(_zapsmall(x[ok], digits), digits)
+            texts = [t if v == 0 or float(t) != 0 else format_number(v, max(1, digits - 1))
+                     for v, t in zip(zapped, format_numbers(zapped, digits))] if ok.any() else []
+        for i, t in zip(np.flatnonzero(ok), texts):
+            cells[i] = t
+        out[c] = cells
+    p = table[cols[-1]].to_numpy(dtype=float) if has_p else np.array([])
+    stars = has_p and bool(np.any(p[~np.isnan(p)] < 0.1))
+    if stars:
+        codes = ["" if np.isnan(v) else _stars(v) for v in p]
+        out[""] = [s.ljust(max(map(len, codes))) for s in codes]
+    text = render_table(out, row_names=[str(r) for r in table.index], right_all=True)
+    if stars:
+        text += "\n---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
+    return text
+
+
+def _zapsmall(x: np.ndarray, digits: int) -> np.ndarray:
+    """R 4.2's zapsmall: round(x, digits - log10(max |x|)), R's round taking the nearest whole
+    number of decimals."""
+    mx = np.max(np.abs(x)) if x.size else 0.0
+    return np.round(x, max(0, int(np.floor(digits - np.log10(mx) + 0.5)))) if mx > 0 else x
+
+
+def _half_up(x: np.ndarray, digits: int) -> np.ndarray:
+    """Round to ``digits`` significant digits, ties (as zapsmall leaves them: 11415.5, 260.685)
+    away from zero, as R prints them."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    def one(v: float) -> float:
+        if v == 0 or not np.isfinite(v):
+            return v
+        d = Decimal(repr(float(v)))
+        return float(d.quantize(Decimal(1).scaleb(d.adjusted() - digits + 1), rounding=ROUND_HALF_UP))
+
+    return np.array([one(v) for v in x])
 
 
 def refit_ml(fm):

@@ -696,9 +696,12 @@ def anova_table(fm, type=3, ddf: str = "Satterthwaite") -> pd.DataFrame:
     for lab in empty:
         rows.append({c: np.nan for c in F_COLUMNS})
         index.append(lab)
-    out = pd.DataFrame(rows, index=pd.Index(index), columns=F_COLUMNS)
+    from .anova import AnovaTable
+
+    out = AnovaTable(pd.DataFrame(rows, index=pd.Index(index), columns=F_COLUMNS))
     kind = {1: "I", 2: "II", 3: "III"}[_anova_type(type)]
     out.attrs["heading"] = f"Type {kind} Analysis of Variance Table with {method.title} method"
+    out.heading = [out.attrs["heading"]]
     return out
 
 

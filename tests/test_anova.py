@@ -76,3 +76,33 @@ def test_models_on_different_data_are_refused():
     c = pylme.lmer("log(Reaction) ~ Days + (1 | Subject)", pylme.datasets.load("sleepstudy"))
     with pytest.raises(pylme.DataError, match="responses differ"):
         pylme.anova(a, c)
+
+
+def test_tables_print_as_r_prints_them():
+    """print.anova's layout (printCoefmat, digits 5, zapsmall, format.pval, stars), recorded from
+    R 4.2.2 / lme4 1.1-31 / lmerTest 3.1-3 with LC_ALL=C:
+    anova(fm4M, fm3M) on Pastes, anova(fm9M, fm8M) on classroom, and lmerTest's
+    anova(lmer(angle ~ recipe * temperature + (1|recipe:replicate), cake))."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pastes = pylme.datasets.load("Pastes")
+        fm3M = pylme.lmer("strength ~ 1 + (1 | batch) + (1 | sample)", pastes, REML=False)
+        fm4M = pylme.lmer("strength ~ 1 + (1 | sample)", pastes, REML=False)
+        cake = pylme.lmer("angle ~ recipe * temperature + (1|recipe:replicate)", pylme.datasets.load("cake"))
+    lrt = str(pylme.anova(fm4M, fm3M, names=["fm4M", "fm3M"])).splitlines()[-3:]
+    assert lrt == [
+        "     npar    AIC    BIC logLik deviance  Chisq Df Pr(>Chisq)",
+        "fm4M    3 254.40 260.69 -124.2   248.40                     ",
+        "fm3M    4 255.99 264.37 -124.0   247.99 0.4072  1     0.5234",
+    ]
+    assert str(cake.anova(type=3)).splitlines() == [
+        "Type III Analysis of Variance Table with Satterthwaite's method",
+        "                    Sum Sq Mean Sq NumDF DenDF F value Pr(>F)    ",
+        "recipe               10.19    5.09     2    42  0.2488 0.7809    ",
+        "temperature        2100.30  420.06     5   210 20.5199 <2e-16 ***",
+        "recipe:temperature  205.98   20.60    10   210  1.0062 0.4393    ",
+        "---",
+        "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1",
+    ]
