@@ -36,7 +36,7 @@ class AnovaTable(pd.DataFrame):
 def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
     """R's print.anova (printCoefmat with digits = 5): each column formatted on its own, test
     statistics rounded to 4 digits, p-values by format.pval with significance stars, NA blank."""
-    from .printing import format_number, format_numbers, render_table
+    from .printing import format_number, format_numbers, render_table, zapsmall
     from .summary import _format_pvals, _stars
 
     cols = list(table.columns)
@@ -52,7 +52,7 @@ def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
         elif c in tests:
             texts = format_numbers(np.round(x[ok], max(1, min(5, digits - 1))), digits)
         else:
-            zapped = x[ok] if c.endswith("Df") else _half_up(_zapsmall(x[ok], digits), digits)
+            zapped = x[ok] if c.endswith("Df") else _half_up(zapsmall(x[ok], digits), digits)
             texts = [t if v == 0 or float(t) != 0 else format_number(v, max(1, digits - 1))
                      for v, t in zip(zapped, format_numbers(zapped, digits))] if ok.any() else []
         for i, t in zip(np.flatnonzero(ok), texts):
@@ -67,13 +67,6 @@ def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
     if stars:
         text += "\n---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
     return text
-
-
-def _zapsmall(x: np.ndarray, digits: int) -> np.ndarray:
-    """R 4.2's zapsmall: round(x, digits - log10(max |x|)), R's round taking the nearest whole
-    number of decimals."""
-    mx = np.max(np.abs(x)) if x.size else 0.0
-    return np.round(x, max(0, int(np.floor(digits - np.log10(mx) + 0.5)))) if mx > 0 else x
 
 
 def _half_up(x: np.ndarray, digits: int) -> np.ndarray:

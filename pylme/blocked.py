@@ -37,6 +37,7 @@ from sksparse.cholmod import analyze
 from .errors import ModelError
 from .memory import GB, available_bytes, predicted_factor
 from .pls import LmerDevfun, PLSState
+from .reterms import lambda_block
 
 #: below this many observations the CHOLMOD path is faster (less Python overhead per evaluation)
 MIN_ROWS = 10_000
@@ -95,7 +96,7 @@ class FirstBlock:
     def _cholesky(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lambda1 and the batched factors L11_l of Lambda1' A11_l Lambda1 + I."""
         nc = self.nc
-        Lam = _lower_from_theta(theta[self.th], nc)
+        Lam = lambda_block(theta[self.th], nc)
         M = np.einsum("ji,ljk,km->lim", Lam, self.A11, Lam)
         M[:, np.arange(nc), np.arange(nc)] += 1.0
         return Lam, np.linalg.cholesky(M)
@@ -437,14 +438,6 @@ def _check_memory(plan: list[BlockPlan], limit: tuple[float, str]) -> None:
             f"the blocked factor would need about {total / GB:.2f} GB, more than the {limit[0] / GB:.2f} GB allowed "
             f"({limit[1]}); the largest block is {big.describe()}"
         )
-
-
-def _lower_from_theta(t: np.ndarray, nc: int) -> np.ndarray:
-    """The lower-triangular relative covariance factor of a term (theta column-major)."""
-    Lam = np.zeros((nc, nc))
-    rows, cols = np.triu_indices(nc)
-    Lam[cols, rows] = t
-    return Lam
 
 
 def _lambdat_block(Lambdat: sp.csc_matrix, idx: np.ndarray) -> tuple[sp.csc_matrix, np.ndarray]:

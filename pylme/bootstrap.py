@@ -71,13 +71,12 @@ def bootMer(
     t0 = _as_series(func(fm))
     ys = simulate(fm, nsim, seed, re_form=re_form, use_u=use_u).to_numpy()
     rows, notes = _refit_all(fm, func, ys, n_jobs, progress)
-    t = pd.DataFrame(np.full((nsim, len(t0)), np.nan), columns=t0.index)
-    n_fail = 0
+    values = np.full((nsim, len(t0)), np.nan)
     for k, row in enumerate(rows):
-        if row is None:
-            n_fail += 1
-        else:
-            t.iloc[k] = _as_series(row).to_numpy()
+        if row is not None:
+            values[k] = row
+    n_fail = sum(row is None for row in rows)
+    t = pd.DataFrame(values, columns=t0.index)
     counts = Counter(notes)
     _report(counts, n_fail, nsim)
     return BootMer(t0=t0, t=t, seed=seed, n_fail=n_fail, messages=counts)
@@ -97,7 +96,7 @@ def _refit_one(fm, func: Callable, y: np.ndarray):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            value = np.asarray(_as_series(func(fm.refit(y))).to_numpy())
+            value = _as_series(func(fm.refit(y))).to_numpy()
         except (PylmeError, ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
             return None, [f"error: {exc}"]
     return value, [str(w.message) for w in caught]

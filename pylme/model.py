@@ -17,6 +17,7 @@ from .errors import DataError
 from .lmer import LmerControl, LmerFormula, OptResult, emit
 from .pls import LmerDevfun, PLSState
 from .record import FitRecord
+from .reterms import lambda_block
 from .varcorr import VarCorr, VarCorrTerm, unique_names
 
 
@@ -183,14 +184,9 @@ class LmerMod:
 
     # ------------------------------------------------------------ random effects
     def _Lambda_blocks(self) -> list[np.ndarray]:
-        out = []
         offs = self.lmod.reTrms.theta_offsets
-        for t, start in zip(self.lmod.reTrms.terms, offs):
-            L = np.zeros((t.nc, t.nc))
-            rows, cols = np.triu_indices(t.nc)  # column-major lower triangle = row-major upper of L'
-            L[cols, rows] = self.theta[start : start + t.ntheta]
-            out.append(L)
-        return out
+        return [lambda_block(self.theta[start : start + t.ntheta], t.nc)
+                for t, start in zip(self.lmod.reTrms.terms, offs)]
 
     def VarCorr(self) -> VarCorr:
         """Per term sigma^2 Lambda Lambda', named as lme4 names VarCorr's components."""

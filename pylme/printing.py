@@ -16,6 +16,20 @@ def _sig_digits(x: float, digits: int) -> tuple[int, int]:
     return nsig, int(exp)
 
 
+def zapsmall(x, digits: int = 7) -> np.ndarray:
+    """R 4.2's zapsmall: round to ``digits - log10(max |x|)`` decimal places, that count
+    itself rounded half up to a whole number (as R's round() treats a fractional digits);
+    NaN is ignored and kept."""
+    x = np.asarray(x, dtype=float)
+    finite = x[~np.isnan(x)]
+    if finite.size == 0:
+        return x
+    mx = float(np.max(np.abs(finite)))
+    if mx <= 0:
+        return x
+    return np.round(x, math.floor(max(0.0, digits - math.log10(mx)) + 0.5))
+
+
 def format_numbers(values, digits: int = 7) -> list[str]:
     """R's ``format(x, digits=)`` of a numeric vector: a common number of decimals so that
     every element shows at least ``digits`` significant digits (fixed notation, or

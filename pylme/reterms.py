@@ -106,6 +106,20 @@ class ReTrms:
         return lam
 
 
+def theta_positions(nc: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a term's theta in its lower-triangular relative covariance
+    factor: the lower triangle column by column, lme4's order."""
+    cols, rows = np.triu_indices(nc)
+    return rows, cols
+
+
+def lambda_block(theta_term: np.ndarray, nc: int) -> np.ndarray:
+    """A term's lower-triangular relative covariance factor (nc x nc) from its thetas."""
+    L = np.zeros((nc, nc))
+    L[theta_positions(nc)] = theta_term
+    return L
+
+
 def grouping_factor(node: Node, frame: pd.DataFrame) -> Factor:
     """Evaluate a grouping expression: a column (any dtype) or ``a:b`` interactions."""
     if node.op == "name":

@@ -47,6 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from .errors import FitMessage, ModelError, PylmeWarning
+from .printing import zapsmall
 
 __all__ = [
     "SatterthwaiteInfo",
@@ -441,20 +442,6 @@ def satterthwaite_table(fm, ddf: str = "Satterthwaite") -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- ANOVA tables
-def _zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
-    """R 4.2's zapsmall: round to ``digits - log10(max |x|)`` decimal places, that count
-    itself rounded half up to a whole number (as R's round() treats a fractional digits)."""
-    x = np.asarray(x, dtype=float)
-    finite = x[~np.isnan(x)]
-    if finite.size == 0:
-        return x
-    mx = float(np.max(np.abs(finite)))
-    if mx <= 0:
-        return x
-    places = max(0.0, digits - math.log10(mx))
-    return np.round(x, math.floor(places + 0.5))
-
-
 def _doolittle_L(x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Unit lower-triangular factor of an LU (Doolittle) decomposition without pivoting,
     with entries below ``eps`` in magnitude set to 0 (and a column zeroed where the pivot is)."""
@@ -600,7 +587,7 @@ def _contrasts_type3(fm, des: _Design) -> dict[str, np.ndarray]:
                        ["(Intercept)" if tassign[k] == 0 else des.labels[tassign[k] - 1] for k in keep],
                        [names[k] for k in keep], Xt, des.contained, des.intercept)
         ctr = _extract_type3(fm, tdes, tspec)
-        mapping = _zapsmall(np.linalg.pinv(Xt, rcond=math.sqrt(_EPS)) @ des.X)
+        mapping = zapsmall(np.linalg.pinv(Xt, rcond=math.sqrt(_EPS)) @ des.X)
         return {lab: L @ mapping for lab, L in ctr.items()}
     return _extract_type3(fm, des, spec)
 
@@ -626,7 +613,7 @@ def _extract_type3(fm, des: _Design, spec) -> dict[str, np.ndarray]:
         warnings.warn(f"Missing cells for: {', '.join(missing)}.  \nInterpret type III hypotheses with care.",
                       FitMessage, stacklevel=4)
     X = des.X
-    M = _zapsmall((np.linalg.pinv(X, rcond=math.sqrt(_EPS)) @ rdX).T)  # rd params x X columns
+    M = zapsmall((np.linalg.pinv(X, rcond=math.sqrt(_EPS)) @ rdX).T)  # rd params x X columns
     cols = _term_cols(des)
     order = sorted(range(len(des.labels)), key=lambda j: -des.order[j])  # stable: highest order first
     for j in order:
@@ -639,7 +626,7 @@ def _extract_type3(fm, des: _Design, spec) -> dict[str, np.ndarray]:
         if Z.shape[1]:
             coef, *_ = np.linalg.lstsq(Z, Y, rcond=None)
             Y = Y - Z @ coef
-        M[:, cols[lab]] = _zapsmall(Y)
+        M[:, cols[lab]] = zapsmall(Y)
     pos = {nm: i for i, nm in enumerate(rd_names)}
     try:
         rows = [pos[nm] for nm in des.names]

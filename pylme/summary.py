@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .formula import deparse, expand_double_verts, parse
-from .printing import format_numbers, render_table
+from .printing import format_numbers, render_table, zapsmall
 
 
 def method_title(fm) -> str:
@@ -111,14 +111,8 @@ class Summary:
 def _residual_quantiles(fm, digits: int) -> list[str]:
     res = fm.residuals(type="pearson", scaled=True).to_numpy()
     q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
-    q = _zapsmall(q, digits + 1)
+    q = zapsmall(q, digits + 1)
     return _named_vector(["Min", "1Q", "Median", "3Q", "Max"], format_numbers(q, digits))
-
-
-def _zapsmall(x: np.ndarray, digits: int) -> np.ndarray:
-    """R's zapsmall: round to ``digits - log10(max|x|)`` decimals (R rounds that to an integer)."""
-    mx = np.max(np.abs(x))
-    return np.round(x, max(0, int(np.floor(digits - np.log10(mx) + 0.5))) if mx > 0 else digits)
 
 
 def coef_table(coefs: pd.DataFrame, digits: int = 4) -> str:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .printing import format_numbers, render_table
+from .reterms import lambda_block, theta_positions
 
 
 @dataclass
@@ -111,21 +112,13 @@ def unique_names(names: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------- theta <-> standard deviations and correlations
-def _lower_tri(nc: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a lower triangle in column-major order, theta's order per term."""
-    cols, rows = np.triu_indices(nc)
-    return rows, cols
-
-
 def theta_to_sdcor(theta: np.ndarray, ncs: list[int], sigma: float) -> np.ndarray:
     """lme4's Cv_to_Sv: per term the standard deviations (diagonal) and correlations (below it)
     of sigma^2 Lambda Lambda', in theta's order, then sigma: the ``.sig01, ..., .sigma`` scale."""
     out, start = [], 0
     for nc in ncs:
-        r, c = _lower_tri(nc)
-        L = np.zeros((nc, nc))
-        L[c, r] = theta[start : start + r.size]  # theta fills the triangle column by column
-        L = L.T
+        r, c = theta_positions(nc)
+        L = lambda_block(theta[start : start + r.size], nc)
         cov = sigma**2 * (L @ L.T)
         sd = np.sqrt(np.diag(cov))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -140,7 +133,7 @@ def sdcor_to_theta(sdcor: np.ndarray, ncs: list[int], sigma: float) -> np.ndarra
     """lme4's Sv_to_Cv: theta from the standard deviations and correlations (sigma excluded)."""
     out, start = [], 0
     for nc in ncs:
-        r, c = _lower_tri(nc)
+        r, c = theta_positions(nc)
         m = np.zeros((nc, nc))
         m[r, c] = m[c, r] = sdcor[start : start + r.size]
         sd = np.diag(m).copy()

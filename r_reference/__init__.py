@@ -444,8 +444,9 @@ def bootmer(formula: str, data: pd.DataFrame, REML: bool = True, nsim: int = 10,
 def inference(formula: str, data: pd.DataFrame, REML: bool, kinds: list[str]) -> dict[str, dict[str, Any]]:
     """lme4's and lmerTest's inference tables (``pylme.record.INFERENCE_KINDS``) on one fit,
     each as {"rows", "cols", "values"} with NaN as None."""
-    ro = _bridge() and _state["ro"]
-    out = _bridge()["inference_tabs"](formula, _frame_to_r(data), bool(REML), ro.StrVector(list(kinds)))
+    env = _bridge()
+    ro = _state["ro"]
+    out = env["inference_tabs"](formula, _frame_to_r(data), bool(REML), ro.StrVector(list(kinds)))
     tables = {}
     for kind in kinds:
         t = _get(out, kind)

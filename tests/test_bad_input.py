@@ -66,46 +66,29 @@ def test_unknown_response_column(sleep):
         pylme.lmer("Reactio ~ Days + (1 | Subject)", sleep)
 
 
+UNBALANCED = r"unbalanced parentheses"
+UNOPENED = r"unexpected '\)' \(unbalanced parentheses\)"
+MISSING_OPERATOR = r"unexpected 'Subject' after 'Days': an operator is missing .*\(x \| g\)"
+
+
 @pytest.mark.parametrize(
-    "formula",
+    "formula,match",
     [
         # R: "<text>:2:0: unexpected end of input"
-        "Reaction ~ Days + (1 | Subject",
-        "Reaction ~ Days + ((1 | Subject)",
-    ],
-)
-def test_unclosed_parenthesis(sleep, formula):
-    with pytest.raises(FormulaError, match=r"unbalanced parentheses") as exc:
-        pylme.lmer(formula, sleep)
-    assert formula in str(exc.value)
-
-
-@pytest.mark.parametrize(
-    "formula",
-    [
+        ("Reaction ~ Days + (1 | Subject", UNBALANCED),
+        ("Reaction ~ Days + ((1 | Subject)", UNBALANCED),
         # R: "<text>:1:28: unexpected ')'"
-        "Reaction ~ Days + 1 | Subject)",
-        "Reaction ~ Days + (1 | Subject))",
+        ("Reaction ~ Days + 1 | Subject)", UNOPENED),
+        ("Reaction ~ Days + (1 | Subject))", UNOPENED),
+        # R: "unexpected symbol" (a missing operator; the bar forgotten in a random term)
+        ("Reaction ~ Days + (Days  Subject)", MISSING_OPERATOR),
+        ("Reaction ~ Days Subject + (1 | Subject)", MISSING_OPERATOR),
     ],
 )
-def test_unopened_parenthesis(sleep, formula):
-    with pytest.raises(FormulaError, match=r"unexpected '\)' \(unbalanced parentheses\)") as exc:
+def test_formula_syntax_errors(sleep, formula, match):
+    with pytest.raises(FormulaError, match=match) as exc:
         pylme.lmer(formula, sleep)
     assert formula in str(exc.value)
-
-
-@pytest.mark.parametrize(
-    "formula",
-    [
-        # R: "unexpected symbol" (a missing operator; the bar forgotten in a random term)
-        "Reaction ~ Days + (Days  Subject)",
-        "Reaction ~ Days Subject + (1 | Subject)",
-    ],
-)
-def test_missing_operator(sleep, formula):
-    with pytest.raises(FormulaError, match=r"unexpected 'Subject' after 'Days': an operator is missing") as exc:
-        pylme.lmer(formula, sleep)
-    assert "(x | g)" in str(exc.value)
 
 
 def test_bar_outside_parentheses(sleep):
