@@ -78,7 +78,7 @@ def test_bad_nsim(nsim):
 
 
 def test_norm_inter_matches_boot():
-    """boot's norm.inter (R 4.2.2, boot 1.3-28): norm.inter(1:19 / 2, c(0.025, 0.975)) gives the
+    """boot's norm.inter (R 4.2.2, boot 1.3-28.1): norm.inter(1:19 / 2, c(0.025, 0.975)) gives the
     order statistics 0.5 and 9.5 exactly ((R+1) alpha = 0.5 and 19.5 are extreme), and
     norm.inter((1:99)^2, c(0.1, 0.9)) = 100 and 8100 ((R+1) alpha whole)."""
     with warnings.catch_warnings():
