@@ -1,5 +1,5 @@
-"""The profiled criterion by a blocked Cholesky factorisation (MixedModels.jl's approach, with a
-sparse fill block where MixedModels.jl only has dense ones).
+"""The profiled criterion by a blocked Cholesky factorisation (MixedModels.jl's approach, with
+sparse or tiled fill blocks where MixedModels.jl only has dense ones).
 
 The random effects are split into block 1, the term with the most random effects, and block 2,
 all the other terms (in lme4's order); block 3 is ``[X y]``. The Gram blocks ``A_ij`` of the
@@ -9,9 +9,9 @@ weighted ``[Z1 | Z2 | X y]`` are built once. Per theta:
     V_l   = Lambda1 (Lambda1' A11_l Lambda1 + I)^-1 Lambda1'     when the term is scalar)
     S22   = Lambda2' (A22 - A21 V A12) Lambda2 + I      fixed pattern; ``A21 V A12`` by a
     L22   = chol(S22)                                   precomputed sparse map of V (``.data``)
-    S32   = (A32 - A31 V A12) Lambda2                   block 2: dense (LAPACK) or sparse
-    L32   = S32 L22^-T                                  (CHOLMOD supernodal, fill-reducing order,
-    L33   = chol(A33 - A31 V A13 - L32 L32')            analysed once) by the work CHOLMOD predicts
+    S32   = (A32 - A31 V A12) Lambda2                   block 2: dense (LAPACK), sparse (CHOLMOD
+    L32   = S32 L22^-T                                  supernodal, analysed once) or tiled
+    L33   = chol(A33 - A31 V A13 - L32 L32')            (pylme.tiled), whichever is predicted fastest
 
 with ``ldL2 = 2 sum log diag L11 + log det S22``, ``ldRX2`` from the X rows of ``L33`` and
 ``pwrss = L33[-1, -1]^2``: the last diagonal element. The criterion is the same function of theta
@@ -20,9 +20,9 @@ optimum ``solve`` reads beta and u off the same factor by back-substitution and 
 fit from explicit residuals, as lme4 does (the CHOLMOD path's factor of a model this large may
 not fit in memory).
 
-Before any of this is allocated, the memory each block needs is estimated (dense sizes, and
-CHOLMOD's predicted size of a sparse factor); a model that cannot fit fails with a ModelError
-naming the block.
+Before any of this is allocated, the memory each block needs is estimated (dense sizes, CHOLMOD's
+predicted size of a sparse factor, the tiles a tiled factor stores); a model that cannot fit fails
+with a ModelError naming the block.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 from scipy.sparse.csgraph import connected_components
 from sksparse.cholmod import analyze
 
@@ -38,16 +38,20 @@ from .errors import ModelError
 from .memory import GB, available_bytes, predicted_factor
 from .pls import LmerDevfun, PLSState
 from .reterms import lambda_block
+from .tiled import TiledFill, plan_tiles
 
 #: below this many observations the CHOLMOD path is faster (less Python overhead per evaluation)
 MIN_ROWS = 10_000
 #: a fill block of at most this order is always dense
 DENSE_ALWAYS = 2_000
-#: a larger fill block is sparse when CHOLMOD's factorisation would take less than this share of
-#: the dense one's work (sum of squared column counts); measured here, CHOLMOD does about 5 to 10
-#: times fewer operations per second than LAPACK's dense dpotrf: InstEval's d block (23% of the
-#: dense work) factors 2x slower sparse, the grades design's instructor block (12%) 2x faster
-SPARSE_SHARE = 0.2
+#: a larger one is factored the way predicted to be fastest (among those that fit in memory), from
+#: these rates (flops per second, measured on this 2-core machine): LAPACK's dense dpotrf on numpy's
+#: OpenBLAS (the grades design's order-8017 block: 172 GFlop in 1.6 s), CHOLMOD supernodal on the
+#: system's reference BLAS (InstEval's d block: 118 MFlop in 28 ms), and pylme.tiled's own model
+DENSE_RATE = 100e9
+CHOLMOD_RATE = 4e9
+#: keys below this bound are made unique by a table rather than by sorting (unique_keys)
+UNIQUE_TABLE_MAX = 1 << 24
 #: the share of the available memory a fit may plan to use
 MEMORY_SHARE = 0.8
 
@@ -58,7 +62,7 @@ class BlockPlan:
 
     name: str
     terms: list[str]
-    kind: str  # "diagonal", "block-diagonal", "sparse map", "dense", "sparse", "dense [X y]"
+    kind: str  # "diagonal", "block-diagonal", "sparse map", "dense", "sparse", "tiled", "dense [X y]"
     order: int
     bytes: float
 
@@ -122,7 +126,8 @@ class CrossMap:
         colv = np.concatenate([c for _, c, _ in parts] + [np.zeros(0, np.int64)])
         vals = np.concatenate([v for _, _, v in parts] + [np.zeros(0)])
         del parts
-        self.keys, inverse = np.unique(np.concatenate([keys, extra_keys]), return_inverse=True)
+        q2 = A21.shape[0]
+        self.keys, inverse = unique_keys(np.concatenate([keys, extra_keys]), q2 * q2)
         self.map = sp.csr_matrix((vals, (inverse[: keys.size], colv)), shape=(self.keys.size, nl * nc * nc))
 
     def __call__(self, V: np.ndarray) -> np.ndarray:
@@ -148,6 +153,17 @@ def _level_pairs(A21: sp.csc_matrix, acol: np.ndarray, nc: int, ptr: np.ndarray,
     return np.minimum(ri, rj) * q2 + np.maximum(ri, rj), colv, vals
 
 
+def unique_keys(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` for keys in [0, bound): by a table of the keys
+    present, without sorting, when the table is small (a dense fill block's), else by sorting."""
+    if bound > UNIQUE_TABLE_MAX:
+        return np.unique(keys, return_inverse=True)
+    present = np.zeros(bound, dtype=bool)
+    present[keys] = True
+    rank = np.cumsum(present, dtype=np.int32) - 1
+    return np.flatnonzero(present), rank[keys].astype(np.int64)
+
+
 def pair_count(A21: sp.csc_matrix, nc: int) -> int:
     """Entries the CrossMap of A21 will hold (before it is built)."""
     ptr = np.asarray(A21.indptr[:: nc] if nc > 1 else A21.indptr, dtype=np.int64)
@@ -162,7 +178,7 @@ class DenseFill:
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, q2: int):
         self.q2 = q2
-        self.flat = cols * q2 + rows  # Fortran order
+        self.flat = cols.astype(np.int64) * q2 + rows  # Fortran order
 
     def factor(self, vals: np.ndarray) -> float | None:
         S = np.zeros((self.q2, self.q2), order="F")
@@ -212,8 +228,8 @@ class BlockedDevfun:
     """Theta -> REML criterion or ML deviance, as ``LmerDevfun`` but by blocks."""
 
     def __init__(self, base: LmerDevfun, fill: str = "auto", memory_limit: float | None = None):
-        """``fill``: 'auto', 'dense' or 'sparse' for block 2; ``memory_limit``: bytes the blocks
-        may use (default: a share of the memory available now)."""
+        """``fill``: 'auto', 'dense', 'sparse' (CHOLMOD) or 'tiled' (pylme.tiled) for block 2;
+        ``memory_limit``: bytes the blocks may use (default: a share of the memory available now)."""
         self.base = base
         rt = base.reTrms
         sizes = [t.nl * t.nc for t in rt.terms]
@@ -271,24 +287,40 @@ class BlockedDevfun:
         self.A22 = np.zeros(keys.size)
         self.A22[np.searchsorted(keys, keys22)] = A22.data
         self.diag_pos = np.searchsorted(keys, diag)
-        if not self.diag2:
+        if self.diag2:  # H_ij scales by theta_a theta_b: the index of (a, b) in theta's outer product
+            self.scale_pair = self.Lind2[self.rows] * len(self.base.reTrms.theta0) + self.Lind2[self.cols]
+        else:
             self._setup_scaling()
-        kind = fill
+        kind = "dense" if fill == "auto" and q2 <= DENSE_ALWAYS else fill
+        options = self._fill_options(kind, limit[0] - sum(p.bytes for p in self.plan))
         if kind == "auto":
-            kind = "dense" if q2 <= DENSE_ALWAYS else None
-        sparse_bytes = None
-        if kind in (None, "sparse"):
-            pattern = self._pattern()
-            size = predicted_factor(pattern)
-            dense_work = float(np.sum(np.arange(1, q2 + 1, dtype=float) ** 2))
-            entries, work = (size.entries, size.flops) if size else (q2 * (q2 + 1) / 2, dense_work)
-            sparse_bytes = 12.0 * entries
-            if kind is None:
-                kind = "sparse" if work < SPARSE_SHARE * dense_work else "dense"
-        plan = BlockPlan("block 2", self.terms2, kind, q2, sparse_bytes if kind == "sparse" else 8.0 * q2 * q2)
-        self.plan.append(plan)
+            kind = options[0][0]
+        _, seconds, nbytes, made = next(o for o in options if o[0] == kind)
+        self.plan.append(BlockPlan("block 2", self.terms2, kind, q2, nbytes))
         _check_memory(self.plan, limit)
-        self.fill = SparseFill(pattern) if kind == "sparse" else DenseFill(self.rows, self.cols, q2)
+        self.fill = made()
+
+    def _fill_options(self, kind: str, room: float) -> list[tuple[str, float, float, object]]:
+        """The ways to factor block 2 (``kind``, or all three for 'auto'), fastest first among those
+        within ``room`` bytes: (kind, predicted seconds per factorisation, bytes, constructor)."""
+        q2 = self.q2
+        dense_flops = q2 * (q2 + 1.0) * (2.0 * q2 + 1.0) / 6.0  # sum of squared column counts
+        options = []
+        if kind in ("auto", "dense"):
+            options.append(("dense", dense_flops / DENSE_RATE, 8.0 * q2 * q2,
+                            lambda: DenseFill(self.rows, self.cols, q2)))
+        if kind in ("auto", "sparse", "tiled"):
+            pattern = self._pattern()
+        if kind in ("auto", "sparse"):
+            size = predicted_factor(pattern)
+            entries, flops = (size.entries, size.flops) if size else (q2 * (q2 + 1) / 2, dense_flops)
+            options.append(("sparse", flops / CHOLMOD_RATE, 12.0 * entries, lambda: SparseFill(pattern)))
+        if kind in ("auto", "tiled"):
+            tiles = plan_tiles(pattern)
+            options.append(("tiled", tiles.seconds, tiles.bytes, lambda: TiledFill(pattern, tiles)))
+        if not options:
+            raise ValueError(f"fill must be 'auto', 'dense', 'sparse' or 'tiled', not {kind!r}")
+        return sorted(options, key=lambda o: (o[2] > room, o[1] if o[2] <= room else o[2]))
 
     def _close_pattern(self) -> None:
         """Close the pattern under the blocks of Lambda2 (an entry (i, j) brings in every pair of
@@ -358,14 +390,14 @@ class BlockedDevfun:
         """The blocked factor at theta (None if a block is not positive definite)."""
         ld1, V = self.block1.factor(theta)
         Y = np.einsum("mla,lab->mlb", self.A31.reshape(self.m3, -1, V.shape[1]), V).reshape(self.m3, -1)
-        S33 = self.A33 - Y @ self.A31.T
+        S33 = self.A33 - _abt(Y, self.A31)
         ld2, L32t = 0.0, np.zeros((0, self.m3))
         if self.q2:
             S32 = self.A32 - (self.A21r @ Y.T).T
             ld2, L32t = self._fill(theta, V, S32)
             if ld2 is None:
                 return None
-            S33 -= L32t.T @ L32t
+            S33 -= blas.dgemm(1.0, L32t, L32t, trans_a=1)
         L33, info = lapack.dpotrf(S33, lower=1, clean=1)
         if info != 0:
             return None
@@ -375,9 +407,8 @@ class BlockedDevfun:
         """Factor block 2 at theta; returns its log-determinant and L32' = L22^-1 P S32'."""
         H = self.A22 - self.cross(V)
         if self.diag2:
-            lam = theta[self.Lind2]
-            H *= lam[self.rows] * lam[self.cols]
-            S23 = S32.T * lam[:, None]
+            H *= np.multiply.outer(theta, theta).ravel()[self.scale_pair]
+            S23 = S32.T * theta[self.Lind2][:, None]
         else:
             lam = theta[self.Lind2]
             H = np.bincount(self.scale_target, weights=lam[self.scale_e1] * lam[self.scale_e2] * H[self.scale_src],
@@ -440,6 +471,12 @@ def _check_memory(plan: list[BlockPlan], limit: tuple[float, str]) -> None:
         )
 
 
+def _abt(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``A @ B.T`` for C-ordered A and B by scipy's BLAS, without copies (numpy's ``@`` would wake
+    numpy's own OpenBLAS threads, which slow the LAPACK calls that follow; see pylme.tiled)."""
+    return blas.dgemm(1.0, A.T, B.T, trans_a=1)
+
+
 def _lambdat_block(Lambdat: sp.csc_matrix, idx: np.ndarray) -> tuple[sp.csc_matrix, np.ndarray]:
     """Lambdat[idx][:, idx] (its structure) and the positions of its entries in Lambdat's storage."""
     marker = Lambdat.copy()
@@ -485,11 +522,3 @@ def blocked_size(devfun: LmerDevfun) -> int:
     sizes = [t.nl * t.nc for t in devfun.reTrms.terms]
     return devfun.reTrms.Zt.shape[0] - max(sizes) + devfun.p + 1
 
-
-def choose(devfun: LmerDevfun, method: str = "auto", memory_limit: float | None = None):
-    """The objective to optimise: 'cholmod' (the general path), 'blocked', or 'auto' (blocked
-    for at least MIN_ROWS observations)."""
-    if method not in ("auto", "cholmod", "blocked"):
-        raise ValueError(f"method must be 'auto', 'cholmod' or 'blocked', not {method!r}")
-    use_blocked = method == "blocked" or (method == "auto" and devfun.n >= MIN_ROWS)
-    return BlockedDevfun(devfun, memory_limit=memory_limit) if use_blocked else devfun

@@ -1,4 +1,4 @@
-"""A dense objective for small models, used by ``refit``.
+"""A dense objective for small models: what ``lmer`` and ``refit`` optimise when q + p + 1 is small.
 
 With ``A = W^1/2 [Z  X  r]`` (``r`` the response less its offset, made orthogonal to X, which
 leaves pwrss unchanged and keeps it from being a small difference of large numbers) the Gram
@@ -11,10 +11,10 @@ and ``ldL2 = 2 sum log diag L[:q]``, ``ldRX2 = 2 sum log diag L[q:q+p]``, ``pwrs
 the criterion is ``LmerDevfun.deviance_from`` of these. M is not formed by matrix products: its
 entries are quadratic in theta, so a map precomputed from Lambda's pattern (``scaled_gram_map``)
 sums ``theta_a theta_b G_ij`` into M's lower triangle in one ``np.bincount``. The criterion is the
-CHOLMOD objective's (``pls.LmerDevfun``) to rounding (1e-12 relative over the corpus), not its
-arithmetic, so ``lmer`` keeps the CHOLMOD objective and its optimiser path; ``refit`` optimises on
-this one when ``q + p + 1 <= MAX_DIM``, and ``many`` evaluates checkConv's finite-difference
-points in one batch.
+CHOLMOD objective's (``pls.LmerDevfun``) to rounding (1e-12 relative over the corpus), at about a
+quarter of its cost per evaluation; ``many`` evaluates checkConv's finite-difference points in one
+batch. The fit at the optimum is the CHOLMOD objective's PLS solution (``solve``), residuals
+computed explicitly, as lme4 reports it.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from .pls import LmerDevfun, SparseProduct
+from .pls import LmerDevfun, PLSState, SparseProduct
 
 MAX_DIM = 300  # the largest q + p + 1 for which the dense objective is used
 MAX_LAMBDA_NNZ = 2000  # and the most entries of Lambda (M's terms are built from pairs of them)
@@ -45,6 +45,7 @@ class DenseDevfun:
     def __init__(self, devfun: LmerDevfun):
         self.devfun = devfun
         self.lower = devfun.lower
+        self.start = devfun.start
         self.q, self.p = devfun.Ztw.shape[0], devfun.p
         q, p = self.q, self.p
         self.m = m = q + p + 1
@@ -74,6 +75,10 @@ class DenseDevfun:
         new.G, new._t = self.G.copy(), self._t.copy()
         new._set_response(new.devfun.yw)
         return new
+
+    def solve(self, theta: np.ndarray) -> PLSState:
+        """The PLS solution at theta, from the CHOLMOD objective (what the fitted model reports)."""
+        return self.devfun.solve(theta)
 
     def factor(self, theta: np.ndarray) -> tuple[np.ndarray, int]:
         """The lower Cholesky factor of M at theta and LAPACK's info. M's lower triangle (Fortran

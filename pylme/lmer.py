@@ -20,7 +20,8 @@ from .formula import ParsedFormula, expand_terms, parse_mixed
 from .model_matrix import DesignSpec, check_scale_x, design, drop_rank_deficient, numeric_vector
 from .modelframe import ModelFrame, model_frame
 from .optimizer import OptSummary, optwrap
-from .blocked import choose
+from .blocked import MIN_ROWS, BlockedDevfun
+from .dense import MAX_DIM, MAX_LAMBDA_NNZ, dense_devfun
 from .pls import LmerDevfun
 from .progress import progress_bar
 from .reterms import ReTrms, mk_reterms
@@ -34,8 +35,8 @@ class LmerControl:
 
     optimizer: str | None = "nloptwrap"
     optCtrl: dict = field(default_factory=dict)
-    # the objective's linear algebra: "auto" (default: the blocked factor of pylme.blocked for at least
-    # 10,000 observations, CHOLMOD otherwise), "cholmod" (the general path) or "blocked"
+    # the objective's linear algebra (see choose_objective): "auto" (default), "cholmod" (the general
+    # path), "dense" (small models) or "blocked" (large ones)
     method: str = "auto"
     # bytes the blocked factor may use (default: 80% of the memory available); more fails at once
     memory_limit: float | None = None
@@ -197,7 +198,7 @@ class OptResult:
     runs: list[OptSummary]
     derivs: Derivs | None
     warnings: list[str]
-    objective: object = None  # what was optimised when not devfun itself (pylme.blocked)
+    objective: object = None  # what was optimised (choose_objective); None: nothing was
 
     @property
     def par(self) -> np.ndarray:
@@ -208,13 +209,36 @@ class OptResult:
         return self.summary.fval
 
 
+METHODS = ("auto", "cholmod", "dense", "blocked")
+
+
+def choose_objective(devfun: LmerDevfun, method: str = "auto", memory_limit: float | None = None):
+    """The function of theta that BOBYQA minimises, all equal to lme4's criterion to rounding:
+    'cholmod' (devfun itself, pylme.pls), 'dense' (one dense Cholesky of a small model, pylme.dense),
+    'blocked' (pylme.blocked) or 'auto': blocked from blocked.MIN_ROWS observations on, dense where
+    the model is small enough (dense.MAX_DIM), CHOLMOD otherwise."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, not {method!r}")
+    if method == "blocked" or (method == "auto" and devfun.n >= MIN_ROWS):
+        return BlockedDevfun(devfun, memory_limit=memory_limit)
+    if method == "cholmod":
+        return devfun
+    dense = dense_devfun(devfun)
+    if dense is None and method == "dense":
+        raise ModelError(f"method='dense' is for small models (q + p + 1 <= {MAX_DIM}, at most {MAX_LAMBDA_NNZ} "
+                         f"entries in Lambda); this one has q + p + 1 = {devfun.Ztw.shape[0] + devfun.p + 1} and "
+                         f"{devfun.reTrms.Lambdat.nnz} entries in Lambda: use 'auto', 'cholmod' or 'blocked'")
+    return devfun if dense is None else dense
+
+
 def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose: int = 0) -> OptResult:
-    """BOBYQA from the start (on the blocked objective for large models, see pylme.blocked), lme4's restart_edge when a boundary theta should move, then
-    its boundary check (a theta within boundary.tol of its bound is set to it if that is better)."""
+    """BOBYQA from the start on the objective ``lmerControl(method=)`` selects (choose_objective),
+    lme4's restart_edge when a boundary theta should move, then its boundary check (a theta within
+    boundary.tol of its bound is set to it if that is better)."""
     control = control or LmerControl()
-    base, devfun = devfun, choose(devfun, control.method, control.memory_limit)
+    devfun = choose_objective(devfun, control.method, control.memory_limit)
     lower = devfun.lower
-    bar = progress_bar(None, "lmer evaluations", None if devfun is not base else False)
+    bar = progress_bar(None, "lmer evaluations", None if isinstance(devfun, BlockedDevfun) else False)
     run = _optwrap(devfun, devfun.start, control, verbose, bar)
     runs = [run]
     if control.restart_edge:
@@ -235,8 +259,7 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose
     bar.close()
     if control.boundary_tol > 0:
         run = _check_boundary(devfun, run, control.boundary_tol)
-    return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings,
-                     None if devfun is base else devfun)
+    return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings, devfun)
 
 
 def _no_optimization(devfun: LmerDevfun) -> OptResult:

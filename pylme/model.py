@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -335,10 +335,11 @@ class LmerMod:
         return lmer(formula or self.formula, data, **args)
 
     def refit(self, newresp) -> "LmerMod":
-        """Refit to a new response (same design), starting from this fit's theta, as lme4's refit;
-        small models are optimised on the dense objective (pylme.dense), the fit solved at the optimum."""
-        from .dense import dense_devfun
-        from .lmer import _optwrap, checkConv, mkMerMod
+        """Refit to a new response (same design), starting from this fit's theta, as lme4's refit.
+        A small model's dense objective (pylme.dense) is reused with the new response's cross-products;
+        the fit is solved at the optimum as lmer's."""
+        from .dense import DenseDevfun
+        from .lmer import _optwrap, checkConv, choose_objective, mkMerMod
 
         y = np.asarray(newresp, dtype=float).reshape(-1)
         if y.shape != self.lmod.y.shape:
@@ -348,10 +349,12 @@ class LmerMod:
         lmod = copy.copy(self.lmod)
         lmod.y = y
         devfun = self.devfun.with_response(y)
-        if "_dense" not in self.__dict__:  # optimise on the dense objective of a small model
-            self.__dict__["_dense"] = dense_devfun(self.devfun)
-        objective = devfun if self._dense is None else self._dense.with_response(y, devfun)
-        run = _optwrap(objective, self.theta, self.control, 0, keep_log=False)
+        fitted = self.opt.objective
+        if isinstance(fitted, DenseDevfun):
+            objective = fitted.with_response(y, devfun)
+        else:
+            objective = choose_objective(devfun, self.control.method, self.control.memory_limit)
+        run = replace(_optwrap(objective, self.theta, self.control, 0, keep_log=False), objective=objective)
         conv = checkConv(run, objective, self.control)
         fm = mkMerMod(lmod, devfun, run, conv, self.control)
         emit([], conv.messages, [], run.warnings + conv.warnings)

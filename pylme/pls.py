@@ -78,6 +78,7 @@ class LmerDevfun:
         self.lambdat = SparseProduct.of_csc(reTrms.Lambdat)
         self.zt = SparseProduct.of_csc(reTrms.Zt)
         self._cholmod: tuple | None = None  # (LtZt, its values as a product with theta, factor)
+        self.start = reTrms.theta0.copy()  # where the optimiser starts (mkLmerDevfun sets lme4's)
         self.nevals = 0
 
     def with_response(self, y: np.ndarray) -> "LmerDevfun":

@@ -14,12 +14,14 @@ import pylme
 from conformance.cases import select
 from conformance.engines import GoldenEngine
 from conformance.large_designs import grades, state_test
-from pylme.blocked import BlockedDevfun, blocked_size, choose
+from pylme.blocked import BlockedDevfun, blocked_size, unique_keys
+from pylme.dense import DenseDevfun
+from pylme.lmer import choose_objective
 
 CASES = [c for c in select() if not c.id.startswith("prop_") and c.model != "classroom_childid_level_per_row"]
 
 
-@pytest.mark.parametrize("fill", ["dense", "sparse"])
+@pytest.mark.parametrize("fill", ["dense", "sparse", "tiled"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_blocked_objective_equals_cholmod(case, fill):
     ref = GoldenEngine().fit(case)
@@ -51,15 +53,47 @@ def test_blocked_fit_reaches_lme4s_optimum():
     np.testing.assert_allclose(fm.theta, ref.theta, atol=1e-4)
 
 
-def test_auto_chooses_blocked_for_large_models_only():
+def test_auto_chooses_blocked_for_large_models_dense_for_small_ones():
     big = pylme.lmer("y ~ service + (1 | s) + (1 | d) + (1 | dept:service)", pylme.datasets.load("InstEval"),
                      devFunOnly=True)
     assert blocked_size(big) == 1128 + 28 + 2 + 1  # d, dept:service, X (p = 2), y: the dense Schur complement
-    assert isinstance(choose(big, "auto"), BlockedDevfun)
+    assert isinstance(choose_objective(big, "auto"), BlockedDevfun)
+    assert choose_objective(big, "cholmod") is big
+    with pytest.raises(pylme.ModelError, match=r"method='dense' is for small models .* q \+ p \+ 1 = 4131 and 4128 entries in Lambda"):
+        choose_objective(big, "dense")
     small = pylme.lmer("Reaction ~ Days + (Days | Subject)", pylme.datasets.load("sleepstudy"), devFunOnly=True)
-    assert choose(small, "auto") is small
-    with pytest.raises(ValueError, match="method must be"):
-        choose(small, "dense")
+    assert isinstance(choose_objective(small, "auto"), DenseDevfun)  # q + p + 1 = 36 + 2 + 1
+    assert choose_objective(small, "cholmod") is small
+    assert isinstance(choose_objective(small, "blocked"), BlockedDevfun)
+    # between the two: fewer than 10,000 rows but q + p + 1 > 300 (1,190 rows, 312 + 107 random effects)
+    middle = pylme.lmer("mathgain ~ mathkind + (1 | classid) + (1 | schoolid)", pylme.datasets.load("classroom"),
+                        devFunOnly=True)
+    assert choose_objective(middle, "auto") is middle
+    with pytest.raises(ValueError, match="method must be one of 'auto', 'cholmod', 'dense', 'blocked', not 'qr'"):
+        choose_objective(small, "qr")
+
+
+def test_fill_block_is_the_fastest_that_fits():
+    """A grades-like design (2,600 instructors, 40 departments): the three ways to factor block 2,
+    fastest predicted first among those that fit in the room left (dense 8 q2^2 bytes; CHOLMOD's
+    predicted factor at 12 bytes an entry; the stored tiles); 'auto' takes the first."""
+    des = grades(n=150_000, n_students=6_000, n_instr=2_600, n_dept=40)
+    dev = pylme.lmer(des.formula, des.data, devFunOnly=True)
+    blocked = BlockedDevfun(dev)
+    q2 = blocked.q2
+    assert q2 == 2_640
+    everything = blocked._fill_options("auto", 1e12)
+    assert sorted(o[0] for o in everything) == ["dense", "sparse", "tiled"]
+    seconds = [o[1] for o in everything]
+    assert seconds == sorted(seconds)
+    assert blocked.fill.kind == everything[0][0]
+    sizes = {o[0]: o[2] for o in everything}
+    assert sizes["dense"] == 8.0 * q2 * q2
+    room = (sizes["dense"] + max(sizes["sparse"], sizes["tiled"])) / 2  # dense no longer fits
+    assert [o[0] for o in blocked._fill_options("auto", room)][-1] == "dense"
+    assert [o[0] for o in blocked._fill_options("sparse", 1e12)] == ["sparse"]
+    with pytest.raises(ValueError, match="fill must be 'auto', 'dense', 'sparse' or 'tiled', not 'qr'"):
+        blocked._fill_options("qr", 1e12)
 
 
 def test_memory_check_names_the_block():
@@ -98,7 +132,7 @@ def test_small_state_test_design_fits_by_blocks_as_by_cholmod():
     assert b.fixef()["x10"] == pytest.approx(des.truth["beta"]["x10"], abs=0.03)
 
 
-@pytest.mark.parametrize("fill", ["dense", "sparse"])
+@pytest.mark.parametrize("fill", ["dense", "sparse", "tiled"])
 def test_vector_term_in_the_fill_block(fill):
     """A correlated random slope in block 2 (Lambda2 not diagonal: the pattern is closed under its
     2 x 2 blocks): the same criterion and solution as the CHOLMOD path at several thetas."""
@@ -144,3 +178,14 @@ def test_blocked_insteval_fit_conforms_to_lme4(case):
         warnings.simplefilter("ignore")
         fm = pylme.lmer(case.formula, case.load_data(), REML=case.REML, control=pylme.lmerControl(method="blocked"))
     assert fit_layer(GoldenEngine().fit(case), fm.record()).failures == []
+
+
+@pytest.mark.parametrize("bound", [1_000, 1 << 25])
+def test_unique_keys_is_numpys_unique(bound):
+    """By the table of keys present (small bound) and by sorting (large one): np.unique's answer."""
+    keys = np.random.default_rng(3).integers(0, bound, 5_000)
+    uniq, inverse = unique_keys(keys, bound)
+    ref, ref_inverse = np.unique(keys, return_inverse=True)
+    np.testing.assert_array_equal(uniq, ref)
+    np.testing.assert_array_equal(inverse, ref_inverse)
+    np.testing.assert_array_equal(uniq[inverse], keys)

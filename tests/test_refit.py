@@ -1,9 +1,9 @@
 """refit(newresp) reuses the fitted model's structures (X'X, Z'X, the pattern of Lambdat Zt,
 CHOLMOD's symbolic analysis; for a small model the dense Gram matrix of pylme.dense) and recomputes
 only the response's cross-products. The refit's CHOLMOD objective is that of a fresh lmer() on the
-new response to the last bit; the dense objective it optimises equals it to 1e-12 relative; and it
-reaches the fresh fit's optimum within the conformance tolerances. No R needed; lme4's own refit is
-compared in tests/test_extractors.py."""
+new response to the last bit, and so is the dense objective it optimises (both built the same way);
+and it reaches the fresh fit's optimum within the conformance tolerances. No R needed; lme4's own
+refit is compared in tests/test_extractors.py."""
 from __future__ import annotations
 
 import warnings
@@ -13,7 +13,7 @@ import pytest
 
 import pylme
 from conformance.tolerances import BETA_SE, CRITERION_ABS, SIGMA_REL, THETA_ABS
-from pylme.dense import dense_devfun
+from pylme.dense import DenseDevfun
 
 MODELS = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True),
@@ -52,28 +52,29 @@ def test_refit_objective_is_fresh_objective(dataset, formula, REML):
         for name in ("beta", "u", "b", "eta", "RX", "RZX"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     # the original fit is untouched by its refit (nothing shared is overwritten)
-    assert fm.devfun(fm.theta) == fm.opt.fval
+    assert fm.opt.objective(fm.theta) == fm.opt.fval
 
 
 @pytest.mark.parametrize("dataset,formula,REML", MODELS, ids=lambda v: str(v))
 def test_refit_dense_objective_is_fresh_objective(dataset, formula, REML):
-    """The dense objective refit optimises, for the new response, is the fresh fit's CHOLMOD criterion
-    to 1e-12 relative; the fit's own dense objective is still the original's."""
+    """The dense objective refit optimises (the fit's, with the new response's cross-products) is the
+    fresh fit's dense objective bit for bit, and its CHOLMOD criterion to 1e-12 relative; the fit's own
+    dense objective is still the original's."""
     fm, refitted, fresh = _fits(dataset, formula, REML)
-    dense = dense_devfun(fm.devfun)
-    assert dense is not None
-    new = dense.with_response(refitted.lmod.y)
+    new, own = refitted.opt.objective, fresh.opt.objective
+    assert isinstance(new, DenseDevfun) and isinstance(own, DenseDevfun)
     for theta in _thetas(fresh.lmod.reTrms.lower) + [fresh.theta]:
+        assert new(theta) == own(theta)
         assert new(theta) == pytest.approx(fresh.devfun(theta), rel=1e-12, abs=0)
-    assert fm._dense(fm.theta) == pytest.approx(fm.opt.fval, rel=1e-12, abs=0)
-    # refit optimised the dense objective; the reported fit is the CHOLMOD solution at its optimum
+    assert fm.opt.objective(fm.theta) == fm.opt.fval
+    # the reported fit is the CHOLMOD solution at the dense objective's optimum
     assert refitted.opt.fval == pytest.approx(refitted.devfun(refitted.theta), rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("dataset,formula,REML", MODELS, ids=lambda v: str(v))
 def test_refit_reaches_fresh_fit(dataset, formula, REML):
-    """refit starts BOBYQA at the old theta (on the dense objective), a fresh fit at lme4's start (on
-    the CHOLMOD objective): they stop within the conformance tolerances of each other (criterion 1e-6
+    """refit starts BOBYQA at the old theta, a fresh fit at lme4's start (both on the dense
+    objective): they stop within the conformance tolerances of each other (criterion 1e-6
     absolute, theta 1e-4, fixed effects 1e-3 SE, sigma 1e-5 relative)."""
     _, refitted, fresh = _fits(dataset, formula, REML)
     crit = (lambda f: f.REMLcrit()) if REML else (lambda f: f.deviance(REML=False))

@@ -1,0 +1,231 @@
+"""A block-sparse (tiled) Cholesky factorisation of a symmetric positive definite matrix with a
+fixed sparsity pattern, on scipy's BLAS and LAPACK.
+
+The matrix is permuted by a fill-reducing order (METIS, from CHOLMOD's symbolic analysis) and cut
+into square tiles; a tile of the factor is stored only if the matrix has an entry in it or it
+fills in during the factorisation (decided once, on the tiles). The factor is kept as its upper
+triangle ``U = L'`` in row panels: panel ``k`` holds the stored tiles ``U[k, j]`` (``j >= k``)
+side by side in one Fortran-ordered array, so that ``U[k, j1:j2]`` over consecutive stored tiles
+is one contiguous matrix. One factorisation, right-looking, per tile row ``k``:
+
+    U[k, k]  = chol(S[k, k])                       dpotrf (upper)
+    U[k, k:] = U[k, k]^-T U[k, k:]                 one dtrsm on the panel right of the diagonal
+    U[j, j] -= U[k, j]' U[k, j]                    dsyrk, for each stored j > k
+    U[j, J] -= U[k, j]' U[k, J]                    dgemm, J a run of stored tiles after j that is
+                                                   contiguous in both panels k and j
+
+The list of these calls (on views of one buffer) is built once; per factorisation the buffer is
+zeroed, the values are scattered into it and the calls are run. Every product goes through scipy's
+BLAS: numpy's ``@`` runs on numpy's own copy of OpenBLAS, whose threads, still spinning after a
+call, slow the next scipy call by an order of magnitude on 2 cores.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import blas, lapack
+from sksparse.cholmod import analyze
+
+#: the tile sizes plan_tiles tries
+TILE_SIZES = (128, 192, 256, 384, 512)
+#: flops per second of the tile operations, and seconds per BLAS/LAPACK call beyond its flops
+#: (Python loop, f2py checks, OpenBLAS thread start-up): a least-squares fit of the measured
+#: factorisation times of the grades design's fill block (order 8017) at tiles 128 to 512, on
+#: scipy's OpenBLAS with 2 cores (94 GFlop/s and 23 us; dgemm alone reaches ~120 GFlop/s)
+RATE = 95e9
+OVERHEAD = 22e-6
+
+
+@dataclass
+class TilePlan:
+    """The tiling of a pattern and what one factorisation is predicted to cost."""
+
+    perm: np.ndarray  # the fill-reducing order: row i of the permuted matrix is row perm[i]
+    tile: int  # tile size (the last tile may be shorter)
+    flops: float  # flops of one factorisation (the tile operations done)
+    bytes: float  # memory of the stored tiles
+    nops: int  # BLAS/LAPACK calls per factorisation
+    seconds: float  # predicted time: flops / RATE + nops * OVERHEAD
+
+
+def fill_order(pattern: sp.csc_matrix) -> np.ndarray:
+    """METIS's fill-reducing order of the symmetric matrix whose lower triangle is ``pattern``."""
+    sym = (pattern + pattern.T).tocsc()
+    return np.asarray(analyze(sym, mode="supernodal", ordering_method="metis").P(), dtype=np.int64)
+
+
+def plan_tiles(pattern: sp.csc_matrix, sizes: tuple[int, ...] = TILE_SIZES,
+               perm: np.ndarray | None = None) -> TilePlan:
+    """The cheapest tiling (by predicted seconds) of ``pattern`` over the tile ``sizes``, in the
+    fill-reducing order ``perm`` (default: ``fill_order``); nothing of the factor's size is
+    allocated."""
+    if perm is None:
+        perm = fill_order(pattern)
+    row, col = _permuted_upper(pattern, perm)
+    plans = []
+    for t in sizes:
+        sym = _Symbolic(row, col, _uniform(pattern.shape[0], t))
+        plans.append(TilePlan(perm, t, sym.flops, 8.0 * sym.size, sym.nops, sym.flops / RATE + sym.nops * OVERHEAD))
+    return min(plans, key=lambda p: p.seconds)
+
+
+def _permuted_upper(pattern: sp.csc_matrix, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column in the upper triangle of the permuted matrix of each entry of ``pattern``."""
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size)
+    a = inv[pattern.indices]
+    b = inv[np.repeat(np.arange(pattern.shape[1]), np.diff(pattern.indptr))]
+    return np.minimum(a, b), np.maximum(a, b)
+
+
+def _uniform(n: int, t: int) -> np.ndarray:
+    """Bounds of tiles of size t (the last one shorter) covering 0..n."""
+    return np.r_[np.arange(0, n, t), n]
+
+
+class _Symbolic:
+    """Tiles (between ``bounds``), their fill and the panel layout (entries at ``row <= col``)."""
+
+    def __init__(self, row: np.ndarray, col: np.ndarray, bounds: np.ndarray):
+        self.bounds = bounds
+        nt = bounds.size - 1
+        self.sizes = np.diff(bounds)
+        self.tile_of = np.repeat(np.arange(nt), self.sizes)
+        stored = np.zeros(nt * nt, dtype=bool)
+        stored[self.tile_of[row] * nt + self.tile_of[col]] = True
+        stored = stored.reshape(nt, nt)
+        stored[np.arange(nt), np.arange(nt)] = True
+        for k in range(nt):  # tile-level elimination: the tiles of row k fill in among themselves
+            js = np.flatnonzero(stored[k, k + 1:]) + k + 1
+            stored[np.ix_(js, js)] = True
+        self.stored = np.triu(stored)
+        self.cols = [np.flatnonzero(self.stored[k]) for k in range(nt)]  # starts with k itself
+        s = self.sizes
+        self.offsets = [np.r_[0, np.cumsum(s[c])] for c in self.cols]  # column offsets in panel k
+        widths = np.array([o[-1] for o in self.offsets])
+        self.at = np.full((nt, nt), -1, dtype=np.int64)  # at[k, j]: column of tile U[k, j] in panel k
+        for k, c in enumerate(self.cols):
+            self.at[k, c] = self.offsets[k][:-1]
+        self.base = np.r_[0, np.cumsum(s * widths)]
+        self.size = int(self.base[-1])
+        self.updates = [self._updates(k) for k in range(nt)]
+        flops = nops = 0.0
+        for k in range(nt):
+            sk, off = float(s[k]), widths[k] - s[k]
+            flops += sk**3 / 3.0 + sk**2 * off
+            nops += 1 + (off > 0)
+            for j, a0, a1, b0, b1, c0, c1 in self.updates[k]:
+                flops += sk * float(s[j]) ** 2 if b0 < 0 else 2.0 * sk * s[j] * (b1 - b0)
+            nops += len(self.updates[k])
+        self.flops, self.nops = flops, int(nops)
+
+    def _updates(self, k: int) -> list[tuple[int, int, int, int, int, int, int]]:
+        """The updates from panel k: ``(j, a0, a1, b0, b1, c0, c1)``: panel j's columns c0:c1 less
+        ``P_k[:, a0:a1]' P_k[:, b0:b1]`` (``U[k, j]`` is ``P_k[:, a0:a1]``); ``b0 = -1`` for the
+        diagonal tile ``U[j, j]`` (dsyrk). The tiles after j in panel k are cut into runs that are
+        contiguous in panel j too."""
+        cols, off = self.cols[k], self.offsets[k]
+        out = []
+        for p in range(1, cols.size):
+            j, a0, a1 = cols[p], off[p], off[p + 1]
+            out.append((j, a0, a1, -1, -1, 0, int(self.sizes[j])))
+            pos = np.searchsorted(self.cols[j], cols[p + 1:])  # where those tiles sit in panel j
+            breaks = np.flatnonzero(np.diff(pos) != 1) + 1
+            for r0, r1 in zip(np.r_[0, breaks], np.r_[breaks, pos.size]):
+                if r1 > r0:
+                    b0, b1 = off[p + 1 + r0], off[p + 1 + r1]
+                    c0 = self.offsets[j][pos[r0]]
+                    out.append((j, a0, a1, b0, b1, c0, c0 + b1 - b0))
+        return out
+
+
+class TiledFill:
+    """Block 2 factored as a tiled Cholesky factor on its fixed pattern (see the module)."""
+
+    kind = "tiled"
+
+    def __init__(self, pattern: sp.csc_matrix, plan: TilePlan | None = None):
+        if plan is None:
+            plan = plan_tiles(pattern)
+        self.plan = plan
+        self.n = n = pattern.shape[0]
+        self.perm = plan.perm
+        row, col = _permuted_upper(pattern, self.perm)
+        sym = _Symbolic(row, col, _uniform(n, plan.tile))
+        self.bounds, self.stored = sym.bounds, sym.stored
+        self.buf = np.zeros(sym.size)
+        nt = self.bounds.size - 1
+        tile_r, tile_c = sym.tile_of[row], sym.tile_of[col]
+        colpos = sym.at[tile_r, tile_c] + col - self.bounds[tile_c]  # column of each entry in its panel
+        flat = sym.base[tile_r] + colpos * sym.sizes[tile_r] + row - self.bounds[tile_r]
+        self.flat = flat.astype(np.int32) if sym.size < 2**31 else flat  # where each value goes in buf
+        self.panels = [self.buf[sym.base[k]:sym.base[k + 1]].reshape(sym.sizes[k], -1, order="F") for k in range(nt)]
+        diag = []
+        self.steps = []
+        self.index = []  # the rows of the tiles right of each diagonal tile
+        for k in range(nt):
+            P, sk = self.panels[k], sym.sizes[k]
+            diag.append(sym.base[k] + np.arange(sk) * (sk + 1))
+            off = P[:, sk:] if P.shape[1] > sk else None
+            updates = [(P[:, a0:a1], None if b0 < 0 else P[:, b0:b1], self.panels[j][:, c0:c1])
+                       for j, a0, a1, b0, b1, c0, c1 in sym.updates[k]]
+            self.steps.append((P[:, :sk], off, updates))
+            self.index.append(np.concatenate([np.arange(self.bounds[j], self.bounds[j + 1]) for j in sym.cols[k][1:]]
+                                             + [np.zeros(0, dtype=np.int64)]))
+        self.diag = np.concatenate(diag)
+
+    def factor(self, vals: np.ndarray) -> float | None:
+        """Factor P S P' = U'U from S's values in pattern order; log det S, or None if S is not
+        positive definite."""
+        buf = self.buf
+        buf.fill(0.0)
+        buf[self.flat] = vals
+        potrf, trsm, syrk, gemm = lapack.dpotrf, blas.dtrsm, blas.dsyrk, blas.dgemm
+        for D, off, updates in self.steps:
+            info = potrf(D, lower=0, clean=0, overwrite_a=1)[1]
+            if info != 0:
+                return None
+            if off is not None:
+                trsm(1.0, D, off, side=0, lower=0, trans_a=1, overwrite_b=1)
+            for A, B, C in updates:
+                if B is None:
+                    syrk(-1.0, A, beta=1.0, c=C, trans=1, lower=0, overwrite_c=1)
+                else:
+                    gemm(-1.0, A, B, 1.0, C, trans_a=1, overwrite_c=1)
+        return 2.0 * float(np.sum(np.log(buf[self.diag])))
+
+    def solve_L(self, B: np.ndarray) -> np.ndarray:
+        """L^-1 (P B) for B of shape (n, m) or (n,), L = U' (forward substitution by tile rows)."""
+        X = np.array(B, dtype=float).reshape(self.n, -1)[self.perm]
+        bounds = self.bounds
+        for k, (D, off, _) in enumerate(self.steps):
+            s, e = bounds[k], bounds[k + 1]
+            X[s:e] = blas.dtrsm(1.0, D, X[s:e], side=0, lower=0, trans_a=1)
+            if off is not None:
+                X[self.index[k]] -= blas.dgemm(1.0, off, X[s:e], trans_a=1)
+        return X.reshape(np.shape(B))
+
+    def solve_Lt(self, c: np.ndarray) -> np.ndarray:
+        """P' L^-T c for c of shape (n,) or (n, m) (back substitution by tile rows)."""
+        X = np.array(c, dtype=float).reshape(self.n, -1)
+        bounds = self.bounds
+        for k in range(len(self.steps) - 1, -1, -1):
+            D, off, _ = self.steps[k]
+            s, e = bounds[k], bounds[k + 1]
+            if off is not None:
+                X[s:e] -= blas.dgemm(1.0, off, X[self.index[k]])
+            X[s:e] = blas.dtrsm(1.0, D, X[s:e], side=0, lower=0)
+        out = np.empty_like(X)
+        out[self.perm] = X
+        return out.reshape(np.shape(c))
+
+    def lower_factor(self) -> np.ndarray:
+        """The factor L of P S P' as a dense array (for checks)."""
+        U = np.zeros((self.n, self.n))
+        b = self.bounds
+        for k, P in enumerate(self.panels):
+            cols = np.concatenate([np.arange(b[j], b[j + 1]) for j in np.flatnonzero(self.stored[k])])
+            U[b[k]:b[k + 1], cols] = P
+        return np.triu(U).T

@@ -1,0 +1,108 @@
+"""The tiled Cholesky factorisation of a fixed-pattern block (pylme.tiled) against dense LAPACK."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from pylme.tiled import TiledFill, TilePlan, plan_tiles
+
+
+def crossed(n_obs: int, levels: tuple[int, int], seed: int) -> sp.csc_matrix:
+    """I + 0.5 Z'Z for two crossed grouping factors: the lower triangle, CSC, sorted indices."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, levels[0], n_obs)
+    b = levels[0] + (a * levels[1] // levels[0] + rng.integers(0, levels[1] // 4, n_obs)) % levels[1]
+    rows = np.repeat(np.arange(n_obs), 2)
+    Z = sp.csr_matrix((np.ones(2 * n_obs), (rows, np.c_[a, b].ravel())), shape=(n_obs, sum(levels)))
+    S = (0.5 * (Z.T @ Z) + sp.eye(sum(levels))).tocsc()
+    low = sp.tril(S).tocsc()
+    low.sort_indices()
+    return low
+
+
+def pattern_of(low: sp.csc_matrix) -> sp.csc_matrix:
+    pat = low.copy()
+    pat.data = np.ones(pat.nnz)
+    return pat
+
+
+def dense(low: sp.csc_matrix) -> np.ndarray:
+    return (low + sp.tril(low, -1).T).toarray()
+
+
+@pytest.fixture(scope="module")
+def block() -> sp.csc_matrix:
+    return crossed(3000, (500, 300), seed=1)
+
+
+@pytest.mark.parametrize("tile", [64, 96, 128, 799, 1000])
+def test_factor_and_solves_match_dense(block: sp.csc_matrix, tile: int) -> None:
+    n = block.shape[0]  # 800: a short last tile for 96, 128 and 799 (of order 1); one tile for 1000
+    plan = plan_tiles(pattern_of(block), sizes=(tile,))
+    f = TiledFill(pattern_of(block), plan)
+    S = dense(block)
+    logdet = f.factor(block.data)
+    assert logdet == pytest.approx(np.linalg.slogdet(S)[1], rel=1e-12)
+    L = np.linalg.cholesky(S[np.ix_(plan.perm, plan.perm)])
+    np.testing.assert_allclose(f.lower_factor(), L, atol=1e-12)
+    rng = np.random.default_rng(tile)
+    B = rng.standard_normal((n, 3))
+    X = f.solve_L(B)
+    np.testing.assert_allclose(X, np.linalg.solve(L, B[plan.perm]), atol=1e-10)
+    np.testing.assert_allclose(f.solve_L(B[:, 1]), X[:, 1], atol=1e-14)
+    y = np.linalg.solve(L.T, B[:, 0])
+    expected = np.empty(n)
+    expected[plan.perm] = y
+    np.testing.assert_allclose(f.solve_Lt(B[:, 0]), expected, atol=1e-10)
+    np.testing.assert_allclose(f.solve_Lt(f.solve_L(B)), np.linalg.solve(S, B), atol=1e-10)
+
+
+def test_skipped_tiles_are_zero_in_the_dense_factor(block: sp.csc_matrix) -> None:
+    plan = plan_tiles(pattern_of(block), sizes=(64,))
+    f = TiledFill(pattern_of(block), plan)
+    assert np.triu(~f.stored).sum() >= 20  # tiles above the diagonal really are skipped
+    L = np.linalg.cholesky(dense(block)[np.ix_(plan.perm, plan.perm)])
+    b = f.bounds
+    for k, j in zip(*np.nonzero(~f.stored)):
+        if j > k:  # tile U[k, j] = L[j, k]'
+            assert np.abs(L[b[j]:b[j + 1], b[k]:b[k + 1]]).max() < 1e-14
+
+
+def test_refactor_with_new_values(block: sp.csc_matrix) -> None:
+    f = TiledFill(pattern_of(block), plan_tiles(pattern_of(block), sizes=(96,)))
+    f.factor(block.data)
+    vals = 2.0 * block.data
+    assert f.factor(vals) == pytest.approx(np.linalg.slogdet(dense(block))[1] + block.shape[0] * np.log(2.0),
+                                           rel=1e-12)
+
+
+def test_not_positive_definite_returns_none(block: sp.csc_matrix) -> None:
+    f = TiledFill(pattern_of(block), plan_tiles(pattern_of(block), sizes=(128,)))
+    vals = block.data.copy()
+    last_diag = block.indptr[-2]  # the diagonal entry of the last column
+    vals[last_diag] = -1.0
+    assert f.factor(vals) is None
+    assert f.factor(block.data) is not None  # usable again afterwards
+
+
+def test_plan_is_cheaper_than_dense_and_counts_stored_tiles(block: sp.csc_matrix) -> None:
+    n = block.shape[0]
+    plan = plan_tiles(pattern_of(block), sizes=(64, 128, 256))
+    assert isinstance(plan, TilePlan) and plan.tile in (64, 128, 256)
+    assert plan.flops < 0.5 * n**3 / 3
+    assert plan.seconds == min(plan_tiles(pattern_of(block), sizes=(t,), perm=plan.perm).seconds for t in (64, 128, 256))
+    f = TiledFill(pattern_of(block), plan)
+    b = f.bounds
+    sizes = np.diff(b)
+    stored = sum(sizes[k] * sizes[j] for k, j in zip(*np.nonzero(f.stored)))
+    assert plan.bytes == 8.0 * stored == 8.0 * f.buf.size
+    assert sorted(plan.perm) == list(range(n))
+
+
+def test_sparse_random_b_t_b(tile: int = 50) -> None:
+    B = sp.random(900, 400, density=0.005, random_state=3, format="csc")
+    low = sp.tril((B.T @ B + sp.eye(400)).tocsc()).tocsc()
+    low.sort_indices()
+    f = TiledFill(pattern_of(low), plan_tiles(pattern_of(low), sizes=(tile,)))
+    assert f.factor(low.data) == pytest.approx(np.linalg.slogdet(dense(low))[1], rel=1e-12)
