@@ -189,3 +189,29 @@ def test_unique_keys_is_numpys_unique(bound):
     np.testing.assert_array_equal(uniq, ref)
     np.testing.assert_array_equal(inverse, ref_inverse)
     np.testing.assert_array_equal(uniq[inverse], keys)
+
+
+def test_threaded_cross_map_is_the_single_product(monkeypatch):
+    """A cross map large enough for two threads (threshold lowered here) gives the one-product sums
+    bit for bit, also in a forked child (whose worker thread is made again)."""
+    import os
+
+    import pylme.blocked as blocked_module
+
+    monkeypatch.setattr(blocked_module, "THREADED_MAP", 0)
+    des = grades(n=20_000, n_students=1_500, n_instr=400, n_dept=20)
+    dev = pylme.lmer(des.formula, des.data, devFunOnly=True)
+    cross = BlockedDevfun(dev).cross
+    assert cross._halves is not None
+    V = np.random.default_rng(5).random(cross.map.shape[1])
+    assert np.array_equal(cross(V), cross.map @ V)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one threaded product, its result through the pipe
+        os.write(write, cross(V).tobytes())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        child = np.frombuffer(fh.read(), dtype=float)
+    os.waitpid(pid, 0)
+    assert np.array_equal(child, cross.map @ V)
