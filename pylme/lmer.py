@@ -236,30 +236,30 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose
     lme4's restart_edge when a boundary theta should move, then its boundary check (a theta within
     boundary.tol of its bound is set to it if that is better)."""
     control = control or LmerControl()
-    devfun = choose_objective(devfun, control.method, control.memory_limit)
-    lower = devfun.lower
-    bar = progress_bar(None, "lmer evaluations", None if isinstance(devfun, BlockedDevfun) else False)
-    run = _optwrap(devfun, devfun.start, control, verbose, bar)
+    objective = choose_objective(devfun, control.method, control.memory_limit)
+    lower = objective.lower
+    bar = progress_bar(None, "lmer evaluations", None if isinstance(objective, BlockedDevfun) else False)
+    run = _optwrap(objective, objective.start, control, verbose, bar)
     runs = [run]
     if control.restart_edge:
         on_bound = np.flatnonzero(run.summary.par == lower)
         if on_bound.size:
-            d0 = devfun(run.summary.par)
+            d0 = objective(run.summary.par)
             btol = 1e-5
             grads = []
             for i in on_bound:
                 theta = run.summary.par.copy()
                 theta[i] = lower[i] + btol
-                grads.append((devfun(theta) - d0) / btol)
+                grads.append((objective(theta) - d0) / btol)
             if any(g < 0 for g in grads):
                 if verbose:
                     print("some theta parameters on the boundary, restarting")
-                run = _optwrap(devfun, run.summary.par, control, verbose, bar)
+                run = _optwrap(objective, run.summary.par, control, verbose, bar)
                 runs.append(run)
     bar.close()
     if control.boundary_tol > 0:
-        run = _check_boundary(devfun, run, control.boundary_tol)
-    return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings, devfun)
+        run = _check_boundary(objective, run, control.boundary_tol)
+    return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings, objective)
 
 
 def _no_optimization(devfun: LmerDevfun) -> OptResult:
@@ -315,7 +315,7 @@ def mkMerMod(lmod: LmerFormula, devfun: LmerDevfun, opt: OptResult, conv: ConvCh
     """The fitted model at theta-hat."""
     from .model import LmerMod
 
-    solver = devfun if opt.objective is None else opt.objective  # the blocked objective solves on its own factor
+    solver = devfun if opt.objective is None else opt.objective  # blocked: on its own factor; dense: by devfun
     return LmerMod(lmod=lmod, devfun=devfun, opt=opt, conv=conv, control=control, state=solver.solve(opt.par))
 
 

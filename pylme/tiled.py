@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas, lapack
-from sksparse.cholmod import analyze
+from sksparse.cholmod import CholmodError, analyze
 
 #: the tile sizes plan_tiles tries
 TILE_SIZES = (128, 192, 256, 384, 512)
@@ -51,9 +51,14 @@ class TilePlan:
 
 
 def fill_order(pattern: sp.csc_matrix) -> np.ndarray:
-    """METIS's fill-reducing order of the symmetric matrix whose lower triangle is ``pattern``."""
+    """METIS's fill-reducing order of the symmetric matrix whose lower triangle is ``pattern``
+    (CHOLMOD's default choice where CHOLMOD was built without METIS)."""
     sym = (pattern + pattern.T).tocsc()
-    return np.asarray(analyze(sym, mode="supernodal", ordering_method="metis").P(), dtype=np.int64)
+    try:
+        factor = analyze(sym, mode="supernodal", ordering_method="metis")
+    except CholmodError:
+        factor = analyze(sym, mode="supernodal")
+    return np.asarray(factor.P(), dtype=np.int64)
 
 
 def plan_tiles(pattern: sp.csc_matrix, sizes: tuple[int, ...] = TILE_SIZES,

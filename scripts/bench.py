@@ -241,7 +241,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join([*MODELS, "refit"]))
     parser.add_argument("--repeat", type=int, default=5, help="runs per small model (large ones run once)")
-    parser.add_argument("--method", default=None, choices=["cholmod", "blocked", "auto"],
+    parser.add_argument("--method", default=None, choices=["cholmod", "dense", "blocked", "auto"],
                         help="pylme's objective (default: auto, pylme's default; blocked with --large)")
     parser.add_argument("--out", default="reports/bench")
     parser.add_argument("--large", nargs="?", const=",".join(LARGE), default=None,

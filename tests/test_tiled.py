@@ -106,3 +106,20 @@ def test_sparse_random_b_t_b(tile: int = 50) -> None:
     low.sort_indices()
     f = TiledFill(pattern_of(low), plan_tiles(pattern_of(low), sizes=(tile,)))
     assert f.factor(low.data) == pytest.approx(np.linalg.slogdet(dense(low))[1], rel=1e-12)
+
+
+def test_fill_order_without_metis_is_cholmods_default(block: sp.csc_matrix, monkeypatch) -> None:
+    """Where CHOLMOD has no METIS, the order is CHOLMOD's default one (still a permutation)."""
+    import pylme.tiled as tiled
+    from sksparse.cholmod import CholmodError, analyze
+
+    def no_metis(A, mode="auto", ordering_method="default"):
+        if ordering_method == "metis":
+            raise CholmodError("METIS not installed")
+        return analyze(A, mode=mode, ordering_method=ordering_method)
+
+    monkeypatch.setattr(tiled, "analyze", no_metis)
+    pat = pattern_of(block)
+    perm = tiled.fill_order(pat)
+    assert sorted(perm) == list(range(pat.shape[0]))
+    np.testing.assert_array_equal(perm, analyze((pat + pat.T).tocsc(), mode="supernodal").P())
