@@ -26,6 +26,7 @@ with a ModelError naming the block.
 """
 from __future__ import annotations
 
+import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -299,6 +300,19 @@ class BlockedDevfun:
             self._setup_fill(Z2t, t1.nc, fill, limit)
         self.plan.append(BlockPlan("[X y]", ["X", "y"], "dense [X y]", self.m3, 3.0 * self.m3 * (self.q2 + self.m3) * 8))
         _check_memory(self.plan, limit)
+
+    def with_response(self, y: np.ndarray, devfun: LmerDevfun | None = None) -> "BlockedDevfun":
+        """The same blocks for a new response (``devfun``: the CHOLMOD objective's, if built): only
+        the response's row of the ``[X y]`` cross-products is recomputed; block 1, the cross map and
+        block 2's pattern, order and factor structure are reused (refit, the bootstrap)."""
+        new = copy.copy(self)
+        base = new.base = self.base.with_response(y) if devfun is None else devfun
+        new.A31, new.A32, new.A33 = self.A31.copy(), self.A32.copy(), self.A33.copy()
+        new.A31[-1], new.A32[-1] = base.Zty[self.idx1], base.Zty[self.idx2]
+        new.A33[-1, :-1] = new.A33[:-1, -1] = base.Xty
+        new.A33[-1, -1] = float(base.yw @ base.yw)
+        new.nevals = 0
+        return new
 
     def _setup_fill(self, Z2t: sp.csr_matrix, nc1: int, fill: str, limit: tuple[float, str]) -> None:
         """Block 2: the sparse map A21 V A12 on the pattern of A22's lower triangle, dense or sparse."""

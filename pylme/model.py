@@ -336,8 +336,9 @@ class LmerMod:
 
     def refit(self, newresp) -> "LmerMod":
         """Refit to a new response (same design), starting from this fit's theta, as lme4's refit.
-        A small model's dense objective (pylme.dense) is reused with the new response's cross-products;
-        the fit is solved at the optimum as lmer's."""
+        The fit's dense (pylme.dense) or blocked (pylme.blocked) objective is reused with the new
+        response's cross-products; the fit is solved at the optimum as lmer's."""
+        from .blocked import BlockedDevfun
         from .dense import DenseDevfun
         from .lmer import _optwrap, checkConv, choose_objective, mkMerMod
 
@@ -350,7 +351,7 @@ class LmerMod:
         lmod.y = y
         devfun = self.devfun.with_response(y)
         fitted = self.opt.objective
-        if isinstance(fitted, DenseDevfun):
+        if isinstance(fitted, (DenseDevfun, BlockedDevfun)):
             objective = fitted.with_response(y, devfun)
         else:
             objective = choose_objective(devfun, self.control.method, self.control.memory_limit)

@@ -83,3 +83,28 @@ def test_refit_reaches_fresh_fit(dataset, formula, REML):
     se = np.sqrt(np.diag(fresh.vcov()))
     assert np.all(np.abs(refitted.fixef().to_numpy() - fresh.fixef().to_numpy()) <= BETA_SE.value * se)
     assert refitted.sigma() == pytest.approx(fresh.sigma(), rel=SIGMA_REL.value, abs=0)
+
+
+def test_refit_of_a_large_model_reuses_the_blocks():
+    """A model fitted by blocks (n >= 10,000): refit reuses the fit's blocked objective with the new
+    response's [X y] cross-products, which is a fresh fit's blocked objective bit for bit (cross map,
+    fill block and its order reused), and reaches the fresh fit within the conformance tolerances."""
+    from conformance.large_designs import grades
+    from pylme.blocked import BlockedDevfun
+
+    des = grades(n=20_000, n_students=1_500, n_instr=400, n_dept=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm = pylme.lmer(des.formula, des.data)
+        y = np.round(fm.fitted().to_numpy() + np.random.default_rng(7).normal(0.0, fm.sigma(), fm.n), 6)
+        refitted = fm.refit(y)
+        fresh = pylme.lmer(des.formula.replace("gr.pt", "ynew", 1), des.data.assign(ynew=y))
+    new, own = refitted.opt.objective, fresh.opt.objective
+    assert isinstance(new, BlockedDevfun) and isinstance(own, BlockedDevfun)
+    assert new.cross is fm.opt.objective.cross and new.fill is fm.opt.objective.fill  # reused, not rebuilt
+    for theta in _thetas(fresh.lmod.reTrms.lower) + [fresh.theta]:
+        assert new(theta) == own(theta)
+    assert fm.opt.objective(fm.theta) == fm.opt.fval  # the original is untouched
+    assert abs(refitted.REMLcrit() - fresh.REMLcrit()) <= CRITERION_ABS.value
+    np.testing.assert_allclose(refitted.theta, fresh.theta, rtol=0, atol=THETA_ABS.value)
+    assert refitted.sigma() == pytest.approx(fresh.sigma(), rel=SIGMA_REL.value, abs=0)
