@@ -354,7 +354,7 @@ class BlockedDevfun:
         dense_flops = q2 * (q2 + 1.0) * (2.0 * q2 + 1.0) / 6.0  # sum of squared column counts
         options = []
         if kind in ("auto", "dense"):
-            options.append(("dense", dense_flops / DENSE_RATE, 8.0 * q2 * q2,
+            options.append(("dense", dense_flops / DENSE_RATE, 8.0 * q2 * q2 + 8.0 * self.rows.size,
                             lambda: DenseFill(self.rows, self.cols, q2)))
         if kind in ("auto", "sparse", "tiled"):
             pattern = self._pattern()
@@ -362,9 +362,12 @@ class BlockedDevfun:
             size = predicted_factor(pattern)
             entries, flops = (size.entries, size.flops) if size else (q2 * (q2 + 1) / 2, dense_flops)
             options.append(("sparse", flops / CHOLMOD_RATE, 12.0 * entries, lambda: SparseFill(pattern)))
-        if kind in ("auto", "tiled"):
+        # the tiles hold at least the factor's entries (8 bytes each): where even those do not fit,
+        # the tiles are not planned (planning a nearly dense factor's tiles takes long)
+        if kind == "tiled" or (kind == "auto" and 8.0 * entries <= room):
             tiles = plan_tiles(pattern)
-            options.append(("tiled", tiles.seconds, tiles.bytes, lambda: TiledFill(pattern, tiles)))
+            options.append(("tiled", tiles.seconds, tiles.bytes + 4.0 * pattern.nnz,  # tiles, scatter index
+                            lambda: TiledFill(pattern, tiles)))
         if not options:
             raise ValueError(f"fill must be 'auto', 'dense', 'sparse' or 'tiled', not {kind!r}")
         return sorted(options, key=lambda o: (o[2] > room, o[1] if o[2] <= room else o[2]))

@@ -76,7 +76,8 @@ def test_auto_chooses_blocked_for_large_models_dense_for_small_ones():
 def test_fill_block_is_the_fastest_that_fits():
     """A grades-like design (2,600 instructors, 40 departments): the three ways to factor block 2,
     fastest predicted first among those that fit in the room left (dense 8 q2^2 bytes; CHOLMOD's
-    predicted factor at 12 bytes an entry; the stored tiles); 'auto' takes the first."""
+    predicted factor at 12 bytes an entry; the stored tiles; plus scatter indices); 'auto' takes the
+    first."""
     des = grades(n=150_000, n_students=6_000, n_instr=2_600, n_dept=40)
     dev = pylme.lmer(des.formula, des.data, devFunOnly=True)
     blocked = BlockedDevfun(dev)
@@ -88,10 +89,13 @@ def test_fill_block_is_the_fastest_that_fits():
     assert seconds == sorted(seconds)
     assert blocked.fill.kind == everything[0][0]
     sizes = {o[0]: o[2] for o in everything}
-    assert sizes["dense"] == 8.0 * q2 * q2
+    assert sizes["dense"] == 8.0 * q2 * q2 + 8.0 * blocked.rows.size  # the matrix and its scatter index
     room = (sizes["dense"] + max(sizes["sparse"], sizes["tiled"])) / 2  # dense no longer fits
     assert [o[0] for o in blocked._fill_options("auto", room)][-1] == "dense"
     assert [o[0] for o in blocked._fill_options("sparse", 1e12)] == ["sparse"]
+    # where not even the factor's entries fit, the tiles are not planned; the smallest comes first
+    nothing = blocked._fill_options("auto", 1e3)
+    assert [o[0] for o in nothing] == sorted(["dense", "sparse"], key=lambda k: sizes[k])
     with pytest.raises(ValueError, match="fill must be 'auto', 'dense', 'sparse' or 'tiled', not 'qr'"):
         blocked._fill_options("qr", 1e12)
 
