@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -85,17 +86,18 @@ def _half_up(x: np.ndarray, digits: int) -> np.ndarray:
 
 def refit_ml(fm):
     """lme4's refitML: the same model by maximum likelihood, the optimiser started at the REML
-    theta (no restart_edge or boundary check, as refitML)."""
-    from .lmer import _optwrap, checkConv, mkMerMod
+    theta (no restart_edge or boundary check, as refitML), on the objective lmer would use."""
+    from .lmer import _optwrap, checkConv, choose_objective, mkMerMod
 
     if not fm.REML:
         return fm
     lmod = copy.copy(fm.lmod)
     lmod.REML = False
-    devfun = copy.copy(fm.devfun)
+    devfun = fm.devfun.with_response(fm.lmod.y)  # a copy with a CHOLMOD factor of its own
     devfun.REML = False
-    run = _optwrap(devfun, fm.theta, fm.control, 0)
-    return mkMerMod(lmod, devfun, run, checkConv(run, devfun, fm.control), fm.control)
+    objective = choose_objective(devfun, fm.control.method, fm.control.memory_limit)
+    run = replace(_optwrap(objective, fm.theta, fm.control, 0), objective=objective)
+    return mkMerMod(lmod, devfun, run, checkConv(run, objective, fm.control), fm.control)
 
 
 def anova(*models, names: list[str] | None = None, refit: bool = True, boundary: bool = False) -> AnovaTable:

@@ -35,11 +35,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas, lapack
 from scipy.sparse.csgraph import connected_components
-from sksparse.cholmod import analyze
+from sksparse.cholmod import CholmodNotPositiveDefiniteError, analyze
 
 from .errors import ModelError
 from .memory import GB, available_bytes, predicted_factor
-from .pls import LmerDevfun, PLSState
+from .pls import CriterionTerms, LmerDevfun, PLSState
 from .reterms import lambda_block
 from .tiled import TiledFill, plan_tiles
 
@@ -48,7 +48,7 @@ MIN_ROWS = 10_000
 #: a fill block of at most this order is always dense
 DENSE_ALWAYS = 2_000
 #: a larger one is factored the way predicted to be fastest (among those that fit in memory), from
-#: these rates (flops per second, measured on this 2-core machine): LAPACK's dense dpotrf on numpy's
+#: these rates (flops per second, measured on this 2-core machine): LAPACK's dense dpotrf on scipy's
 #: OpenBLAS (the grades design's order-8017 block: 172 GFlop in 1.6 s), CHOLMOD supernodal on the
 #: system's reference BLAS (InstEval's d block: 118 MFlop in 28 ms), and pylme.tiled's own model
 DENSE_RATE = 100e9
@@ -137,35 +137,50 @@ class CrossMap:
 
     @property
     def map(self) -> sp.csr_matrix:
-        return self._map
+        """The whole map (its halves stacked again where it is kept in two)."""
+        return self._parts[0] if len(self._parts) == 1 else sp.vstack(self._parts, format="csr")
 
     @map.setter
     def map(self, m: sp.csr_matrix) -> None:
-        """The map, and its two halves by rows when it is large enough to share between two threads."""
-        self._map = m
-        half = m.shape[0] // 2
-        self._halves = (m[:half], m[half:]) if m.nnz >= THREADED_MAP else None
+        """Kept whole or, when large enough to share between two threads, as two halves of about
+        equal entries (each entry stored once)."""
+        if m.nnz < THREADED_MAP:
+            self._parts = (m,)
+        else:
+            split = int(np.searchsorted(m.indptr, m.nnz // 2))
+            self._parts = (m[:split], m[split:])
 
     def __call__(self, V: np.ndarray) -> np.ndarray:
         """``A21 V A12`` on the pattern; a large map's halves on two threads (scipy's sparse
         products release the GIL), the same sums as one product."""
         v = V.ravel()
-        if self._halves is None:
-            return self._map @ v
-        first = _second_thread().submit(self._halves[0].__matmul__, v)
-        second = self._halves[1] @ v
+        if len(self._parts) == 1:
+            return self._parts[0] @ v
+        first = _second_thread().submit(self._parts[0].__matmul__, v)
+        second = self._parts[1] @ v
         return np.concatenate([first.result(), second])
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
 def _second_thread() -> ThreadPoolExecutor:
-    """One worker thread, made again in a forked child (threads do not survive a fork)."""
+    """One worker thread for the cross maps (made when first needed)."""
     global _POOL
-    if _POOL is None or _POOL[0] != os.getpid():
-        _POOL = (os.getpid(), ThreadPoolExecutor(1))
-    return _POOL[1]
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(1)
+    return _POOL
 
 
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
+def _stop_second_thread() -> None:
+    """Before a fork: stop the worker, so that the process forks with one thread (a child makes its own)."""
+    global _POOL
+    if _POOL is not None:
+        _POOL.shutdown(wait=True)
+        _POOL = None
+
+
+os.register_at_fork(before=_stop_second_thread)
 
 
 def _level_pairs(A21: sp.csc_matrix, acol: np.ndarray, nc: int, ptr: np.ndarray, npairs: np.ndarray,
@@ -206,21 +221,19 @@ def pair_count(A21: sp.csc_matrix, nc: int) -> int:
 
 
 class DenseFill:
-    """Block 2 factored densely by LAPACK (lower, column-major, in place)."""
+    """Block 2 factored densely by LAPACK (lower, column-major, in place in one buffer)."""
 
     kind = "dense"
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, q2: int):
         self.q2 = q2
         self.flat = cols.astype(np.int64) * q2 + rows  # Fortran order
+        self.L = np.zeros((q2, q2), order="F")  # S, then its factor: the same memory for every theta
 
     def factor(self, vals: np.ndarray) -> float | None:
-        S = np.zeros((self.q2, self.q2), order="F")
-        S.ravel(order="F")[self.flat] = vals
-        return self.factor_dense(S)
-
-    def factor_dense(self, S: np.ndarray) -> float | None:
-        self.L, info = lapack.dpotrf(S, lower=1, clean=0, overwrite_a=1)
+        self.L.fill(0.0)
+        self.L.ravel(order="F")[self.flat] = vals
+        self.L, info = lapack.dpotrf(self.L, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             return None
         return 2.0 * float(np.sum(np.log(np.diagonal(self.L))))
@@ -232,6 +245,12 @@ class DenseFill:
     def solve_Lt(self, c: np.ndarray) -> np.ndarray:
         """L22^-T c."""
         return lapack.dtrtrs(self.L, c, lower=1, trans=1)[0]
+
+    def clone(self) -> "DenseFill":
+        """The same block with a buffer of its own (another objective's factorisations)."""
+        new = copy.copy(self)
+        new.L = np.zeros_like(self.L, order="F")
+        return new
 
 
 class SparseFill:
@@ -245,8 +264,17 @@ class SparseFill:
 
     def factor(self, vals: np.ndarray) -> float | None:
         self.S.data = vals
-        self.factor_.cholesky_inplace(self.S)
+        try:
+            self.factor_.cholesky_inplace(self.S)
+        except CholmodNotPositiveDefiniteError:
+            return None
         return float(self.factor_.logdet())
+
+    def clone(self) -> "SparseFill":
+        """The same analysis with a matrix and factor of its own (another objective's)."""
+        new = copy.copy(self)
+        new.S, new.factor_ = self.S.copy(), self.factor_.copy()
+        return new
 
     def solve_L(self, B: np.ndarray) -> np.ndarray:
         f = self.factor_
@@ -296,26 +324,30 @@ class BlockedDevfun:
             limit = (MEMORY_SHARE * avail, f"{MEMORY_SHARE:.0%} of the {avail / GB:.1f} GB available")
         else:
             limit = (float(memory_limit), "memory_limit")
-        if self.q2:
-            self._setup_fill(Z2t, t1.nc, fill, limit)
         self.plan.append(BlockPlan("[X y]", ["X", "y"], "dense [X y]", self.m3, 3.0 * self.m3 * (self.q2 + self.m3) * 8))
         _check_memory(self.plan, limit)
+        if self.q2:
+            self._setup_fill(Z2t, t1.nc, fill, limit)
 
     def with_response(self, y: np.ndarray, devfun: LmerDevfun | None = None) -> "BlockedDevfun":
         """The same blocks for a new response (``devfun``: the CHOLMOD objective's, if built): only
         the response's row of the ``[X y]`` cross-products is recomputed; block 1, the cross map and
-        block 2's pattern, order and factor structure are reused (refit, the bootstrap)."""
+        block 2's pattern, order and factor structure are reused (refit, the bootstrap), block 2's
+        workspace is its own."""
         new = copy.copy(self)
         base = new.base = self.base.with_response(y) if devfun is None else devfun
         new.A31, new.A32, new.A33 = self.A31.copy(), self.A32.copy(), self.A33.copy()
         new.A31[-1], new.A32[-1] = base.Zty[self.idx1], base.Zty[self.idx2]
         new.A33[-1, :-1] = new.A33[:-1, -1] = base.Xty
         new.A33[-1, -1] = float(base.yw @ base.yw)
+        if self.q2:
+            new.fill = self.fill.clone()  # its own workspace: the fit's objective stays usable
         new.nevals = 0
         return new
 
     def _setup_fill(self, Z2t: sp.csr_matrix, nc1: int, fill: str, limit: tuple[float, str]) -> None:
-        """Block 2: the sparse map A21 V A12 on the pattern of A22's lower triangle, dense or sparse."""
+        """Block 2: the sparse map A21 V A12 on the pattern of A22's lower triangle, and the way to
+        factor it (dense, sparse or tiled; see _fill_options)."""
         npairs = pair_count(self.A21, nc1)
         # building the map holds keys, indices and values of every pair, then sorts the keys
         cross = BlockPlan("cross map A21 V A12", self.terms1 + self.terms2, "sparse map", self.q2, 64.0 * npairs)
@@ -342,7 +374,7 @@ class BlockedDevfun:
         options = self._fill_options(kind, limit[0] - sum(p.bytes for p in self.plan))
         if kind == "auto":
             kind = options[0][0]
-        _, seconds, nbytes, made = next(o for o in options if o[0] == kind)
+        _, _, nbytes, made = next(o for o in options if o[0] == kind)
         self.plan.append(BlockPlan("block 2", self.terms2, kind, q2, nbytes))
         _check_memory(self.plan, limit)
         self.fill = made()
@@ -361,7 +393,8 @@ class BlockedDevfun:
         if kind in ("auto", "sparse"):
             size = predicted_factor(pattern)
             entries, flops = (size.entries, size.flops) if size else (q2 * (q2 + 1) / 2, dense_flops)
-            options.append(("sparse", flops / CHOLMOD_RATE, 12.0 * entries, lambda: SparseFill(pattern)))
+            options.append(("sparse", flops / CHOLMOD_RATE, 12.0 * entries + 12.0 * pattern.nnz,  # factor, matrix
+                            lambda: SparseFill(pattern)))
         # the tiles hold at least the factor's entries (8 bytes each): where even those do not fit,
         # the tiles are not planned (planning a nearly dense factor's tiles takes long)
         if kind == "tiled" or (kind == "auto" and 8.0 * entries <= room):
@@ -388,7 +421,7 @@ class BlockedDevfun:
         w = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
         a = order[start[bi[e]] + w // size[bj[e]]]
         b = order[start[bj[e]] + w % size[bj[e]]]
-        closed = np.unique(np.concatenate([keys, np.minimum(a, b) * q2 + np.maximum(a, b)]))
+        closed, _ = unique_keys(np.concatenate([keys, np.minimum(a, b) * q2 + np.maximum(a, b)]), q2 * q2)
         m = self.cross.map.tocoo()
         pos = np.searchsorted(closed, keys)
         self.cross.map = sp.csr_matrix((m.data, (pos[m.row], m.col)), shape=(closed.size, m.shape[1]))
@@ -433,7 +466,7 @@ class BlockedDevfun:
         if f is None:
             return np.inf
         d = np.diag(f.L33)
-        st = _Pieces(ldL2=f.ld1 + f.ld2, ldRX2=2.0 * float(np.sum(np.log(d[: self.p]))), pwrss=d[-1] ** 2)
+        st = CriterionTerms(ldL2=f.ld1 + f.ld2, ldRX2=2.0 * float(np.sum(np.log(d[: self.p]))), pwrss=d[-1] ** 2)
         return self.base.deviance_from(st, self.base.REML)
 
     def _factor(self, theta: np.ndarray) -> _Factor | None:
@@ -545,13 +578,6 @@ class _Factor:
     ld2: float
     L32t: np.ndarray  # (q2, m3): L22^-1 P S23
     L33: np.ndarray  # (m3, m3) lower
-
-
-class _Pieces:
-    """What ``LmerDevfun.deviance_from`` reads from a PLS solution."""
-
-    def __init__(self, ldL2: float, ldRX2: float, pwrss: float):
-        self.ldL2, self.ldRX2, self.pwrss = ldL2, ldRX2, pwrss
 
 
 def _block_diagonal(Z1t: sp.csr_matrix, nl: int, nc: int) -> np.ndarray:

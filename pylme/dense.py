@@ -19,24 +19,15 @@ computed explicitly, as lme4 reports it.
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from .pls import LmerDevfun, PLSState, SparseProduct
+from .pls import CriterionTerms, LmerDevfun, PLSState, SparseProduct
 
 MAX_DIM = 300  # the largest q + p + 1 for which the dense objective is used
 MAX_LAMBDA_NNZ = 2000  # and the most entries of Lambda (M's terms are built from pairs of them)
-
-
-class DenseState(NamedTuple):
-    """What the criterion needs from a factorisation (or arrays of them, from a batch)."""
-
-    ldL2: float | np.ndarray
-    ldRX2: float | np.ndarray
-    pwrss: float | np.ndarray
 
 
 class DenseDevfun:
@@ -105,18 +96,18 @@ class DenseDevfun:
         d = np.diagonal(L, axis1=1, axis2=2)
         logd = np.log(d[:, :-1]).cumsum(axis=1)
         ldL2 = 2.0 * logd[:, self.q - 1]
-        st = DenseState(ldL2, 2.0 * logd[:, -1] - ldL2, d[:, -1] ** 2)
+        st = CriterionTerms(ldL2, 2.0 * logd[:, -1] - ldL2, d[:, -1] ** 2)
         return self.devfun.deviance_from(st, self.devfun.REML)
 
     def __call__(self, theta: np.ndarray) -> float:
         """The criterion (REML or ML, as the CHOLMOD objective's); that objective's value where M is
-        not positive definite to rounding (a response fitted exactly, X not of full rank)."""
+        not positive definite to rounding (e.g. X not of full rank)."""
         L, info = self.factor(theta)
         if info:
             return self.devfun(theta)
         d = L.diagonal()
         logd = np.log(d[:-1]).tolist()
-        st = DenseState(2.0 * sum(logd[: self.q]), 2.0 * sum(logd[self.q :]), float(d[-1]) ** 2)
+        st = CriterionTerms(2.0 * sum(logd[: self.q]), 2.0 * sum(logd[self.q :]), float(d[-1]) ** 2)
         return self.devfun.deviance_from(st, self.devfun.REML)
 
 

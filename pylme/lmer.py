@@ -215,20 +215,23 @@ METHODS = ("auto", "cholmod", "dense", "blocked")
 def choose_objective(devfun: LmerDevfun, method: str = "auto", memory_limit: float | None = None):
     """The function of theta that BOBYQA minimises, all equal to lme4's criterion to rounding:
     'cholmod' (devfun itself, pylme.pls), 'dense' (one dense Cholesky of a small model, pylme.dense),
-    'blocked' (pylme.blocked) or 'auto': blocked from blocked.MIN_ROWS observations on, dense where
-    the model is small enough (dense.MAX_DIM), CHOLMOD otherwise."""
+    'blocked' (pylme.blocked) or 'auto': dense where the model is small enough (q + p + 1 at most
+    dense.MAX_DIM, Lambda with at most dense.MAX_LAMBDA_NNZ entries), else blocked from
+    blocked.MIN_ROWS observations on, else CHOLMOD."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, not {method!r}")
-    if method == "blocked" or (method == "auto" and devfun.n >= MIN_ROWS):
-        return BlockedDevfun(devfun, memory_limit=memory_limit)
     if method == "cholmod":
         return devfun
+    if method == "blocked":
+        return BlockedDevfun(devfun, memory_limit=memory_limit)
     dense = dense_devfun(devfun)
-    if dense is None and method == "dense":
+    if dense is not None:
+        return dense
+    if method == "dense":
         raise ModelError(f"method='dense' is for small models (q + p + 1 <= {MAX_DIM}, at most {MAX_LAMBDA_NNZ} "
                          f"entries in Lambda); this one has q + p + 1 = {devfun.Ztw.shape[0] + devfun.p + 1} and "
                          f"{devfun.reTrms.Lambdat.nnz} entries in Lambda: use 'auto', 'cholmod' or 'blocked'")
-    return devfun if dense is None else dense
+    return BlockedDevfun(devfun, memory_limit=memory_limit) if devfun.n >= MIN_ROWS else devfun
 
 
 def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose: int = 0) -> OptResult:

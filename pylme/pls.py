@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,6 +27,14 @@ from sksparse.cholmod import analyze_AAt
 
 from .errors import ModelError
 from .reterms import ReTrms
+
+
+class CriterionTerms(NamedTuple):
+    """What ``LmerDevfun.deviance_from`` reads from a factorisation (floats, or arrays of them)."""
+
+    ldL2: float | np.ndarray
+    ldRX2: float | np.ndarray
+    pwrss: float | np.ndarray
 
 
 @dataclass

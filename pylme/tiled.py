@@ -21,7 +21,9 @@ call, slow the next scipy call by an order of magnitude on 2 cores.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,6 +50,7 @@ class TilePlan:
     bytes: float  # memory of the stored tiles
     nops: int  # BLAS/LAPACK calls per factorisation
     seconds: float  # predicted time: flops / RATE + nops * OVERHEAD
+    symbolic: "_Symbolic | None" = field(default=None, repr=False, compare=False)  # the tiles, for TiledFill
 
 
 def fill_order(pattern: sp.csc_matrix) -> np.ndarray:
@@ -72,7 +75,7 @@ def plan_tiles(pattern: sp.csc_matrix, sizes: tuple[int, ...] = TILE_SIZES,
     plans = []
     for t in sizes:
         sym = _Symbolic(row, col, _uniform(pattern.shape[0], t))
-        plans.append(TilePlan(perm, t, sym.flops, 8.0 * sym.size, sym.nops, sym.flops / RATE + sym.nops * OVERHEAD))
+        plans.append(TilePlan(perm, t, sym.flops, 8.0 * sym.size, sym.nops, sym.flops / RATE + sym.nops * OVERHEAD, sym))
     return min(plans, key=lambda p: p.seconds)
 
 
@@ -158,28 +161,38 @@ class TiledFill:
         self.n = n = pattern.shape[0]
         self.perm = plan.perm
         row, col = _permuted_upper(pattern, self.perm)
-        sym = _Symbolic(row, col, _uniform(n, plan.tile))
+        sym = plan.symbolic if plan.symbolic is not None else _Symbolic(row, col, _uniform(n, plan.tile))
+        self._sym = sym
         self.bounds, self.stored = sym.bounds, sym.stored
-        self.buf = np.zeros(sym.size)
-        nt = self.bounds.size - 1
         tile_r, tile_c = sym.tile_of[row], sym.tile_of[col]
         colpos = sym.at[tile_r, tile_c] + col - self.bounds[tile_c]  # column of each entry in its panel
         flat = sym.base[tile_r] + colpos * sym.sizes[tile_r] + row - self.bounds[tile_r]
         self.flat = flat.astype(np.int32) if sym.size < 2**31 else flat  # where each value goes in buf
+        nt = self.bounds.size - 1
+        self.index = [np.concatenate([np.arange(self.bounds[j], self.bounds[j + 1]) for j in sym.cols[k][1:]]
+                                     + [np.zeros(0, dtype=np.int64)]) for k in range(nt)]  # rows right of tile k
+        self.diag = np.concatenate([sym.base[k] + np.arange(sym.sizes[k]) * (sym.sizes[k] + 1) for k in range(nt)])
+        self._workspace()
+
+    def _workspace(self) -> None:
+        """The buffer of the stored tiles, its row panels and the list of calls on their views."""
+        sym = self._sym
+        self.buf = np.zeros(sym.size)
+        nt = self.bounds.size - 1
         self.panels = [self.buf[sym.base[k]:sym.base[k + 1]].reshape(sym.sizes[k], -1, order="F") for k in range(nt)]
-        diag = []
         self.steps = []
-        self.index = []  # the rows of the tiles right of each diagonal tile
         for k in range(nt):
             P, sk = self.panels[k], sym.sizes[k]
-            diag.append(sym.base[k] + np.arange(sk) * (sk + 1))
             off = P[:, sk:] if P.shape[1] > sk else None
             updates = [(P[:, a0:a1], None if b0 < 0 else P[:, b0:b1], self.panels[j][:, c0:c1])
                        for j, a0, a1, b0, b1, c0, c1 in sym.updates[k]]
             self.steps.append((P[:, :sk], off, updates))
-            self.index.append(np.concatenate([np.arange(self.bounds[j], self.bounds[j + 1]) for j in sym.cols[k][1:]]
-                                             + [np.zeros(0, dtype=np.int64)]))
-        self.diag = np.concatenate(diag)
+
+    def clone(self) -> "TiledFill":
+        """The same tiling with a buffer of its own (another objective's factorisations)."""
+        new = copy.copy(self)
+        new._workspace()
+        return new
 
     def factor(self, vals: np.ndarray) -> float | None:
         """Factor P S P' = U'U from S's values in pattern order; log det S, or None if S is not

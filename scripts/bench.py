@@ -40,6 +40,7 @@ import warnings
 from pathlib import Path
 
 import pylme
+from pylme.blocked import BlockedDevfun
 
 MODELS = {
     "dyestuff": ("Dyestuff", "Yield ~ 1 + (1 | Batch)", True),
@@ -200,7 +201,7 @@ def large_one(name: str, method: str, with_lme4: bool) -> dict:
         warnings.simplefilter("ignore")
         fm = pylme.lmer(des.formula, des.data, REML=des.REML, control=pylme.lmerControl(method=method))
     fit = time.perf_counter() - t0
-    blocked = fm.opt.objective
+    blocked = fm.opt.objective if isinstance(fm.opt.objective, BlockedDevfun) else None
     sd = dict(zip([t.group for t in fm.lmod.reTrms.terms], (fm.theta * fm.sigma()).tolist()))
     row = {"model": name, "formula": des.formula, "n": len(des.data), "generate_s": generated, "fit_s": fit,
            "evals": fm.opt.summary.feval, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import pylme
@@ -69,6 +70,12 @@ def test_auto_chooses_blocked_for_large_models_dense_for_small_ones():
     middle = pylme.lmer("mathgain ~ mathkind + (1 | classid) + (1 | schoolid)", pylme.datasets.load("classroom"),
                         devFunOnly=True)
     assert choose_objective(middle, "auto") is middle
+    # many rows but few random effects: dense (its cost does not grow with the rows)
+    rng = np.random.default_rng(9)
+    many = pd.DataFrame({"g": pd.Categorical(rng.integers(0, 50, 20_000)), "x": rng.normal(size=20_000)})
+    many["y"] = many["x"] + rng.normal(size=50)[many["g"].cat.codes] + rng.normal(size=20_000)
+    tall = pylme.lmer("y ~ x + (x | g)", many, devFunOnly=True)
+    assert isinstance(choose_objective(tall, "auto"), DenseDevfun)
     with pytest.raises(ValueError, match="method must be one of 'auto', 'cholmod', 'dense', 'blocked', not 'qr'"):
         choose_objective(small, "qr")
 
@@ -80,7 +87,7 @@ def test_fill_block_is_the_fastest_that_fits():
     first."""
     des = grades(n=150_000, n_students=6_000, n_instr=2_600, n_dept=40)
     dev = pylme.lmer(des.formula, des.data, devFunOnly=True)
-    blocked = BlockedDevfun(dev)
+    blocked = BlockedDevfun(dev, memory_limit=1e12)
     q2 = blocked.q2
     assert q2 == 2_640
     everything = blocked._fill_options("auto", 1e12)
@@ -206,16 +213,18 @@ def test_threaded_cross_map_is_the_single_product(monkeypatch):
     des = grades(n=20_000, n_students=1_500, n_instr=400, n_dept=20)
     dev = pylme.lmer(des.formula, des.data, devFunOnly=True)
     cross = BlockedDevfun(dev).cross
-    assert cross._halves is not None
+    assert len(cross._parts) == 2 and sum(p.nnz for p in cross._parts) == cross.map.nnz
     V = np.random.default_rng(5).random(cross.map.shape[1])
     assert np.array_equal(cross(V), cross.map @ V)
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: one threaded product, its result through the pipe
-        os.write(write, cross(V).tobytes())
-        os._exit(0)
+    if pid == 0:  # the child: one threaded product, its result through the pipe; never back to pytest
+        try:
+            os.write(write, cross(V).tobytes())
+        finally:
+            os._exit(0)
     os.close(write)
     with os.fdopen(read, "rb") as fh:
         child = np.frombuffer(fh.read(), dtype=float)
-    os.waitpid(pid, 0)
+    assert os.waitpid(pid, 0)[1] == 0
     assert np.array_equal(child, cross.map @ V)

@@ -1,6 +1,7 @@
-"""The dense objective (pylme.dense, used by refit) is the CHOLMOD objective (pylme.pls, lme4's
-arithmetic) to rounding: over every corpus case small enough for it, at theta-hat, half of it and
-1.5 theta-hat + 0.1, the two criteria agree to 1e-12 relative; so do they after ``with_response``.
+"""The dense objective (pylme.dense, what lmer and refit optimise for small models) is the CHOLMOD
+objective (pylme.pls, lme4's arithmetic) to rounding: over every corpus case small enough for it, at
+theta-hat, half of it and 1.5 theta-hat + 0.1, the two criteria agree to 1e-12 relative; so do they
+after ``with_response``.
 No R needed (the CHOLMOD objective is itself checked against lme4 by the conformance harness)."""
 from __future__ import annotations
 

@@ -101,10 +101,40 @@ def test_refit_of_a_large_model_reuses_the_blocks():
         fresh = pylme.lmer(des.formula.replace("gr.pt", "ynew", 1), des.data.assign(ynew=y))
     new, own = refitted.opt.objective, fresh.opt.objective
     assert isinstance(new, BlockedDevfun) and isinstance(own, BlockedDevfun)
-    assert new.cross is fm.opt.objective.cross and new.fill is fm.opt.objective.fill  # reused, not rebuilt
+    assert new.cross is fm.opt.objective.cross  # reused, not rebuilt
     for theta in _thetas(fresh.lmod.reTrms.lower) + [fresh.theta]:
         assert new(theta) == own(theta)
     assert fm.opt.objective(fm.theta) == fm.opt.fval  # the original is untouched
     assert abs(refitted.REMLcrit() - fresh.REMLcrit()) <= CRITERION_ABS.value
     np.testing.assert_allclose(refitted.theta, fresh.theta, rtol=0, atol=THETA_ABS.value)
     assert refitted.sigma() == pytest.approx(fresh.sigma(), rel=SIGMA_REL.value, abs=0)
+
+
+@pytest.mark.parametrize("fill", ["dense", "sparse", "tiled"])
+def test_blocked_objective_for_a_new_response_has_its_own_workspace(fill):
+    """With each kind of fill block (and weights): the objective for a new response is a fresh
+    one's bit for bit, shares the fill block's structure but not its workspace, so the fit's
+    objective and the refit's give their own values when evaluated at once, each in its thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conformance.large_designs import grades
+    from pylme.blocked import BlockedDevfun
+
+    des = grades(n=20_000, n_students=1_500, n_instr=400, n_dept=20)
+    w = np.random.default_rng(8).uniform(0.5, 2.0, len(des.data))
+    dev = pylme.lmer(des.formula, des.data, weights=w, devFunOnly=True)
+    y = des.data["gr.pt"].to_numpy()[::-1].copy()
+    fresh = BlockedDevfun(pylme.lmer(des.formula.replace("gr.pt", "ynew", 1), des.data.assign(ynew=y),
+                                     weights=w, devFunOnly=True), fill=fill)
+    fitted = BlockedDevfun(dev, fill=fill)
+    new = fitted.with_response(y)
+    assert new.fill is not fitted.fill and new.fill.kind == fill
+    thetas = _thetas(dev.lower, k=8)
+    for theta in thetas:
+        assert new(theta) == fresh(theta)
+    serial = ([fitted(t) for t in thetas], [new(t) for t in thetas])
+    with ThreadPoolExecutor(2) as pool:  # one thread per objective (an objective itself is not shared)
+        for _ in range(5):
+            a = pool.submit(lambda: [fitted(t) for t in thetas])
+            b = pool.submit(lambda: [new(t) for t in thetas])
+            assert (a.result(), b.result()) == serial
