@@ -221,19 +221,20 @@ def pair_count(A21: sp.csc_matrix, nc: int) -> int:
 
 
 class DenseFill:
-    """Block 2 factored densely by LAPACK (lower, column-major, in place in one buffer)."""
+    """Block 2 factored densely by LAPACK (lower, column-major, in place)."""
 
     kind = "dense"
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, q2: int):
         self.q2 = q2
         self.flat = cols.astype(np.int64) * q2 + rows  # Fortran order
-        self.L = np.zeros((q2, q2), order="F")  # S, then its factor: the same memory for every theta
+        self.L: np.ndarray | None = None
 
     def factor(self, vals: np.ndarray) -> float | None:
-        self.L.fill(0.0)
-        self.L.ravel(order="F")[self.flat] = vals
-        self.L, info = lapack.dpotrf(self.L, lower=1, clean=0, overwrite_a=1)
+        self.L = None  # the last factor is freed before the next is made: one q2 x q2 array at a time
+        S = np.zeros((self.q2, self.q2), order="F")  # (fresh zero pages: faster here than refilling one)
+        S.ravel(order="F")[self.flat] = vals
+        self.L, info = lapack.dpotrf(S, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             return None
         return 2.0 * float(np.sum(np.log(np.diagonal(self.L))))
@@ -247,9 +248,9 @@ class DenseFill:
         return lapack.dtrtrs(self.L, c, lower=1, trans=1)[0]
 
     def clone(self) -> "DenseFill":
-        """The same block with a buffer of its own (another objective's factorisations)."""
+        """The same block with a factor of its own (another objective's factorisations)."""
         new = copy.copy(self)
-        new.L = np.zeros_like(self.L, order="F")
+        new.L = None
         return new
 
 
