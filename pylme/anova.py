@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -96,7 +95,7 @@ def refit_ml(fm):
     devfun = fm.devfun.with_response(fm.lmod.y)  # a copy with a CHOLMOD factor of its own
     devfun.REML = False
     objective = choose_objective(devfun, fm.control.method, fm.control.memory_limit)
-    run = replace(_optwrap(objective, fm.theta, fm.control, 0), objective=objective)
+    run = _optwrap(objective, fm.theta, fm.control, 0)
     return mkMerMod(lmod, devfun, run, checkConv(run, objective, fm.control), fm.control)
 
 

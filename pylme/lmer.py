@@ -284,7 +284,7 @@ def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbos
     if summary.conv != 0:
         msgs.append(f"convergence code {summary.conv} from nloptwrap: {summary.message}")
     derivs = deriv12(devfun, summary.par, fx=summary.fval) if control.calc_derivs else None
-    return OptResult(summary, [summary], derivs, msgs)
+    return OptResult(summary, [summary], derivs, msgs, devfun)
 
 
 def _check_boundary(devfun: LmerDevfun, run: OptResult, tol: float) -> OptResult:

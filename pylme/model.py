@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -355,7 +355,7 @@ class LmerMod:
             objective = fitted.with_response(y, devfun)
         else:
             objective = choose_objective(devfun, self.control.method, self.control.memory_limit)
-        run = replace(_optwrap(objective, self.theta, self.control, 0, keep_log=False), objective=objective)
+        run = _optwrap(objective, self.theta, self.control, 0, keep_log=False)
         conv = checkConv(run, objective, self.control)
         fm = mkMerMod(lmod, devfun, run, conv, self.control)
         emit([], conv.messages, [], run.warnings + conv.warnings)
