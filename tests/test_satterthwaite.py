@@ -38,19 +38,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from functools import cache
 
 import numpy as np
 import pandas as pd
 import pytest
+from lmertest_tables import F_COLS, T_COLS, WHERE, assert_row, assert_table, fitter
 
 import pylme
 from pylme import ModelError
 from pylme import satterthwaite as S
 from pylme.lmer import LmerControl
-
-T_COLS = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
-F_COLS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
 
 # The R function that produced REFERENCE (and that the live tests call through rpy2).
 R_RECORD = r"""
@@ -173,37 +170,10 @@ OWN = {"df": 1e-4, "DenDF": 1e-4, "default": 1e-6}
 AT_R = {"df": 1e-6, "DenDF": 1e-6, "Pr(>|t|)": 1e-6, "Pr(>F)": 1e-6, "default": 1e-9}
 
 
-def assert_table(actual: pd.DataFrame, expected: dict, columns: list[str], tol: dict, what: str) -> None:
-    """Rows in order and by name; each column within its relative tolerance (NumDF exact)."""
-    assert list(actual.index) == list(expected), what
-    assert list(actual.columns) == columns, what
-    for name, vals in expected.items():
-        for col, want in zip(columns, vals):
-            got = float(actual.loc[name, col])
-            if col == "NumDF":
-                assert got == want, f"{what} {name} {col}"
-                continue
-            rel = tol.get(col, tol["default"])
-            assert got == pytest.approx(want, rel=rel, abs=0), f"{what} {name} {col}: {got!r} vs R {want!r}"
-
-
-def assert_row(actual: pd.DataFrame, want: list[float], columns: list[str], tol: dict, what: str) -> None:
-    assert_table(actual.set_axis(["row"]), {"row": want}, columns, tol, what)
-
-
-@cache
-def fitted(name: str, at_r_theta: bool):
-    ref = REFERENCE[name]
-    data = pylme.datasets.load(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if at_r_theta:
-            return pylme.lmer(ref["formula"], data, start=np.array(ref["theta"]), control=LmerControl(optimizer=None))
-        return pylme.lmer(ref["formula"], data)
+fitted = fitter(REFERENCE)
 
 
 MODELS = list(REFERENCE)
-WHERE = [pytest.param(False, id="own-fit"), pytest.param(True, id="at-lme4-theta")]
 
 
 @pytest.mark.parametrize("at_r", WHERE)
