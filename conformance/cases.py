@@ -56,7 +56,18 @@ class Case:
 def _base_data(name: str) -> pd.DataFrame:
     if name == "seed_random_regression":
         return _seed_random_regression()
+    if name == "grades_small":
+        return _grades_small()
     return pylme.datasets.load(name)
+
+
+@lru_cache(maxsize=1)
+def _grades_small() -> pd.DataFrame:
+    """A smaller grades design (conformance.large_designs, its seed): 150,000 grades of 6,000
+    students, 2,600 instructors, 40 departments; its fill block (order 2,640) is factored tiled."""
+    from .large_designs import grades
+
+    return grades(n=150_000, n_students=6_000, n_instr=2_600, n_dept=40).data
 
 
 @lru_cache(maxsize=1)

@@ -191,6 +191,19 @@ def test_blocked_insteval_fit_conforms_to_lme4(case):
     assert fit_layer(GoldenEngine().fit(case), fm.record()).failures == []
 
 
+@pytest.mark.parametrize("case", select("grades_small", include_slow=True), ids=lambda c: c.id)
+def test_tiled_fill_fit_conforms_to_lme4(case):
+    """The smaller grades design (150,000 rows; block 2 of order 2,640, factored tiled): the fit
+    passes the conformance full-fit layer against lme4 1.1-31's recorded fit."""
+    from conformance.compare import fit_layer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm = pylme.lmer(case.formula, case.load_data(), REML=case.REML)
+    assert fm.opt.objective.fill.kind == "tiled"
+    assert fit_layer(GoldenEngine().fit(case), fm.record()).failures == []
+
+
 @pytest.mark.parametrize("bound", [1_000, 1 << 25])
 def test_unique_keys_is_numpys_unique(bound):
     """By the table of keys present (small bound) and by sorting (large one): np.unique's answer."""
