@@ -215,6 +215,28 @@ def test_unique_keys_is_numpys_unique(bound):
     np.testing.assert_array_equal(uniq[inverse], keys)
 
 
+def test_levels_with_equal_gram_blocks_share_a_cross_map_column():
+    """Block 1's levels are grouped by their Gram blocks (InstEval's students by their number of
+    ratings; with weights, by their weighted sums): one map column per group, the same criterion as
+    the CHOLMOD path."""
+    data = pylme.datasets.load("InstEval")
+    formula = "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)"
+    dev = pylme.lmer(formula, data, devFunOnly=True)
+    blocked = BlockedDevfun(dev)
+    counts = data["s"].value_counts(sort=False).sort_index().to_numpy()
+    assert blocked.cross.map.shape[1] == np.unique(counts).size == 86
+    np.testing.assert_array_equal(blocked.block1.A11[:, 0, 0][blocked.block1.rep[blocked.block1.group]],
+                                  blocked.block1.A11[:, 0, 0])
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(data))
+    devw = pylme.lmer(formula, data, weights=w, devFunOnly=True)
+    blockedw = BlockedDevfun(devw)
+    assert blockedw.cross.map.shape[1] == blockedw.block1.nl  # unequal weighted sums: no two levels share
+    for theta in ([0.3, 0.4, 0.1], [1.0, 1.0, 1.0]):
+        theta = np.array(theta)
+        assert blocked(theta) == pytest.approx(dev(theta), rel=1e-10)
+        assert blockedw(theta) == pytest.approx(devw(theta), rel=1e-10)
+
+
 def test_threaded_cross_map_is_the_single_product(monkeypatch):
     """A cross map large enough for two threads (threshold lowered here) gives the one-product sums
     bit for bit, also in a forked child (whose worker thread is made again)."""
@@ -227,7 +249,7 @@ def test_threaded_cross_map_is_the_single_product(monkeypatch):
     dev = pylme.lmer(des.formula, des.data, devFunOnly=True)
     cross = BlockedDevfun(dev).cross
     assert len(cross._parts) == 2 and sum(p.nnz for p in cross._parts) == cross.map.nnz
-    V = np.random.default_rng(5).random(cross.map.shape[1])
+    V = np.random.default_rng(5).random(cross.map.shape[1])  # one V entry per group of levels
     assert np.array_equal(cross(V), cross.map @ V)
     read, write = os.pipe()
     pid = os.fork()
