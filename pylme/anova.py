@@ -94,7 +94,7 @@ def refit_ml(fm):
     lmod.REML = False
     devfun = fm.devfun.with_response(fm.lmod.y)  # a copy with a CHOLMOD factor of its own
     devfun.REML = False
-    objective = choose_objective(devfun, fm.control.method, fm.control.memory_limit)
+    objective = choose_objective(devfun, fm.control.method, fm.control.memory_limit, fm.control.optimizer)
     run = _optwrap(objective, fm.theta, fm.control, 0)
     return mkMerMod(lmod, devfun, run, checkConv(run, objective, fm.control), fm.control)
 

@@ -20,6 +20,9 @@ optimum ``solve`` reads beta and u off the same factor by back-substitution and 
 fit from explicit residuals, as lme4 does (the CHOLMOD path's factor of a model this large may
 not fit in memory).
 
+With a dense (or no) block 2 the criterion's gradient comes from the same factor
+(``criterion_and_gradient``, pylme.gradient), for ``lmerControl(optimizer="L-BFGS-B")``.
+
 Before any of this is allocated, the memory each block needs is estimated (dense sizes, CHOLMOD's
 predicted size of a sparse factor, the tiles a tiled factor stores); a model that cannot fit fails
 with a ModelError naming the block.
@@ -105,6 +108,11 @@ class FirstBlock:
         RZX = np.linalg.solve(L, A) if A1X.shape[0] else A
         return u.ravel(), RZX.reshape(self.nl * self.nc, A1X.shape[0])
 
+    def inverses(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lambda1 and the inverses M_l^-1 of the level blocks M_l = Lambda1' A11_l Lambda1 + I, (nl, nc, nc)."""
+        Lam, L = self._cholesky(theta)
+        return Lam, np.linalg.inv(L @ np.swapaxes(L, 1, 2))
+
     def _cholesky(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lambda1 and the batched factors L11_l of Lambda1' A11_l Lambda1 + I."""
         nc = self.nc
@@ -156,6 +164,13 @@ class CrossMap:
         else:
             split = int(np.searchsorted(m.indptr, m.nnz // 2))
             self._parts = (m[:split], m[split:])
+
+    def adjoint(self, w: np.ndarray) -> np.ndarray:
+        """The transposed map applied to ``w`` (one value per pattern entry), half by half."""
+        if len(self._parts) == 1:
+            return self._parts[0].T @ w
+        split = self._parts[0].shape[0]
+        return self._parts[0].T @ w[:split] + self._parts[1].T @ w[split:]
 
     def __call__(self, V: np.ndarray) -> np.ndarray:
         """``A21 V A12`` on the pattern for V of each group (ngroups, nc, nc); a large map's halves on
@@ -309,7 +324,7 @@ class BlockedDevfun:
         t1 = rt.terms[k1]
         idx1 = np.arange(Gp[k1], Gp[k1 + 1])
         idx2 = np.concatenate([np.arange(Gp[k], Gp[k + 1]) for k in range(len(sizes)) if k != k1] + [np.zeros(0, int)])
-        self.idx1, self.idx2 = idx1, idx2
+        self.k1, self.idx1, self.idx2 = k1, idx1, idx2
         self.terms1, self.terms2 = [t1.label], [t.label for k, t in enumerate(rt.terms) if k != k1]
         self.q2, self.p = idx2.size, base.p
         self.m3 = self.p + 1
@@ -472,11 +487,28 @@ class BlockedDevfun:
     def __call__(self, theta: np.ndarray) -> float:
         self.nevals += 1
         f = self._factor(np.asarray(theta, dtype=float))
-        if f is None:
-            return np.inf
+        return np.inf if f is None else self._criterion(f)
+
+    def _criterion(self, f: _Factor) -> float:
         d = np.diag(f.L33)
         st = CriterionTerms(ldL2=f.ld1 + f.ld2, ldRX2=2.0 * float(np.sum(np.log(d[: self.p]))), pwrss=d[-1] ** 2)
         return self.base.deviance_from(st, self.base.REML)
+
+    @property
+    def has_gradient(self) -> bool:
+        """Whether ``criterion_and_gradient`` is available: block 2 dense (its inverse is needed) or absent."""
+        return not self.q2 or self.fill.kind == "dense"
+
+    def criterion_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The criterion and its gradient in theta (pylme.gradient), from one blocked factor."""
+        from .gradient import blocked_gradient
+
+        theta = np.asarray(theta, dtype=float)
+        self.nevals += 1
+        f = self._factor(theta)
+        if f is None:
+            return np.inf, np.full(theta.size, np.nan)
+        return self._criterion(f), blocked_gradient(self, theta, f)
 
     def _factor(self, theta: np.ndarray) -> _Factor | None:
         """The blocked factor at theta (None if a block is not positive definite)."""
@@ -505,14 +537,15 @@ class BlockedDevfun:
             lam = theta[self.Lind2]
             H = np.bincount(self.scale_target, weights=lam[self.scale_e1] * lam[self.scale_e2] * H[self.scale_src],
                             minlength=H.size)
-            S23 = self._lambda2t(theta) @ S32.T
+            S23 = self.lambda2t(theta) @ S32.T
         H[self.diag_pos] += 1.0
         ld2 = self.fill.factor(H)
         if ld2 is None:
             return None, S32.T
         return ld2, self.fill.solve_L(S23)
 
-    def _lambda2t(self, theta: np.ndarray) -> sp.csc_matrix:
+    def lambda2t(self, theta: np.ndarray) -> sp.csc_matrix:
+        """Lambda2' (block 2's rows and columns of Lambdat) at theta."""
         Lt2 = self.Lt2.copy()
         Lt2.data = theta[self.Lind2]
         return Lt2
@@ -525,18 +558,8 @@ class BlockedDevfun:
         if f is None:
             raise ModelError("the blocked factor is not positive definite at theta")
         p = self.p
-        RX = f.L33[:p, :p].T.copy()
-        beta = lapack.dtrtrs(RX, f.L33[p, :p].copy(), lower=0)[0] if p else np.zeros(0)
-        rt, Gp = self.base.reTrms, self.base.reTrms.Gp
-        u = np.zeros(Gp[-1])
-        b2 = np.zeros(0)
-        if self.q2:
-            u2 = self.fill.solve_Lt(f.L32t @ np.r_[-beta, 1.0])
-            u[self.idx2] = u2
-            b2 = self._lambda2t(theta).T @ u2
-        r1 = self.A31[-1] - beta @ self.A31[:p] - self.A21r.T @ b2 if self.q2 else self.A31[-1] - beta @ self.A31[:p]
-        u1, RZX1 = self.block1.solve(theta, r1, self.A31[:p])
-        u[self.idx1] = u1
+        RX, beta, u, RZX1 = self.modes(theta, f)
+        rt = self.base.reTrms
         b = rt.Lambdat_at(theta).T @ u
         RZX = np.vstack([RZX1, f.L32t[:, :p]])
         ldRX2 = 2.0 * float(np.sum(np.log(np.diag(RX)))) if p else 0.0
@@ -545,6 +568,22 @@ class BlockedDevfun:
         wres = base.sqrtw * (base.y - base.offset - eta)  # the residuals computed explicitly, as lme4 does
         return PLSState(theta=theta, beta=beta, u=u, b=b, eta=eta, wrss=float(wres @ wres), ussq=float(u @ u),
                         ldL2=f.ld1 + f.ld2, ldRX2=ldRX2, RX=RX, RZX=RZX)
+
+    def modes(self, theta: np.ndarray, f: _Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """RX, beta, the spherical modes u (lme4's order) and block 1's RZX, by back-substitution
+        in the blocked factor ``f`` at theta."""
+        p = self.p
+        RX = f.L33[:p, :p].T.copy()
+        beta = lapack.dtrtrs(RX, f.L33[p, :p].copy(), lower=0)[0] if p else np.zeros(0)
+        u = np.zeros(self.base.reTrms.Gp[-1])
+        r1 = self.A31[-1] - beta @ self.A31[:p]
+        if self.q2:
+            u2 = self.fill.solve_Lt(f.L32t @ np.r_[-beta, 1.0])
+            u[self.idx2] = u2
+            r1 = r1 - self.A21r.T @ (self.lambda2t(theta).T @ u2)
+        u1, RZX1 = self.block1.solve(theta, r1, self.A31[:p])
+        u[self.idx1] = u1
+        return RX, beta, u, RZX1
 
     def memory_plan(self) -> str:
         """What the blocks were estimated to need, one line each."""

@@ -49,6 +49,20 @@ def deriv12(fun: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e
     return Derivs(g, H)
 
 
+def derivs_from_gradient(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray,
+                         delta: float = 1e-4) -> Derivs:
+    """The analytic gradient at x and the Hessian by central differences of it (step 1e-4, as
+    deriv12's): 2n gradient evaluations where deriv12 needs 2n^2 criterion evaluations."""
+    x = np.asarray(x, dtype=float)
+    g = np.asarray(fg(x)[1], dtype=float)
+    H = np.empty((x.size, x.size))
+    for j in range(x.size):
+        step = np.zeros(x.size)
+        step[j] = delta
+        H[:, j] = (fg(x + step)[1] - fg(x - step)[1]) / (2 * delta)
+    return Derivs(g, (H + H.T) / 2)
+
+
 def is_singular(theta: np.ndarray, lower: np.ndarray, tol: float = 1e-4) -> bool:
     """lme4's isSingular: a theta with lower bound 0 (a diagonal element) below tol."""
     theta, lower = np.asarray(theta), np.asarray(lower)

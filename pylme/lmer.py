@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from .convergence import ConvCheck, Derivs, check_conv, deriv12
+from .convergence import ConvCheck, Derivs, check_conv, deriv12, derivs_from_gradient
 from .errors import ConvergenceWarning, DataError, FitMessage, FormulaError, ModelError, PylmeWarning, SingularFitMessage
 from .formula import ParsedFormula, expand_terms, parse_mixed
 from .model_matrix import DesignSpec, check_scale_x, design, drop_rank_deficient, numeric_vector
 from .modelframe import ModelFrame, model_frame
-from .optimizer import OptSummary, optwrap
+from .optimizer import OptSummary, lbfgsb, optwrap
 from .blocked import MIN_ROWS, BlockedDevfun
 from .dense import MAX_DIM, MAX_LAMBDA_NNZ, dense_devfun
 from .pls import LmerDevfun
@@ -212,14 +212,23 @@ class OptResult:
 METHODS = ("auto", "cholmod", "dense", "blocked")
 
 
-def choose_objective(devfun: LmerDevfun, method: str = "auto", memory_limit: float | None = None):
-    """The function of theta that BOBYQA minimises, all equal to lme4's criterion to rounding:
+OPTIMIZERS = ("nloptwrap", "L-BFGS-B")
+
+
+def choose_objective(devfun: LmerDevfun, method: str = "auto", memory_limit: float | None = None,
+                     optimizer: str = "nloptwrap"):
+    """The function of theta that the optimiser minimises, all equal to lme4's criterion to rounding:
     'cholmod' (devfun itself, pylme.pls), 'dense' (one dense Cholesky of a small model, pylme.dense),
     'blocked' (pylme.blocked) or 'auto': dense where the model is small enough (q + p + 1 at most
     dense.MAX_DIM, Lambda with at most dense.MAX_LAMBDA_NNZ entries), else blocked from
-    blocked.MIN_ROWS observations on, else CHOLMOD."""
+    blocked.MIN_ROWS observations on, else CHOLMOD. ``optimizer='L-BFGS-B'`` needs the gradient,
+    which the blocked objective with a dense block 2 has (pylme.gradient): 'auto' gives that one."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, not {method!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))} or None, not {optimizer!r}")
+    if optimizer == "L-BFGS-B":
+        return _gradient_objective(devfun, method, memory_limit)
     if method == "cholmod":
         return devfun
     if method == "blocked":
@@ -234,17 +243,31 @@ def choose_objective(devfun: LmerDevfun, method: str = "auto", memory_limit: flo
     return BlockedDevfun(devfun, memory_limit=memory_limit) if devfun.n >= MIN_ROWS else devfun
 
 
+def _gradient_objective(devfun: LmerDevfun, method: str, memory_limit: float | None) -> BlockedDevfun:
+    """The blocked objective with its gradient (a dense or no block 2), or a ModelError saying why not."""
+    if method not in ("auto", "blocked"):
+        raise ModelError(f"optimizer='L-BFGS-B' uses the gradient of the blocked objective; method={method!r} "
+                         "has none: use method='auto' or 'blocked'")
+    objective = BlockedDevfun(devfun, memory_limit=memory_limit)
+    if not objective.has_gradient:
+        raise ModelError(f"optimizer='L-BFGS-B' needs block 2 dense (its inverse gives the gradient); this model's "
+                         f"block 2 ({', '.join(objective.terms2)}; order {objective.q2}) is factored "
+                         f"{objective.fill.kind}: use the default optimizer 'nloptwrap'")
+    return objective
+
+
 def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose: int = 0) -> OptResult:
-    """BOBYQA from the start on the objective ``lmerControl(method=)`` selects (choose_objective),
-    lme4's restart_edge when a boundary theta should move, then its boundary check (a theta within
-    boundary.tol of its bound is set to it if that is better)."""
+    """The optimiser from the start on the objective ``lmerControl(method=, optimizer=)`` selects
+    (choose_objective): BOBYQA (nloptwrap, lme4's default and path) with lme4's restart_edge when a
+    boundary theta should move, or L-BFGS-B on the analytic gradient; then lme4's boundary check (a
+    theta within boundary.tol of its bound is set to it if that is better)."""
     control = control or LmerControl()
-    objective = choose_objective(devfun, control.method, control.memory_limit)
+    objective = choose_objective(devfun, control.method, control.memory_limit, control.optimizer)
     lower = objective.lower
     bar = progress_bar(None, "lmer evaluations", None if isinstance(objective, BlockedDevfun) else False)
     run = _optwrap(objective, objective.start, control, verbose, bar)
     runs = [run]
-    if control.restart_edge:
+    if control.restart_edge and control.optimizer == "nloptwrap":
         on_bound = np.flatnonzero(run.summary.par == lower)
         if on_bound.size:
             d0 = objective(run.summary.par)
@@ -275,15 +298,20 @@ def _no_optimization(devfun: LmerDevfun) -> OptResult:
 
 def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbose: int, progress=None,
              keep_log: bool = True) -> OptResult:
-    """lme4's optwrap: optimise, warn on a bad return code, compute derivatives at the end.
+    """lme4's optwrap: optimise, warn on a bad return code, compute derivatives at the end
+    (L-BFGS-B: the analytic gradient and central differences of it, else lme4's deriv12).
     ``progress`` (a pylme.progress bar) counts the evaluations of a large fit on a terminal;
     ``keep_log=False`` keeps no log of the evaluations (refit)."""
-    summary = optwrap(devfun, start, devfun.lower, control.optCtrl, verbose=verbose, keep_log=keep_log,
-                      progress=progress)
+    if control.optimizer == "L-BFGS-B":
+        summary = lbfgsb(devfun.criterion_and_gradient, start, devfun.lower, control.optCtrl, keep_log=keep_log)
+        derivs = derivs_from_gradient(devfun.criterion_and_gradient, summary.par) if control.calc_derivs else None
+    else:
+        summary = optwrap(devfun, start, devfun.lower, control.optCtrl, verbose=verbose, keep_log=keep_log,
+                          progress=progress)
+        derivs = deriv12(devfun, summary.par, fx=summary.fval) if control.calc_derivs else None
     msgs = []
     if summary.conv != 0:
-        msgs.append(f"convergence code {summary.conv} from nloptwrap: {summary.message}")
-    derivs = deriv12(devfun, summary.par, fx=summary.fval) if control.calc_derivs else None
+        msgs.append(f"convergence code {summary.conv} from {summary.optimizer}: {summary.message}")
     return OptResult(summary, [summary], derivs, msgs, devfun)
 
 

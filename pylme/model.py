@@ -354,7 +354,7 @@ class LmerMod:
         if isinstance(fitted, (DenseDevfun, BlockedDevfun)):
             objective = fitted.with_response(y, devfun)
         else:
-            objective = choose_objective(devfun, self.control.method, self.control.memory_limit)
+            objective = choose_objective(devfun, self.control.method, self.control.memory_limit, self.control.optimizer)
         run = _optwrap(objective, self.theta, self.control, 0, keep_log=False)
         conv = checkConv(run, objective, self.control)
         fm = mkMerMod(lmod, devfun, run, conv, self.control)

@@ -1,8 +1,9 @@
-"""The optimiser behind one small interface (lme4's optwrap), and its record (OptSummary).
+"""The optimisers behind one small interface (lme4's optwrap), and their record (OptSummary).
 
 lme4's default for lmer is nloptwrap: NLOPT_LN_BOBYQA with xtol_abs 1e-8, ftol_abs 1e-8,
 maxeval 1e5 and nloptr's default xtol_rel 1e-4. Every setting, the start, the number
-of evaluations, the return code and (optionally) each evaluation are kept.
+of evaluations, the return code and (optionally) each evaluation are kept. ``lbfgsb`` is
+scipy's L-BFGS-B on an objective that also returns its gradient (pylme.gradient).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Callable
 
 import nlopt
 import numpy as np
+from scipy.optimize import minimize
 
 #: lme4's nloptwrap defaults (lmerControl(optimizer = "nloptwrap"))
 DEFAULT_OPT_CTRL = {"algorithm": "NLOPT_LN_BOBYQA", "xtol_abs": 1e-8, "ftol_abs": 1e-8, "xtol_rel": 1e-4, "maxeval": 100_000}
@@ -57,6 +59,12 @@ class OptSummary:
 
 
 Objective = Callable[[np.ndarray], float]
+
+#: L-BFGS-B's settings: ftol relative (1e-13 of a criterion of 2e5 is 2e-8, below lme4's ftol_abs
+#: noise), gtol on the projected gradient of the scaled problem (below), maxiter; theta is optimised
+#: as theta / scale, so that L-BFGS-B's first step, of unit length, moves theta (relative standard
+#: deviations and correlations' factors, mostly below 1) by 0.1: unscaled it goes to the bounds
+LBFGSB_CTRL = {"ftol": 1e-13, "gtol": 1e-6, "maxiter": 1000, "scale": 0.1}
 
 
 def optwrap(
@@ -111,4 +119,35 @@ def optwrap(
     summary.message = _RESULT_MESSAGES.get(summary.status, str(summary.status))
     if verbose:
         print(f"return code {summary.status}: {summary.message}")
+    return summary
+
+
+def lbfgsb(
+    fg: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    start: np.ndarray,
+    lower: np.ndarray,
+    control: dict | None = None,
+    keep_log: bool = True,
+) -> OptSummary:
+    """Minimise ``fg`` (theta -> criterion, gradient) from ``start`` within ``lower`` by scipy's L-BFGS-B.
+    Status 0 is success (convergence code 0); otherwise -1 with scipy's message."""
+    ctrl = {**LBFGSB_CTRL, **(control or {})}
+    x0 = np.array(start, dtype=float)
+    summary = OptSummary("L-BFGS-B", ctrl, x0.copy(), np.asarray(lower, dtype=float))
+
+    scale = float(ctrl["scale"])
+
+    def objective(z: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = fg(z * scale)
+        summary.feval += 1
+        if keep_log:
+            summary.log.append((z * scale, float(value)))
+        return value, grad * scale
+
+    bounds = [(lo / scale if np.isfinite(lo) else None, None) for lo in summary.lower]
+    res = minimize(objective, x0 / scale, jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"ftol": ctrl["ftol"], "gtol": ctrl["gtol"], "maxiter": int(ctrl["maxiter"])})
+    summary.par, summary.fval = np.asarray(res.x, dtype=float) * scale, float(res.fun)
+    summary.status = 0 if res.success else -1
+    summary.message = str(res.message)
     return summary

@@ -67,8 +67,9 @@ def _fit_messages(fm) -> list[str]:
     if not msgs:
         return []
     if fm.warnings:
-        return ["optimizer (nloptwrap) convergence code: 0 (OK)" if fm.opt.summary.conv == 0 else
-                f"optimizer (nloptwrap) convergence code: {fm.opt.summary.conv}"] + msgs
+        name, conv = fm.opt.summary.optimizer, fm.opt.summary.conv
+        return [f"optimizer ({name}) convergence code: 0 (OK)" if conv == 0 else
+                f"optimizer ({name}) convergence code: {conv}"] + msgs
     return msgs
 
 

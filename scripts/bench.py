@@ -8,6 +8,7 @@ several runs. Writes ``reports/bench/bench.json`` and ``bench.png`` (time agains
     .venv/bin/python scripts/bench.py                 # all models
     .venv/bin/python scripts/bench.py --models sleepstudy,instevalsub --repeat 5
     .venv/bin/python scripts/bench.py --method blocked  # pylme's blocked-Cholesky objective
+    .venv/bin/python scripts/bench.py --models insteval_reml,insteval_ml --optimizer L-BFGS-B  # analytic gradients
     .venv/bin/python scripts/bench.py --models sleepstudy,refit --repeat 21  # and refit(fm, simulated y)
 
 Where installed, mixedlm (``mixedlm.lmer`` on the same formula) and statsmodels (``MixedLM`` with
@@ -53,8 +54,8 @@ MODELS = {
 }
 
 
-def time_pylme(data, formula: str, REML: bool, repeat: int, method: str) -> dict:
-    control = pylme.lmerControl(method=method)
+def time_pylme(data, formula: str, REML: bool, repeat: int, method: str, optimizer: str = "nloptwrap") -> dict:
+    control = pylme.lmerControl(method=method, optimizer=optimizer)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -244,6 +245,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per small model (large ones run once)")
     parser.add_argument("--method", default=None, choices=["cholmod", "dense", "blocked", "auto"],
                         help="pylme's objective (default: auto, pylme's default; blocked with --large)")
+    parser.add_argument("--optimizer", default="nloptwrap", choices=["nloptwrap", "L-BFGS-B"],
+                        help="pylme's optimiser (default: nloptwrap, lme4's BOBYQA and path)")
     parser.add_argument("--out", default="reports/bench")
     parser.add_argument("--large", nargs="?", const=",".join(LARGE), default=None,
                         help="fit the large simulated designs (comma-separated, default all) instead of --models")
@@ -269,7 +272,7 @@ def main() -> None:
         data = pylme.datasets.load(dataset)
         small = len(data) < 10_000
         repeat = args.repeat if small else 1
-        py = time_pylme(data, formula, REML, repeat, args.method)
+        py = time_pylme(data, formula, REML, repeat, args.method, args.optimizer)
         r = time_lme4(data, formula, REML, repeat, inner=10 if small else 1)
         rows.append({"model": name, "dataset": dataset, "formula": formula, "REML": REML, "n": len(data),
                      "pylme": py, "lme4": r, "ratio": r["time"] / py["time"],
@@ -284,7 +287,7 @@ def main() -> None:
     _print_table(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps({"method": args.method, "rows": rows}, indent=1) + "\n")
+    (out / "bench.json").write_text(json.dumps({"method": args.method, "optimizer": args.optimizer, "rows": rows}, indent=1) + "\n")
     _plot([r for r in rows if "n" in r], out / "bench.png")
     print(f"written {out / 'bench.json'} and {out / 'bench.png'}")
 
