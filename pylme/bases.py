@@ -31,8 +31,9 @@ def poly_state(x: np.ndarray, degree: int) -> PolyState:
     """R's ``poly(x, degree)`` coefficients: the QR decomposition of the centred powers of x
     gives orthogonal columns, whose squared norms and weighted means are the recurrence."""
     x = x[~np.isnan(x)]
-    if degree >= len(np.unique(x)):
-        raise DataError(f"poly(): 'degree' ({degree}) must be less than the number of unique points ({len(np.unique(x))})")
+    unique = len(np.unique(x))
+    if degree >= unique:
+        raise DataError(f"poly(): 'degree' ({degree}) must be less than the number of unique points ({unique})")
     xbar = x.mean()
     xc = x - xbar
     q, r = np.linalg.qr(np.vander(xc, degree + 1, increasing=True))

@@ -597,8 +597,8 @@ def _check_memory(plan: list[BlockPlan], limit: tuple[float, str]) -> None:
     if total > limit[0]:
         big = max(plan, key=lambda p: p.bytes)
         raise ModelError(
-            f"the blocked factor would need about {format_bytes(total)}, more than the {format_bytes(limit[0])} allowed "
-            f"({limit[1]}); the largest block is {big.describe()}"
+            f"the blocked factor would need about {format_bytes(total)}, more than the {format_bytes(limit[0])} "
+            f"allowed ({limit[1]}); the largest block is {big.describe()}"
         )
 
 

@@ -105,7 +105,13 @@ class Evaluator:
                 f"unknown function {node.text}() in '{deparse(node)}': a formula may call only "
                 + ", ".join(f"{k}()" for k in sorted(FUNCTIONS, key=str.lower))
             )
-        return fn.impl(self, _Args(self, node, fn.formals), deparse(node))
+        label = deparse(node)
+        try:
+            return fn.impl(self, _Args(self, node, fn.formals), label)
+        except (ArithmeticError, ValueError, TypeError, IndexError) as exc:
+            if isinstance(exc, (FormulaError, DataError)):
+                raise
+            raise FormulaError(f"cannot evaluate '{label}': {exc}") from exc
 
     def sum(self, node: Node):
         parts = chain(node)
@@ -119,7 +125,7 @@ class Evaluator:
     def numeric(self, value, node: Node):
         """A number or numeric vector for arithmetic (logicals as 0/1), or a FormulaError."""
         if isinstance(value, Logical):
-            return value.values
+            return self.rows(value.values, node)
         if isinstance(value, (bool, np.bool_)):
             return float(value)
         if isinstance(value, (int, float, np.integer, np.floating)):
@@ -141,8 +147,10 @@ class Evaluator:
         return Logical(np.where(np.isnan(x), np.nan, (x != 0).astype(float)))
 
     def rows(self, x: np.ndarray, node: Node) -> np.ndarray:
-        if x.ndim == 1 and x.size not in (1, self.n):
-            raise FormulaError(f"'{deparse(node)}': a vector of {x.size} values where one per row ({self.n}) is needed")
+        """``x`` if it has one value, or one per row (R would recycle other lengths silently)."""
+        if np.ndim(x) == 1 and np.size(x) not in (1, self.n):
+            raise FormulaError(f"'{deparse(node)}': a vector of {np.size(x)} values where one per row ({self.n}) "
+                               "is needed")
         return x
 
     def compare(self, node: Node) -> Logical:
@@ -151,7 +159,7 @@ class Evaluator:
         if _is_text(a) or _is_text(b):
             if op not in ("==", "!="):
                 raise FormulaError(f"'{deparse(node)}': {op} is not meaningful for factors or strings (only == and !=)")
-            la, lb = _labels(a), _labels(b)
+            la, lb = self.rows(_labels(a), node), self.rows(_labels(b), node)
             missing = np.array([x is None for x in la]) | np.array([x is None for x in lb])
             result = (la == lb) if op == "==" else (la != lb)
             return Logical(np.where(missing, np.nan, result.astype(float)))
@@ -165,7 +173,7 @@ class Evaluator:
         """``x %in% table``: by labels, as R's match() does; never NA."""
         x, table = (self.value(a) for a in node.args)
         lt = set(_labels(table))
-        return Logical(np.array([float(v in lt) for v in _labels(x)]))
+        return Logical(np.array([float(v in lt) for v in self.rows(_labels(x), node)]))
 
 
 def _is_text(value) -> bool:
@@ -178,6 +186,8 @@ def _labels(value) -> np.ndarray:
         return labels_of(value)
     if isinstance(value, str):
         return np.array([value], dtype=object)
+    if value is None:
+        return np.array([], dtype=object)
     if isinstance(value, (bool, np.bool_)):
         return np.array(["TRUE" if value else "FALSE"], dtype=object)
     if np.ndim(value) == 0:
@@ -232,35 +242,67 @@ class _Args:
         """The value of argument ``name`` (``default`` when not given; R's NULL is None)."""
         return self.ev.value(self.named[name]) if name in self.named else default
 
-    def x(self, name: str = "x"):
+    def vector(self, name: str = "x"):
+        """A data argument: a value with one entry per row (a column, or an expression of columns)."""
         if name not in self.named:
             raise FormulaError(f"'{self.label}': argument {name!r} is missing")
-        return self.ev.value(self.named[name])
+        value = self.ev.value(self.named[name])
+        if isinstance(value, Factor):
+            size = len(value.codes)
+        elif isinstance(value, (Logical, Basis)):
+            size = len(value.values)
+        else:
+            size = np.size(value) if np.ndim(value) == 1 else -1
+        if size != self.ev.n:
+            raise FormulaError(f"'{self.label}': {name} must have one value per row of the data, not be a constant")
+        return value
 
-    def numeric_x(self, name: str = "x") -> np.ndarray:
-        value = self.x(name)
+    def numeric_vector(self, name: str = "x") -> np.ndarray:
+        """A numeric data argument, one number per row."""
+        value = self.vector(name)
+        if isinstance(value, (Factor, Basis)) or _is_text(value):
+            raise FormulaError(f"'{self.label}': {self.node.text}() is not meaningful for {_kind(value)} values "
+                               "(as in R)")
+        return np.asarray(self.ev.numeric(value, self.node), dtype=float)
+
+    def numeric(self, name: str = "x"):
+        """A numeric argument of an element-wise function: a number, or one per row."""
+        if name not in self.named:
+            raise FormulaError(f"'{self.label}': argument {name!r} is missing")
+        value = self.ev.value(self.named[name])
         if isinstance(value, Factor):
             raise FormulaError(f"'{self.label}': {self.node.text}() is not meaningful for factors (as in R)")
-        x = self.ev.numeric(value, self.node)
-        if np.ndim(x) == 0:
-            return np.full(self.ev.n, float(x))
-        return np.asarray(x, dtype=float)
+        return self.ev.numeric(value, self.node)
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.get(name, default)
-        if isinstance(value, Logical) and value.values.size == 1:
+        if isinstance(value, Logical) and value.values.size == 1 and not np.isnan(value.values[0]):
             value = bool(value.values[0])
         if not isinstance(value, (bool, np.bool_)):
             raise FormulaError(f"'{self.label}': {name} must be TRUE or FALSE")
         return bool(value)
 
-    def number(self, name: str, default=None):
+    def number(self, name: str, default=None, whole: bool = False):
+        """A finite number (a whole one if ``whole``), or ``default`` when not given."""
         value = self.get(name, default)
         if value is None:
             return None
-        if isinstance(value, (bool, np.bool_)) or np.ndim(value) != 0:
-            raise FormulaError(f"'{self.label}': {name} must be a single number")
-        return float(value)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+        if not ok or (whole and value != int(value)):
+            raise FormulaError(f"'{self.label}': {name} must be a {'whole ' if whole else ''}finite number")
+        return int(value) if whole else float(value)
+
+    def numbers(self, name: str):
+        """Finite numbers (knots, breaks), or None when not given."""
+        value = self.get(name)
+        if value is None:
+            return None
+        if isinstance(value, (bool, np.bool_, Logical, Factor, Basis)) or _is_text(value):
+            raise FormulaError(f"'{self.label}': {name} must be numbers")
+        x = np.atleast_1d(np.asarray(value, dtype=float))
+        if x.ndim != 1 or not np.all(np.isfinite(x)):
+            raise FormulaError(f"'{self.label}': {name} must be finite numbers")
+        return x
 
     def reject(self, *names: str) -> None:
         for name in names:
@@ -323,6 +365,8 @@ def _operator_message(node: Node) -> str:
 
 
 def _kind(value) -> str:
+    if value is None:
+        return "NULL"
     if isinstance(value, Factor):
         return "factor"
     if isinstance(value, Basis):
@@ -334,19 +378,21 @@ def _kind(value) -> str:
 
 # ---------------------------------------------------------------- the function table
 def _identity(ev: Evaluator, args: _Args, label: str):
-    return args.x()
+    if "x" not in args.named:
+        raise FormulaError(f"'{label}': argument 'x' is missing")
+    return ev.value(args.named["x"])
 
 
 def _math(fn: Callable) -> Callable:
     def impl(ev: Evaluator, args: _Args, label: str):
         with np.errstate(all="ignore"):
-            return fn(args.numeric_x())
+            return fn(args.numeric())
 
     return impl
 
 
 def _log(ev: Evaluator, args: _Args, label: str):
-    x = args.numeric_x()
+    x = args.numeric()
     base = args.number("base")
     with np.errstate(all="ignore"):
         if base is None:
@@ -373,22 +419,24 @@ def _parallel(fn: Callable, fn_na: Callable) -> Callable:
 
 
 def _as_numeric(ev: Evaluator, args: _Args, label: str):
-    value = args.x()
+    value = args.vector()
     if isinstance(value, Factor):
         return np.where(value.codes >= 0, value.codes + 1.0, np.nan)
-    if isinstance(value, np.ndarray) and value.dtype == object:
+    if _is_text(value):
         return pd.to_numeric(pd.Series(value), errors="coerce").to_numpy(dtype=float)
-    return args.numeric_x()
+    return args.numeric_vector()
 
 
 def _poly(ev: Evaluator, args: _Args, label: str):
     args.reject("coefs", "simple")
     if len(args.dots) > 1 or (args.dots and args.has("degree")):
         raise FormulaError(f"'{label}': poly() of several variables is not supported; write one poly() per variable")
-    degree = ev.value(args.dots[0]) if args.dots else args.get("degree", 1.0)
-    if isinstance(degree, (bool, np.bool_)) or np.ndim(degree) != 0 or degree < 1 or degree != int(degree):
-        raise FormulaError(f"'{label}': the degree must be a whole number of at least 1")
-    x, degree = args.numeric_x(), int(degree)
+    if args.dots:
+        args.named["degree"] = args.dots[0]
+    degree = args.number("degree", 1, whole=True)
+    if degree < 1:
+        raise FormulaError(f"'{label}': the degree must be at least 1")
+    x = args.numeric_vector()
     if args.flag("raw", False):
         values = bases.poly_raw(x, degree)
     else:
@@ -397,25 +445,25 @@ def _poly(ev: Evaluator, args: _Args, label: str):
 
 
 def _scale(ev: Evaluator, args: _Args, label: str):
-    x = args.numeric_x()
+    x = args.numeric_vector()
     center, scale = (args.get(k, True) for k in ("center", "scale"))
     for k, v in (("center", center), ("scale", scale)):
-        if not isinstance(v, (bool, np.bool_)) and np.ndim(v) != 0:
-            raise FormulaError(f"'{label}': {k} must be TRUE, FALSE or one number")
+        if not isinstance(v, (bool, np.bool_)) and not (isinstance(v, float) and np.isfinite(v)):
+            raise FormulaError(f"'{label}': {k} must be TRUE, FALSE or one finite number")
     return Basis(bases.scale_apply(x, args.state(label, lambda: bases.scale_state(x, center, scale)))[:, None])
 
 
 def _spline(natural: bool) -> Callable:
     def impl(ev: Evaluator, args: _Args, label: str):
-        x = args.numeric_x()
+        x = args.numeric_vector()
 
         def learn():
-            knots = args.get("knots")
-            bounds = args.get("Boundary.knots")
-            return bases.spline_state(x, args.number("df"), None if knots is None else np.atleast_1d(knots),
-                                      3 if natural else int(args.number("degree", 3.0)),
-                                      args.flag("intercept", False),
-                                      None if bounds is None else np.atleast_1d(bounds), natural)
+            bounds = args.numbers("Boundary.knots")
+            if bounds is not None and bounds.size != 2:
+                raise FormulaError(f"'{label}': Boundary.knots must be two numbers")
+            return bases.spline_state(x, args.number("df", whole=True), args.numbers("knots"),
+                                      3 if natural else args.number("degree", 3, whole=True),
+                                      args.flag("intercept", False), bounds, natural)
 
         return _basis(bases.spline_apply(x, args.state(label, learn)))
 
@@ -430,16 +478,27 @@ def _basis(values: np.ndarray) -> Basis:
 
 def _factor(ev: Evaluator, args: _Args, label: str):
     args.reject("exclude")
-    ordered = args.get("ordered")
-    return factor(args.x(), args.get("levels"), args.get("labels"), None if ordered is None else bool(ordered))
+    ordered = args.flag("ordered", False) if args.has("ordered") else None
+    return factor(args.vector(), _constants(args, "levels"), _constants(args, "labels"), ordered)
 
 
 def _ordered(ev: Evaluator, args: _Args, label: str):
-    return factor(args.x(), args.get("levels"), args.get("labels"), True)
+    return factor(args.vector(), _constants(args, "levels"), _constants(args, "labels"), True)
+
+
+def _constants(args: _Args, name: str):
+    """Levels or labels: constants (numbers or strings), or None when not given."""
+    value = args.get(name)
+    if value is not None and not (isinstance(value, (str, int, float)) or (
+            isinstance(value, np.ndarray) and value.ndim == 1)):
+        raise FormulaError(f"'{args.label}': {name} must be constants, e.g. c(\"a\", \"b\")")
+    return value
 
 
 def _as_factor(ev: Evaluator, args: _Args, label: str):
-    value = args.x()
+    value = args.vector()
+    if isinstance(value, Basis):
+        raise FormulaError(f"'{label}': a matrix cannot be a factor")
     return value if isinstance(value, Factor) else to_factor(value, drop_unused=False)
 
 
@@ -449,19 +508,24 @@ def _as_ordered(ev: Evaluator, args: _Args, label: str):
 
 
 def _relevel(ev: Evaluator, args: _Args, label: str):
-    ref = args.x("ref")
-    if isinstance(ref, np.ndarray) or ref is None:
-        raise FormulaError(f"'{label}': 'ref' must be one level")
+    ref = args.get("ref")
+    if not isinstance(ref, (str, float)) or (isinstance(ref, float) and not np.isfinite(ref)):
+        raise FormulaError(f"'{label}': 'ref' must be one level (its label, or its position)")
     return relevel(_as_factor(ev, args, label), ref)
 
 
 def _cut(ev: Evaluator, args: _Args, label: str):
     labels = args.get("labels")
-    if isinstance(labels, (bool, np.bool_)) and labels:
-        raise FormulaError(f"'{label}': labels must be FALSE, NULL or one label per interval")
-    return cut(args.numeric_x(), np.atleast_1d(args.x("breaks")), None if labels is None else labels,
-               args.flag("include.lowest", False), args.flag("right", True), int(args.number("dig.lab", 3.0)),
-               args.flag("ordered_result", False))
+    if labels is not False:
+        labels = _constants(args, "labels")
+    breaks = args.numbers("breaks")
+    if breaks is None:
+        raise FormulaError(f"'{label}': argument 'breaks' is missing")
+    dig = args.number("dig.lab", 3, whole=True)
+    if not 1 <= dig <= 22:
+        raise FormulaError(f"'{label}': dig.lab must be between 1 and 22")
+    return cut(args.numeric_vector(), breaks, labels, args.flag("include.lowest", False), args.flag("right", True),
+               dig, args.flag("ordered_result", False))
 
 
 def _c(ev: Evaluator, args: _Args, label: str):
@@ -489,7 +553,8 @@ def _math_table() -> dict[str, RFunction]:
 #: the functions a formula may call, each with R's meaning
 FUNCTIONS: dict[str, RFunction] = {
     "I": RFunction(("x",), "as is: arithmetic inside a term, I(x^2)", _identity),
-    "offset": RFunction(("object",), "a term with coefficient 1 (R's offset)", lambda ev, a, l: a.numeric_x("object")),
+    "offset": RFunction(("object",), "a term with coefficient 1 (R's offset)",
+                        lambda ev, a, label: a.numeric_vector("object")),
     "log": RFunction(("x", "base"), "logarithm, natural unless base is given", _log),
     **_math_table(),
     "pmin": RFunction(("...", "na.rm"), "element-wise minimum", _parallel(np.minimum, np.fmin)),

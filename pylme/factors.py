@@ -208,7 +208,8 @@ def factor(value, levels=None, labels=None, ordered: bool | None = None) -> Fact
     if labels is not None:
         new = [str(s) for s in labels_of(np.atleast_1d(labels))]
         if len(new) != fac.nlevels or len(set(new)) != len(new):
-            raise DataError(f"factor(): labels {new} must be {fac.nlevels} distinct labels, one per level {list(fac.levels)}")
+            raise DataError(f"factor(): labels {new} must be {fac.nlevels} distinct labels, one per level "
+                            f"{list(fac.levels)}")
         fac = Factor(fac.codes, tuple(new))
     return Factor(fac.codes, fac.levels, bool(ordered))
 
@@ -271,13 +272,10 @@ def _equal_breaks(x: np.ndarray, k: float) -> np.ndarray:
 
 
 def seq_len_out(start: float, stop: float, n: int) -> np.ndarray:
-    """R's ``seq.int(from, to, length.out = n)``: the first half counted from ``from``, the
-    second from ``to``, both ends exact."""
-    out = np.empty(n)
-    out[0], out[-1] = start, stop
+    """R's ``seq.int(from, to, length.out = n)``: ``from + i * by``, both ends exact."""
     by = (stop - start) / (n - 1) if n > 1 else 0.0
-    for i in range(1, n - 1):
-        out[i] = start + i * by if i < n // 2 else stop - (n - 1 - i) * by
+    out = start + np.arange(n) * by
+    out[-1] = stop
     return out
 
 

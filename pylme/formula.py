@@ -359,16 +359,42 @@ def _is_bar(node: Node) -> bool:
 # ---------------------------------------------------------------- y ~ . + (1 | g)
 def expand_dot(pf: ParsedFormula, columns) -> ParsedFormula:
     """R's ``.`` in the fixed part, as lme4 1.1-31 reads it: every column of the data except the
-    ones the response reads, in the data's order, the grouping columns included (write
-    ``. - g`` to leave a column out). ``.`` inside a function call is not expanded (as R)."""
+    ones the response reads, the grouping columns included (write ``. - g`` to leave one out),
+    in the order of lme4's model frame (the formula's variables in order of appearance, ``.``
+    standing for the data's columns). lme4 expands ``.`` over that model frame, whose columns
+    include every expression of the formula (``log(y)``, ``I(x^2)``) as variables of their own;
+    pylme refuses ``.`` beside an expression rather than make a transformed response a predictor
+    of itself. ``.`` inside a function call is not expanded (as R)."""
     if pf.fixed is None or not any(_is_dot(n) for n in _formula_nodes(pf.fixed)):
         return pf
+    _check_dot_alone(pf)
     response = set(variables(pf.response)) if pf.response is not None else set()
-    cols = [c for c in columns if isinstance(c, str) and c not in response]
-    if not cols:
+    data_columns = [c for c in columns if isinstance(c, str) and c not in response]
+    if not data_columns:
         raise FormulaError(f"'.' in {pf.text!r} stands for the data's columns other than the response; there are none")
-    dot = Node("paren", (_join([("+", name(c)) for c in cols]),))
+    first = _substitute_dot(pf.fixed, _sum_of(data_columns))
+    frame_order = variables(first) + [v for bar in pf.bars for v in variables(bar.lhs) + bar.group_vars]
+    dot = _sum_of([c for c in dict.fromkeys(frame_order) if c not in response and c in data_columns])
     return replace(pf, fixed=_substitute_dot(pf.fixed, dot))
+
+
+def _sum_of(columns: list[str]) -> Node:
+    return Node("paren", (_join([("+", name(c)) for c in columns]),))
+
+
+def _check_dot_alone(pf: ParsedFormula) -> None:
+    """``.`` only in formulas whose variables are all columns (see expand_dot)."""
+    nodes = [pf.response] if pf.response is not None else []
+    nodes += [n for n in _formula_nodes(pf.fixed) if n.op not in _FORMULA_OPS]
+    for bar in pf.bars:
+        terms = expand_terms(bar.lhs)
+        nodes += [v.node for v in terms.variables + terms.offsets]
+    for node in nodes:
+        if node.op != "name":
+            raise FormulaError(
+                f"'.' beside the expression '{deparse(node)}' in {pf.text!r}: lme4 expands '.' over its model frame, "
+                "whose columns include each expression as a variable of its own (a transformed response becomes a "
+                "predictor of itself); write the columns out instead of '.'")
 
 
 def _formula_nodes(node: Node):

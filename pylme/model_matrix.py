@@ -163,6 +163,8 @@ def _coding(frame: pd.DataFrame, var: Variable, states: dict) -> FactorCoding | 
     value = column_value(frame[node.text]) if plain else Evaluator(frame, states).value(node)
     if isinstance(value, (Factor, Logical)) or _is_character(value):
         fac = design_factor(value, var)
+        if len(fac.codes) != len(frame):
+            raise FormulaError(f"term {var.label!r} is a constant, not a variable: it has no value per row")
         return FactorCoding(fac.levels, fac.ordered, states)
     if plain:
         return NumericCoding(node, states, [var.label], node.text)  # checked when the matrix is built

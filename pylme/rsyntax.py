@@ -238,7 +238,8 @@ class _Parser:
         return Node("call", tuple(args), text=fname)
 
     def argument(self) -> Node:
-        tok, nxt = self.peek(), self.tokens[self.i + 1]
+        tok = self.peek()
+        nxt = self.tokens[self.i + 1] if tok.kind != "end" else tok
         if tok.kind in ("name", "str") and nxt.text == "=":
             self.i += 2
             key = tok.text.strip("`") if tok.kind == "name" else _unquote(tok.text)
