@@ -80,8 +80,9 @@ class Evaluator:
         if op == "u!":
             return _not(self.logical(self.value(node.args[0]), node))
         if op in _ARITHMETIC:
-            return _ARITHMETIC[op](self.numeric(self.value(node.args[0]), node),
-                                   self.numeric(self.value(node.args[1]), node))
+            a, b = (self.numeric(self.value(x), node) for x in node.args)
+            with np.errstate(all="ignore"):  # R: x/0 is Inf, 0/0 NaN, without a word
+                return _ARITHMETIC[op](a, b)
         if op in _COMPARISON:
             return self.compare(node)
         if op in ("&", "|"):
@@ -118,7 +119,8 @@ class Evaluator:
         total = self.numeric(self.value(parts[0][1]), node)
         for op, operand in parts[1:]:
             x = self.numeric(self.value(operand), node)
-            total = total + x if op == "+" else total - x
+            with np.errstate(all="ignore"):
+                total = total + x if op == "+" else total - x
         return total
 
     # ------------------------------------------------------------ coercions (R's)
@@ -317,13 +319,7 @@ class _Args:
 
 
 # ---------------------------------------------------------------- operators
-def _power(a, b):
-    return np.power(a, b)
-
-
-_ARITHMETIC = {
-    "*": np.multiply, "/": np.divide, "^": _power, "%%": np.mod, "%/%": np.floor_divide,
-}
+_ARITHMETIC = {"*": np.multiply, "/": np.divide, "^": np.power, "%%": np.mod, "%/%": np.floor_divide}
 _COMPARISON = {"==": np.equal, "!=": np.not_equal, "<": np.less, ">": np.greater, "<=": np.less_equal,
                ">=": np.greater_equal}
 

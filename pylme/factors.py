@@ -64,7 +64,7 @@ def column_value(series: pd.Series):
     dtype = series.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         cat = series.cat
-        return Factor(cat.codes.to_numpy().astype(np.int64), tuple(r_label(c) for c in cat.categories),
+        return Factor(cat.codes.to_numpy().astype(np.int64), tuple(r_label(c) for c in cat.categories.tolist()),
                       bool(cat.ordered))
     if pd.api.types.is_bool_dtype(dtype):
         return Logical(series.to_numpy(dtype=float, na_value=np.nan))

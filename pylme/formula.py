@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from .errors import FormulaError
-from .rsyntax import Node, chain, deparse, name, num, parse, variables, walk
+from .rsyntax import Node, chain, deparse, name, num, parse, variables
 
 
 def names_in(text: str) -> list[str]:

@@ -83,8 +83,14 @@ def model_frame(
     w = _column_or_array(weights, data, "weights")
     off = _column_or_array(offset, data, "offset")
     complete = np.ones(len(data), dtype=bool)
-    for missing in [_missing(data[c]) for c in cols] + [np.isnan(a) for a in (w, off) if a is not None]:
-        complete &= ~missing
+    notes = []
+    for c in cols:
+        column = data[c]
+        complete &= ~_missing(column)
+        notes += [note] if (note := column_note(c, column)) is not None else []
+    for values in (w, off):
+        if values is not None:
+            complete &= ~np.isnan(values)
     if not complete.any():
         raise DataError("0 (non-NA) cases: every row has a missing value in a column the formula uses")
     return ModelFrame(
@@ -93,7 +99,7 @@ def model_frame(
         weights=None if w is None else w[complete],
         offset=None if off is None else off[complete],
         states=learn_states(pf, data),
-        notes=[note for c in cols if (note := column_note(c, data[c])) is not None],
+        notes=notes,
     )
 
 
@@ -104,7 +110,7 @@ def _check_columns(pf: ParsedFormula, data: pd.DataFrame, cols: list[str]) -> No
             f"column(s) {', '.join(repr(c) for c in missing)} named in the formula {pf.text!r} "
             f"not found in data; available: {', '.join(map(str, data.columns))}"
         )
-    duplicated = set(data.columns[data.columns.duplicated()])
+    duplicated = set() if data.columns.is_unique else set(data.columns[data.columns.duplicated()])
     twice = [c for c in cols if c in duplicated]
     if twice:
         raise DataError(f"data has more than one column named {', '.join(map(repr, twice))}, which the formula "
