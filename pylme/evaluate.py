@@ -531,7 +531,7 @@ def _c(ev: Evaluator, args: _Args, label: str):
         raise FormulaError(f"'{label}': c() may hold only numbers, strings, TRUE and FALSE")
     values = [v for v in values if v is not None]
     if any(isinstance(v, str) for v in values):
-        return np.array([v if isinstance(v, str) else labels_of(np.array([float(v)]))[0] for v in values], dtype=object)
+        return np.array([v if isinstance(v, str) else _labels(v)[0] for v in values], dtype=object)
     return np.array(values, dtype=float)
 
 

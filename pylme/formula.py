@@ -31,10 +31,6 @@ class Variable:
     label: str  # R's label
     node: Node = field(compare=False, hash=False)
 
-    @property
-    def data_names(self) -> list[str]:
-        return variables(self.node)
-
 
 @dataclass
 class Terms:

@@ -4,6 +4,8 @@ CHOLMOD's prediction of the size of a sparse Cholesky factor from its symbolic a
 The prediction calls CHOLMOD's ``cholmod_analyze`` (int version) through ctypes on the
 pattern alone, reads the factor's size (``xsize`` when supernodal, the sum of ``ColCount``
 when simplicial) and its column counts, and frees it: no numeric factor is allocated.
+Sizes are written in units of 1024 (``format_bytes``); ``lmerControl(memory_limit=)`` is
+checked here.
 """
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
-GB = 2.0**30
 _UNITS = ("bytes", "kB", "MB", "GB", "TB")
 
 

@@ -18,7 +18,7 @@ from .errors import DataError
 from .evaluate import Evaluator
 from .factors import column_note
 from .formula import ParsedFormula, expand_terms
-from .rsyntax import Node, variables, walk
+from .rsyntax import variables, walk
 
 #: functions whose values depend on all the data they are given (learned once, see pylme.bases)
 _STATEFUL = {"poly", "scale", "bs", "ns"}
@@ -54,18 +54,12 @@ def as_data_frame(data, what: str = "data") -> pd.DataFrame:
                     "to_pandas() or the __dataframe__ protocol, are converted)")
 
 
-def formula_nodes(pf: ParsedFormula) -> list[Node]:
-    """The expressions of a mixed-model formula: response, fixed part, random-effects terms."""
-    nodes = [pf.response] if pf.response is not None else []
-    nodes += [pf.fixed] if pf.fixed is not None else []
-    for bar in pf.bars:
-        nodes += [bar.lhs, bar.group_node]
-    return nodes
-
-
 def formula_columns(pf: ParsedFormula) -> list[str]:
-    """Data names used by a mixed-model formula, in order of appearance."""
-    return list(dict.fromkeys(name for node in formula_nodes(pf) for name in variables(node)))
+    """Data names used by a mixed-model formula (response, fixed part, random-effects terms),
+    in order of appearance."""
+    nodes = [n for n in (pf.response, pf.fixed) if n is not None]
+    nodes += [n for bar in pf.bars for n in (bar.lhs, bar.group_node)]
+    return list(dict.fromkeys(name for node in nodes for name in variables(node)))
 
 
 def model_frame(

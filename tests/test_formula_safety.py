@@ -193,3 +193,14 @@ def test_tripwires_trip():
             __import__("os")
     assert calls == ["eval", "import os"]
     assert eval("1 + 1") == 2  # noqa: S307
+
+
+def test_readme_lists_the_function_table():
+    """README's "Bad input" table names exactly the functions a formula may call."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Bad input"):text.index("## Data sets")]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {m for row in rows for m in re.findall(r"`([\w.]+)(?:\(|`)", row.split("|")[1])}
+    assert named == set(FUNCTIONS)
