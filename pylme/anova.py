@@ -149,7 +149,7 @@ def _check_same_data(models, names: list[str]) -> None:
     first = models[0].lmod.data
     for nm, m in zip(names[1:], models[1:]):
         data = m.lmod.data
-        differ = [c for c in columns if data is not first and not _same_column(first, data, c)]
+        differ = [] if data is first else [c for c in columns if not _same_column(first, data, c)]
         if differ:
             raise DataError(f"all models must be fit to the same data object: {names[0]} and {nm} were fitted to "
                             f"data that differ in column(s) {', '.join(map(repr, differ))}")
