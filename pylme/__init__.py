@@ -22,6 +22,7 @@ from .errors import (
 )
 from .lmer import LmerControl, lFormula, lmer, lmerControl, mkLmerDevfun, mkMerMod, optimizeLmer, checkConv
 from .anova import anova
+from .collation import get_collation, set_collation
 from .bootstrap import BootMer, bootMer
 from .read_r import read_r
 from .model import LmerMod
@@ -68,5 +69,5 @@ __all__ = [
     "lmerControl", "FitRecord", "anova", "datasets", "plotting", "read_r", "fixef", "ranef", "coef", "VarCorr", "sigma", "logLik", "AIC", "BIC",
     "deviance", "REMLcrit", "fitted", "residuals", "resid", "vcov", "nobs", "ngrps", "predict", "isSingular",
     "getME", "refit", "summary", "contest", "confint", "profile", "simulate", "bootMer", "BootMer", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
-    "ConvergenceWarning", "SingularFitMessage", "FitMessage",
+    "ConvergenceWarning", "SingularFitMessage", "FitMessage", "set_collation", "get_collation",
 ]

@@ -16,6 +16,7 @@ from scipy.stats import chi2
 
 from .errors import DataError, FitMessage
 from .formula import deparse, expand_double_verts, parse
+from .modelframe import formula_columns
 
 
 class AnovaTable(pd.DataFrame):
@@ -144,6 +145,19 @@ def _check_same_data(models, names: list[str]) -> None:
     if any(not np.array_equal(y, ys[0]) for y in ys[1:]):
         raise DataError("all models must be fit to the same data: the responses differ ("
                         + ", ".join(f"{nm}: {m.lmod.formula.response_label}" for nm, m in zip(names, models)) + ")")
+    columns = list(dict.fromkeys(c for m in models for c in formula_columns(m.lmod.formula)))
+    first = models[0].lmod.data
+    for nm, m in zip(names[1:], models[1:]):
+        data = m.lmod.data
+        differ = [] if data is first else [c for c in columns if not _same_column(first, data, c)]
+        if differ:
+            raise DataError(f"all models must be fit to the same data object: {names[0]} and {nm} were fitted to "
+                            f"data that differ in column(s) {', '.join(map(repr, differ))}")
+
+
+def _same_column(a: pd.DataFrame, b: pd.DataFrame, column: str) -> bool:
+    """Whether two data frames hold the same values (and row labels) in ``column``."""
+    return column in a.columns and column in b.columns and a[column].equals(b[column]) and a.index.equals(b.index)
 
 
 def anova_single(fm) -> pd.DataFrame:

@@ -41,7 +41,7 @@ from scipy.sparse.csgraph import connected_components
 from sksparse.cholmod import CholmodNotPositiveDefiniteError, analyze
 
 from .errors import ModelError
-from .memory import GB, available_bytes, predicted_factor
+from .memory import available_bytes, format_bytes, predicted_factor
 from .pls import CriterionTerms, LmerDevfun, PLSState
 from .reterms import lambda_block
 from .tiled import TiledFill, plan_tiles
@@ -75,7 +75,7 @@ class BlockPlan:
     bytes: float
 
     def describe(self) -> str:
-        return f"{self.name} ({self.kind}, {', '.join(self.terms)}; order {self.order}): {self.bytes / GB:.2f} GB"
+        return f"{self.name} ({self.kind}, {', '.join(self.terms)}; order {self.order}): {format_bytes(self.bytes)}"
 
 
 class FirstBlock:
@@ -345,7 +345,7 @@ class BlockedDevfun:
                      BlockPlan("[X y] x block 1", self.terms1, "dense", idx1.size, 2.0 * self.m3 * idx1.size * 8)]
         if memory_limit is None:
             avail = available_bytes()
-            limit = (MEMORY_SHARE * avail, f"{MEMORY_SHARE:.0%} of the {avail / GB:.1f} GB available")
+            limit = (MEMORY_SHARE * avail, f"{MEMORY_SHARE:.0%} of the {format_bytes(avail)} available")
         else:
             limit = (float(memory_limit), "memory_limit")
         self.plan.append(BlockPlan("[X y]", ["X", "y"], "dense [X y]", self.m3, 3.0 * self.m3 * (self.q2 + self.m3) * 8))
@@ -597,8 +597,8 @@ def _check_memory(plan: list[BlockPlan], limit: tuple[float, str]) -> None:
     if total > limit[0]:
         big = max(plan, key=lambda p: p.bytes)
         raise ModelError(
-            f"the blocked factor would need about {total / GB:.2f} GB, more than the {limit[0] / GB:.2f} GB allowed "
-            f"({limit[1]}); the largest block is {big.describe()}"
+            f"the blocked factor would need about {format_bytes(total)}, more than the {format_bytes(limit[0])} "
+            f"allowed ({limit[1]}); the largest block is {big.describe()}"
         )
 
 

@@ -25,6 +25,10 @@ from pylme.lmer import lmer
 from pylme.read_r import R_SUFFIXES, read_r
 
 USAGE_ERROR = 2
+# each number parsed to the nearest double, as R reads it: pandas 3.1 always does (and deprecates
+# the option that asked for it before)
+_PANDAS = tuple(int(part) for part in pd.__version__.split(".")[:2])
+_CSV_OPTIONS = {} if _PANDAS >= (3, 1) else {"float_precision": "round_trip"}
 _SUFFIXES = (".csv", ".csv.gz", ".parquet", *R_SUFFIXES)
 
 
@@ -66,8 +70,8 @@ def read_data(path: Path, name: str | None = None) -> pd.DataFrame:
         try:
             if suffix == ".parquet":
                 frame = pd.read_parquet(path)
-            else:  # round_trip: each number parsed to the nearest double, as R reads it
-                frame = pd.read_csv(path, float_precision="round_trip")
+            else:
+                frame = pd.read_csv(path, **_CSV_OPTIONS)
         except (ValueError, OSError) as exc:  # pandas' and pyarrow's parse errors are ValueErrors
             raise DataError(f"cannot read {path}: {exc}") from exc
     frame.attrs["name"] = path.name[: -len(suffix)]

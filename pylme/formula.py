@@ -1,230 +1,26 @@
-"""R model formulas: parsing, term expansion, and lme4's bar-term handling.
+"""R model formulas: term expansion, and lme4's bar-term handling.
 
-The parser reads an R formula (``y ~ x + (x | g)``) into a small syntax tree, and
-gives back what lme4's ``findbars``/``nobars``/``expandDoubleVerts`` give: the
-fixed-effects terms in R's order (``terms.formula``) and the random-effects bar
-terms, with ``||`` split into uncorrelated terms and ``a/b`` grouping expanded to
-``b:a`` and ``a``. Expressions inside function calls (``I(x^2)``, ``log(z)``,
-``poly(x, 2)``) are kept as text, labelled as R deparses them, and translated to
-Python for evaluation.
+The formula is parsed by pylme.rsyntax into a syntax tree. This module gives back what
+R's ``terms.formula`` and lme4's ``findbars``/``nobars``/``expandDoubleVerts`` give: the
+fixed-effects terms in R's order and the random-effects bar terms, with ``||`` split into
+uncorrelated terms and ``a/b`` grouping expanded to ``b:a`` and ``a``. Anything that is not a
+formula operator (``I(x^2)``, ``log(z)``, ``poly(x, 2)``, ``x > 2``) is a variable, labelled as
+R deparses it and evaluated by pylme.evaluate. ``.`` on the right stands for every column of
+the data but the response's (``expand_dot``).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from .errors import FormulaError
-
-_TOKEN = re.compile(
-    r"""\s*(?:
-      (?P<num>\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
-    | (?P<name>[A-Za-z.][A-Za-z0-9._]*|`[^`]+`)
-    | (?P<str>"[^"]*"|'[^']*')
-    | (?P<op>\|\||%in%|==|!=|<=|>=|&&|\*\*|[~+\-*/:^|(),<>!&=\[\]])
-    )""",
-    re.VERBOSE,
-)
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # num, name, str, op, end
-    text: str
-    pos: int
-
-
-def tokenize(text: str) -> list[Token]:
-    """Split formula text into tokens; an unknown character is a FormulaError."""
-    tokens, pos = [], 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            raise FormulaError(f"cannot parse formula {text!r}: unexpected character at {text[pos:].strip()[:10]!r}")
-        kind = m.lastgroup
-        tokens.append(Token(kind, m.group(kind), m.start(kind)))
-        pos = m.end()
-    tokens.append(Token("end", "", len(text)))
-    return tokens
-
-
-# ---------------------------------------------------------------- syntax tree
-@dataclass(frozen=True)
-class Node:
-    """A formula syntax node: op is 'name', 'num', 'call', 'paren', a binary or unary operator."""
-
-    op: str
-    args: tuple = ()
-    text: str = ""  # names, numbers, function names
-    raw: str = ""  # call arguments as written
-
-    def __str__(self) -> str:
-        return deparse(self)
-
-
-_BINARY_PREC = {"~": 1, "|": 2, "||": 2, "+": 4, "-": 4, "*": 5, "/": 5, ":": 7, "%in%": 6, "^": 9}
-_RIGHT_ASSOC = {"^"}
-_UNARY_PREC = 8
-
-
-class _Parser:
-    def __init__(self, text: str):
-        self.text = text
-        self.tokens = tokenize(text)
-        self.i = 0
-
-    def peek(self) -> Token:
-        return self.tokens[self.i]
-
-    def take(self) -> Token:
-        tok = self.tokens[self.i]
-        self.i += 1
-        return tok
-
-    def fail(self, msg: str) -> FormulaError:
-        return FormulaError(f"cannot parse formula {self.text!r}: {msg}")
-
-    def parse(self) -> Node:
-        node = self.expr(0)
-        if self.peek().kind != "end":
-            tok = self.peek()
-            if tok.text == ")":
-                raise self.fail("unexpected ')' (unbalanced parentheses)")
-            raise self.fail(self._missing_operator(tok, node))
-        return node
-
-    def _missing_operator(self, tok: Token, before: Node) -> str:
-        """R's 'unexpected symbol', with the likely cause: two terms with no operator between."""
-        while before.op in _BINARY_PREC or before.op in ("u~", "u+", "u-"):
-            before = before.args[-1]
-        return (f"unexpected {tok.text!r} after '{deparse(before)}': an operator is missing "
-                "(terms are joined by +, *, : or /; a random-effects term is written (x | g))")
-
-    def expr(self, min_prec: int) -> Node:
-        left = self.unary()
-        while True:
-            tok = self.peek()
-            prec = _BINARY_PREC.get(tok.text) if tok.kind == "op" else None
-            if prec is None or prec < min_prec:
-                return left
-            self.take()
-            next_min = prec if tok.text in _RIGHT_ASSOC else prec + 1
-            left = Node(tok.text, (left, self.expr(next_min)))
-
-    def unary(self) -> Node:
-        tok = self.peek()
-        if tok.kind == "op" and tok.text in "+-~" and tok.text:
-            self.take()
-            prec = 1 if tok.text == "~" else _UNARY_PREC
-            return Node("u" + tok.text, (self.expr(prec),))
-        return self.primary()
-
-    def primary(self) -> Node:
-        tok = self.take()
-        if tok.kind == "num":
-            return Node("num", text=tok.text)
-        if tok.kind == "name":
-            if self.peek().text == "(":
-                return self.call(tok)
-            return Node("name", text=tok.text.strip("`"))
-        if tok.text == "(":
-            inner = self.expr(0)
-            close = self.take()
-            if close.text != ")":
-                raise self.fail("unbalanced parentheses" if close.kind == "end" else self._missing_operator(close, inner))
-            return Node("paren", (inner,))
-        if tok.kind == "end":
-            raise self.fail("unexpected end of formula" + (" (unbalanced parentheses)" if "(" in self.text else ""))
-        raise self.fail(f"unexpected {tok.text!r}")
-
-    def call(self, fname: Token) -> Node:
-        """A function call: keep its argument text; parse the arguments for their variables."""
-        open_tok = self.take()
-        depth, start = 1, open_tok.pos + 1
-        while depth:
-            tok = self.take()
-            if tok.kind == "end":
-                raise self.fail(f"unbalanced parentheses in {fname.text}(...)")
-            depth += {"(": 1, ")": -1}.get(tok.text, 0)
-        raw = self.text[start : tok.pos]
-        return Node("call", text=fname.text, raw=raw)
-
-
-def parse(text: str) -> Node:
-    """Parse an R formula (or a right-hand side) into a syntax tree."""
-    if not isinstance(text, str) or not text.strip():
-        raise FormulaError("the formula must be a non-empty string such as 'y ~ x + (1 | g)'")
-    return _Parser(text).parse()
-
-
-# ---------------------------------------------------------------- deparsing
-_SPACED = {"~", "+", "-", "*", "|", "||", "==", "!=", "<", ">", "<=", ">=", "&", "&&", "%in%", "=", "**"}
-
-
-def deparse_text(text: str) -> str:
-    """Re-space an expression as R's deparse does: spaces around + - * / etc., none around ^ and :."""
-    out: list[str] = []
-    prev: Token | None = None
-    for tok in tokenize(text)[:-1]:
-        t = "^" if tok.text == "**" else tok.text
-        binary = tok.kind == "op" and t in _SPACED and prev is not None and (
-            prev.kind in ("num", "name", "str") or prev.text in (")", "]")
-        )
-        if binary:
-            out.append(f" {t} ")
-        elif t == ",":
-            out.append(", ")
-        else:
-            out.append(t)
-        prev = tok
-    return "".join(out).strip()
-
-
-def deparse(node: Node) -> str:
-    """The R label of a syntax node (as ``deparse`` prints it)."""
-    if node.op in ("name", "num"):
-        return node.text
-    if node.op == "call":
-        return f"{node.text}({deparse_text(node.raw)})"
-    if node.op == "paren":
-        return f"({deparse(node.args[0])})"
-    if node.op.startswith("u"):
-        return f"{node.op[1:]}{deparse(node.args[0])}"
-    left, right = (deparse(a) for a in node.args)
-    if node.op in (":", "^", "/"):
-        return f"{left}{node.op}{right}"
-    return f"{left} {node.op} {right}"
-
-
-_R_TO_PY = {"^": "**", "TRUE": "True", "FALSE": "False", "&&": "and", "&": "&", "!": "~"}
-
-
-def to_python(text: str) -> str:
-    """Translate an R expression to a Python one formulaic can evaluate (``x^2`` -> ``x**2``),
-    keeping the spacing as written."""
-    out, last = [], 0
-    for tok in tokenize(text)[:-1]:
-        out.append(text[last : tok.pos])
-        out.append(_R_TO_PY.get(tok.text, tok.text) if tok.kind in ("op", "name") else tok.text)
-        last = tok.pos + len(tok.text)
-    out.append(text[last:])
-    return "".join(out)
+from .rsyntax import Node, chain, deparse, name, num, parse, variables
 
 
 def names_in(text: str) -> list[str]:
-    """Identifiers appearing in an expression (candidate data columns), in order."""
-    seen: list[str] = []
-    toks = tokenize(text)
-    for tok, nxt in zip(toks, toks[1:]):
-        name = tok.text.strip("`")
-        if tok.kind == "name" and nxt.text not in ("(", "=") and name not in _R_CONSTANTS and name not in seen:
-            seen.append(name)
-    return seen
-
-
-_R_CONSTANTS = {"TRUE", "FALSE", "T", "F", "NA", "NULL", "Inf", "NaN", "pi"}
+    """Names an R expression or formula reads (candidate data columns), in order."""
+    return variables(parse(text))
 
 
 # ---------------------------------------------------------------- terms
@@ -234,15 +30,6 @@ class Variable:
 
     label: str  # R's label
     node: Node = field(compare=False, hash=False)
-
-    @property
-    def text(self) -> str:
-        """The expression as written (R syntax) for evaluation."""
-        return self.node.text if self.node.op == "name" else f"{self.node.text}({self.node.raw})"
-
-    @property
-    def data_names(self) -> list[str]:
-        return [self.node.text] if self.node.op == "name" else names_in(self.node.raw)
 
 
 @dataclass
@@ -257,6 +44,9 @@ class Terms:
     @property
     def labels(self) -> list[str]:
         return [":".join(v.label for v in t) for t in self.terms]
+
+
+_FORMULA_OPS = {"+", "-", "*", "/", ":", "^", "%in%", "|", "||", "~", "u-", "u+", "u~", "paren", "num"}
 
 
 class _Expander:
@@ -274,19 +64,16 @@ class _Expander:
     def expand(self, node: Node) -> tuple[list[frozenset[str]], bool | None]:
         """Return (terms in order, intercept: True/False/None = unspecified)."""
         op = node.op
+        if op not in _FORMULA_OPS:
+            return self.variable(node)
         if op == "num":
-            if node.text in ("0", "1"):
-                return [], node.text == "1"
+            if node.value in (0.0, 1.0):
+                return [], node.value == 1.0
             raise FormulaError(f"invalid model term {node.text!r}: only 0 and 1 may appear as numbers")
-        if op == "name":
-            return [self.var(node)], None
-        if op == "call":
-            if node.text == "offset":
-                self.offsets.append(Variable(deparse(node), node))
-                return [], None
-            return [self.var(node)], None
         if op == "paren":
             return self.expand(node.args[0])
+        if op in ("+", "-"):
+            return self.sum(node)
         if op == "u-":
             terms, icpt = self.expand(node.args[0])
             if terms:
@@ -298,15 +85,48 @@ class _Expander:
             raise FormulaError(
                 f"random-effects term '{deparse(node)}' must be enclosed in parentheses, e.g. ({deparse(node)})"
             )
-        if op == "~":
+        if op in ("~", "u~"):
             raise FormulaError(f"misplaced '~' in '{deparse(node)}'")
+        return self.product(node)
+
+    def variable(self, node: Node) -> tuple[list[frozenset[str]], None]:
+        if node.op == "name" and node.text == ".":
+            raise FormulaError("'.' (all other columns) is only allowed in the fixed part of a formula fitted to data")
+        if node.op == "str":
+            raise FormulaError(f"invalid model term {deparse(node)}: a string is not a variable")
+        if node.op == "call" and node.text == "offset":
+            self.offsets.append(Variable(deparse(node), node))
+            return [], None
+        return [self.var(node)], None
+
+    def sum(self, node: Node) -> tuple[list[frozenset[str]], bool | None]:
+        """A chain of + and -, left to right: a later 0 or 1 overrides an earlier one."""
+        terms: dict[frozenset[str], None] = {}
+        icpt: bool | None = None
+        for k, (op, operand) in enumerate(chain(node)):
+            t, i = self.expand(operand)
+            if op == "+":
+                terms.update(dict.fromkeys(t))
+                icpt = icpt if i is None else i
+            else:
+                for drop in t:
+                    terms.pop(drop, None)
+                icpt = icpt if i is None else not i
+        return list(terms), icpt
+
+    def product(self, node: Node) -> tuple[list[frozenset[str]], bool | None]:
+        """``:``, ``*``, ``/`` (and ``%in%``) and ``^`` of term lists."""
+        op = node.op
         left, li = self.expand(node.args[0])
-        right, ri = self.expand(node.args[1]) if op != "^" else ([], None)
-        if op == "+":
-            return _unique(left + right), _merge_icpt(li, ri)
-        if op == "-":
-            drop = set(right)
-            return [t for t in left if t not in drop], li if ri is None else not ri
+        if op == "^":
+            power = node.args[1]
+            if power.op != "num" or not power.value.is_integer() or power.value < 1:
+                raise FormulaError(f"invalid power in '{deparse(node)}': use a positive whole number")
+            out = list(left)
+            for _ in range(int(power.value) - 1):
+                out = _unique(out + _interact(out, left))
+            return out, li
+        right, _ = self.expand(node.args[1])
         if op == ":":
             return _interact(left, right), li
         if op == "*":
@@ -314,28 +134,11 @@ class _Expander:
         if op in ("/", "%in%"):
             whole = frozenset().union(*left) if left else frozenset()
             return _unique(left + [whole | t for t in right]), li
-        if op == "^":
-            power = node.args[1]
-            if power.op != "num" or not power.text.isdigit():
-                raise FormulaError(f"invalid power in '{deparse(node)}': use a positive whole number")
-            out = list(left)
-            for _ in range(int(power.text) - 1):
-                out = _unique(out + _interact(out, left))
-            return out, li
-        raise FormulaError(f"unsupported operator {op!r} in '{deparse(node)}'")
-
-
-def _merge_icpt(a: bool | None, b: bool | None) -> bool | None:
-    """In ``a + b`` a later 0 or 1 overrides an earlier one."""
-    return a if b is None else b
+        return self.variable(node)
 
 
 def _unique(terms: list[frozenset[str]]) -> list[frozenset[str]]:
-    out: list[frozenset[str]] = []
-    for t in terms:
-        if t not in out:
-            out.append(t)
-    return out
+    return list(dict.fromkeys(terms))
 
 
 def _interact(left: list[frozenset[str]], right: list[frozenset[str]]) -> list[frozenset[str]]:
@@ -376,7 +179,7 @@ class BarTerm:
 
     @property
     def group_vars(self) -> list[str]:
-        return names_in(self.group)
+        return variables(self.group_node)
 
     @property
     def label(self) -> str:
@@ -427,13 +230,13 @@ def parse_mixed(text: str) -> ParsedFormula:
 
 def _top_level(node: Node, sign: str = "+") -> list[tuple[str, Node]]:
     """The operands of the top-level + and - of a right-hand side, with their signs."""
-    if node.op in ("+", "-"):
-        left = _top_level(node.args[0], sign)
-        right_sign = node.op if sign == "+" else ("+" if node.op == "-" else "-")
-        return left + _top_level(node.args[1], right_sign)
-    if node.op == "u-":
-        return [("-", node.args[0])]
-    return [(sign, node)]
+    out = []
+    for op, operand in chain(node):
+        if operand.op == "u-":
+            out.append(("-", operand.args[0]))
+        else:
+            out.append((op if sign == "+" else ("+" if op == "-" else "-"), operand))
+    return out
 
 
 def _join(parts: list[tuple[str, Node]]) -> Node | None:
@@ -447,10 +250,9 @@ def _join(parts: list[tuple[str, Node]]) -> Node | None:
 
 
 def _check_no_bars(node: Node) -> None:
-    if node.op in ("|", "||"):
-        raise FormulaError(f"random-effects term '{deparse(node)}' must be a top-level term in parentheses")
-    for a in node.args:
-        _check_no_bars(a)
+    for n in _formula_nodes(node):
+        if n.op in ("|", "||"):
+            raise FormulaError(f"random-effects term '{deparse(n)}' must be a top-level term in parentheses")
 
 
 def _expand_bar(bar: Node) -> list[BarTerm]:
@@ -461,7 +263,7 @@ def _expand_bar(bar: Node) -> list[BarTerm]:
         lhss = [lhs]
     else:
         t = expand_terms(lhs)
-        lhss = [Node("num", text="1")] if t.intercept else []
+        lhss = [num(1)] if t.intercept else []
         lhss += [parse(f"0 + {label}") for label in t.labels]
     return [BarTerm(lhs=l, group_node=g) for l in lhss for g in groups]
 
@@ -474,8 +276,10 @@ def expand_double_verts(node: Node) -> Node:
         for b in bars[1:]:
             joined = Node("+", (joined, b))
         return Node("paren", (joined,))
-    if node.args and node.op not in ("name", "num", "call"):
-        return Node(node.op, tuple(expand_double_verts(a) for a in node.args), node.text, node.raw)
+    if node.op in ("+", "-"):
+        return _join([(op, expand_double_verts(n)) for op, n in chain(node)])
+    if node.args and node.op != "call":
+        return replace(node, args=tuple(expand_double_verts(a) for a in node.args))
     return node
 
 
@@ -516,7 +320,7 @@ def update_formula(old: str, new: str) -> str:
     if old_tree.op != "~" or new_tree.op not in ("~", "u~"):
         raise FormulaError(f"cannot update {old!r} with {new!r}: both need a '~'")
     old_lhs, old_rhs = old_tree.args
-    new_lhs, new_rhs = new_tree.args if new_tree.op == "~" else (Node("name", text="."), new_tree.args[0])
+    new_lhs, new_rhs = new_tree.args if new_tree.op == "~" else (name("."), new_tree.args[0])
     lhs = re.sub(r"(?<![\w.])\.(?![\w.])", deparse(old_lhs), deparse(new_lhs))
     parts: list[tuple[str, Node]] = []
     for sign, part in _top_level(new_rhs):
@@ -546,3 +350,64 @@ def _is_dot(node: Node) -> bool:
 
 def _is_bar(node: Node) -> bool:
     return node.op == "paren" and node.args[0].op in ("|", "||")
+
+
+# ---------------------------------------------------------------- y ~ . + (1 | g)
+def expand_dot(pf: ParsedFormula, columns) -> ParsedFormula:
+    """R's ``.`` in the fixed part, as lme4 1.1-31 reads it: every column of the data except the
+    ones the response reads, the grouping columns included (write ``. - g`` to leave one out),
+    in the order of lme4's model frame (the formula's variables in order of appearance, ``.``
+    standing for the data's columns). lme4 expands ``.`` over that model frame, whose columns
+    include every expression of the formula (``log(y)``, ``I(x^2)``) as variables of their own;
+    pylme refuses ``.`` beside an expression rather than make a transformed response a predictor
+    of itself. ``.`` inside a function call is not expanded (as R)."""
+    if pf.fixed is None or not any(_is_dot(n) for n in _formula_nodes(pf.fixed)):
+        return pf
+    _check_dot_alone(pf)
+    response = set(variables(pf.response)) if pf.response is not None else set()
+    data_columns = [c for c in columns if isinstance(c, str) and c not in response]
+    if not data_columns:
+        raise FormulaError(f"'.' in {pf.text!r} stands for the data's columns other than the response; there are none")
+    first = _substitute_dot(pf.fixed, _sum_of(data_columns))
+    frame_order = variables(first) + [v for bar in pf.bars for v in variables(bar.lhs) + bar.group_vars]
+    dot = _sum_of([c for c in dict.fromkeys(frame_order) if c not in response and c in data_columns])
+    return replace(pf, fixed=_substitute_dot(pf.fixed, dot))
+
+
+def _sum_of(columns: list[str]) -> Node:
+    return Node("paren", (_join([("+", name(c)) for c in columns]),))
+
+
+def _check_dot_alone(pf: ParsedFormula) -> None:
+    """``.`` only in formulas whose variables are all columns (see expand_dot)."""
+    nodes = [pf.response] if pf.response is not None else []
+    nodes += [n for n in _formula_nodes(pf.fixed) if n.op not in _FORMULA_OPS]
+    for bar in pf.bars:
+        terms = expand_terms(bar.lhs)
+        nodes += [v.node for v in terms.variables + terms.offsets]
+    for node in nodes:
+        if node.op != "name":
+            raise FormulaError(
+                f"'.' beside the expression '{deparse(node)}' in {pf.text!r}: lme4 expands '.' over its model frame, "
+                "whose columns include each expression as a variable of its own (a transformed response becomes a "
+                "predictor of itself); write the columns out instead of '.'")
+
+
+def _formula_nodes(node: Node):
+    """The nodes reached through formula operators only (not inside calls)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        if n.op != "call":
+            stack.extend(n.args)
+
+
+def _substitute_dot(node: Node, dot: Node) -> Node:
+    if _is_dot(node):
+        return dot
+    if node.op in ("+", "-"):
+        return _join([(op, _substitute_dot(n, dot)) for op, n in chain(node)])
+    if node.args and node.op != "call":
+        return replace(node, args=tuple(_substitute_dot(a, dot) for a in node.args))
+    return node

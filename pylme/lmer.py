@@ -16,9 +16,10 @@ import pandas as pd
 
 from .convergence import ConvCheck, Derivs, check_conv, deriv12, derivs_from_gradient
 from .errors import ConvergenceWarning, DataError, FitMessage, FormulaError, ModelError, PylmeWarning, SingularFitMessage
-from .formula import ParsedFormula, expand_terms, parse_mixed
+from .formula import ParsedFormula, expand_dot, expand_terms, parse_mixed
 from .model_matrix import DesignSpec, check_scale_x, design, drop_rank_deficient, numeric_vector
-from .modelframe import ModelFrame, model_frame
+from .memory import check_memory_limit
+from .modelframe import ModelFrame, as_data_frame, model_frame
 from .optimizer import OptSummary, lbfgsb, optwrap
 from .blocked import MIN_ROWS, BlockedDevfun
 from .dense import MAX_DIM, MAX_LAMBDA_NNZ, dense_devfun
@@ -46,6 +47,9 @@ class LmerControl:
     check_conv_grad_tol: float = 2e-3
     check_conv_singular_tol: float = 1e-4
     check_conv_hess_tol: float = 1e-6
+
+    def __post_init__(self) -> None:
+        self.memory_limit = check_memory_limit(self.memory_limit)
 
 
 def lmerControl(**kwargs) -> LmerControl:
@@ -84,7 +88,8 @@ def lFormula(
     offset: str | np.ndarray | None = None,
 ) -> LmerFormula:
     """Parse the formula, build the model frame, X (rank-checked) and the random-effects terms."""
-    pf = parse_mixed(formula)
+    data = as_data_frame(data)
+    pf = expand_dot(parse_mixed(formula), data.columns)
     if pf.response is None:
         raise FormulaError(f"formula {formula!r} has no response: write it as 'response ~ terms'")
     if not pf.bars:
@@ -92,12 +97,12 @@ def lFormula(
     mf = model_frame(pf, data, weights, offset)
     messages = []
     frame = mf.data
-    y = numeric_vector(frame, pf.response_label, pf.response_label)
-    reTrms = mk_reterms(pf.bars, frame)
+    y = numeric_vector(frame, pf.response_label, pf.response, states=mf.states)
+    reTrms = mk_reterms(pf.bars, frame, mf.states)
     check_nlevels(reTrms, len(y))
     check_zdims(reTrms, len(y))
     fixed = expand_terms(pf.fixed)
-    spec, X = design(fixed, frame)
+    spec, X = design(fixed, frame, mf.states)
     names = list(spec.column_names)
     X, keep = drop_rank_deficient(X)
     col_dropped = [nm for k, nm in enumerate(names) if k not in keep]
@@ -107,7 +112,7 @@ def lFormula(
             f"fixed-effect model matrix is rank deficient so dropping {k} column{'s' if k > 1 else ''}"
             f" / coefficient{'s' if k > 1 else ''}"
         )
-    off = _offset(fixed.offsets, frame, mf.offset)
+    off = _offset(fixed.offsets, frame, mf.offset, mf.states)
     w = mf.weights
     if w is not None and np.any(w <= 0):
         raise DataError(
@@ -117,13 +122,13 @@ def lFormula(
     return LmerFormula(
         pf, mf, y, X, spec, [names[k] for k in keep], col_dropped, reTrms, REML, w, off,
         data=data, weights_arg=weights, offset_arg=offset, data_name=data.attrs.get("name"), messages=messages,
-        warnings=check_scale_x(X),
+        warnings=mf.notes + check_scale_x(X),
     )
 
 
-def _offset(offsets, frame: pd.DataFrame, argument: np.ndarray | None) -> np.ndarray | None:
+def _offset(offsets, frame: pd.DataFrame, argument: np.ndarray | None, states: dict) -> np.ndarray | None:
     """Sum of the formula's offset(...) terms and the offset argument (None if neither)."""
-    parts = [numeric_vector(frame, v.label, v.node.raw, what="offset") for v in offsets]
+    parts = [numeric_vector(frame, v.label, v.node, what="offset", states=states) for v in offsets]
     if argument is not None:
         parts.append(argument)
     return np.sum(parts, axis=0) if parts else None

@@ -4,6 +4,8 @@ CHOLMOD's prediction of the size of a sparse Cholesky factor from its symbolic a
 The prediction calls CHOLMOD's ``cholmod_analyze`` (int version) through ctypes on the
 pattern alone, reads the factor's size (``xsize`` when supernodal, the sum of ``ColCount``
 when simplicial) and its column counts, and frees it: no numeric factor is allocated.
+Sizes are written in units of 1024 (``format_bytes``); ``lmerControl(memory_limit=)`` is
+checked here.
 """
 from __future__ import annotations
 
@@ -16,7 +18,28 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
-GB = 2.0**30
+_UNITS = ("bytes", "kB", "MB", "GB", "TB")
+
+
+def format_bytes(n: float) -> str:
+    """A size in readable units of 1024 (R's ``format(object.size(x), units = "auto")``):
+    ``512 bytes``, ``977 kB``, ``1.5 MB``, ``3.25 GB``; three significant digits."""
+    k = 0
+    while k < len(_UNITS) - 1 and abs(n) >= 1024:
+        n /= 1024
+        k += 1
+    return f"{n:.0f} bytes" if k == 0 else f"{n:.3g} {_UNITS[k]}"
+
+
+def check_memory_limit(limit) -> float | None:
+    """``lmerControl(memory_limit=)``: None (a share of the memory available), or a positive
+    number of bytes."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0 or limit == float("inf"):
+        raise ValueError(f"memory_limit must be a positive number of bytes (e.g. 4e9, or 4 * 2**30 for 4 GB), "
+                         f"or None for 80% of the memory available; not {limit!r}")
+    return float(limit)
 
 
 def available_bytes() -> int:

@@ -342,7 +342,10 @@ class LmerMod:
         from .dense import DenseDevfun
         from .lmer import _optwrap, checkConv, choose_objective, mkMerMod
 
-        y = np.asarray(newresp, dtype=float).reshape(-1)
+        try:
+            y = np.asarray(newresp, dtype=float).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"newresp must be numbers, one per fitted row ({self.n}): {exc}") from exc
         if y.shape != self.lmod.y.shape:
             raise DataError(f"newresp must have {self.n} values (one per fitted row), got {y.size}")
         if not np.all(np.isfinite(y)):

@@ -1,11 +1,12 @@
 """Model matrices with R's ``model.matrix`` rules and column names.
 
-formulaic evaluates every numeric expression (``x``, ``I(x^2)``, ``log(z)``, ``poly(x, 2)``)
-and keeps its stateful transforms for new data; factors are coded here by R's rules:
-treatment contrasts (polynomial for ordered factors), full indicator coding where R's
-marginality rule asks for it (``TermCode`` in R's model.c), the first variable varying
-fastest within an interaction, and names such as ``(Intercept)``, ``minorityY``, ``x:a``,
-``temperature.L``.
+Each variable of a term is evaluated by pylme.evaluate (a data column read directly; an
+expression such as ``I(x^2)``, ``log(z)``, ``poly(x, 2)``, ``x > 2`` by our evaluator, its
+data-dependent transforms kept for new data). Numbers and matrices give numeric columns;
+factors, logicals and strings are coded here by R's rules: treatment contrasts (polynomial for
+ordered factors), full indicator coding where R's marginality rule asks for it (``TermCode`` in
+R's model.c), the first variable varying fastest within an interaction, and names such as
+``(Intercept)``, ``minorityY``, ``x:a``, ``temperature.L``, ``poly(x, 2)1``, ``x > 2TRUE``.
 """
 from __future__ import annotations
 
@@ -13,32 +14,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from formulaic import model_matrix as _formulaic_matrix
 
 from .errors import DataError, FormulaError
-from .factors import Factor, as_factor, contr_poly, contr_treatment, is_factor_like
-from .formula import Terms, Variable, to_python
-
-_FACTOR_CALLS = {"factor", "as.factor", "ordered", "as.ordered"}
-
-#: functions of R a formula may call, mapped to numpy for formulaic's evaluation
-R_FUNCTIONS = {
-    "log": np.log, "log2": np.log2, "log10": np.log10, "log1p": np.log1p, "exp": np.exp,
-    "sqrt": np.sqrt, "abs": np.abs, "sin": np.sin, "cos": np.cos, "tan": np.tan,
-    "as_numeric": np.asarray, "pmin": np.minimum, "pmax": np.maximum,
-}
+from .evaluate import Basis, Evaluator
+from .factors import Factor, Logical, column_value, contr_poly, contr_treatment, drop_unused_levels, to_factor
+from .formula import Terms, Variable
+from .rsyntax import Node, deparse
 
 
 @dataclass
 class FactorCoding:
-    """A factor variable: its levels (fixed at fit time) and ordered flag."""
+    """A factor variable: its levels (fixed at fit time) and ordered flag; ``states`` what its
+    expression learned from the fitted data."""
 
     levels: tuple[str, ...]
     ordered: bool
+    states: dict = field(default_factory=dict)
 
     def codes(self, frame: pd.DataFrame, var: Variable) -> np.ndarray:
         """Codes of ``frame``'s values into the fitted levels; a level not seen in the fit is an error."""
-        fac = _factor_of(frame, var)
+        fac = design_factor(Evaluator(frame, self.states).value(var.node), var)
         index = {lev: k for k, lev in enumerate(self.levels)}
         unknown = [lev for lev in fac.levels if lev not in index]
         if unknown:
@@ -63,18 +58,18 @@ class FactorCoding:
 
 @dataclass
 class NumericCoding:
-    """A numeric variable: a plain column (read directly) or an expression evaluated by
-    formulaic (its model spec reused on new data)."""
+    """A numeric variable: a plain column (read directly), or an expression evaluated with
+    what it learned from the fitted data (``states``), giving one column or several (``names``)."""
 
-    spec: object | None  # formulaic's model spec; None for a plain numeric column
+    node: Node
+    states: dict
     names: list[str]
     column: str | None = None
 
     def values(self, frame: pd.DataFrame) -> np.ndarray:
         if self.column is not None:
-            return frame[self.column].to_numpy(dtype=float).reshape(len(frame), 1)
-        mm = self.spec.get_model_matrix(frame, context=R_FUNCTIONS, na_action="ignore")
-        return np.asarray(mm, dtype=float).reshape(len(frame), -1)
+            return np.asarray(column_value(frame[self.column]), dtype=float).reshape(len(frame), 1)
+        return numeric_columns(Evaluator(frame, self.states).value(self.node), deparse(self.node), len(frame))[0]
 
 
 @dataclass
@@ -121,9 +116,12 @@ class DesignSpec:
         return coding.columns(kind, var.label)[0][coding.codes(frame, var)]
 
 
-def design(terms: Terms, frame: pd.DataFrame) -> tuple[DesignSpec, np.ndarray]:
-    """Build the model matrix of ``terms`` on ``frame`` and the spec to rebuild it."""
-    codings = {v.label: _coding(frame, v) for v in terms.variables}
+def design(terms: Terms, frame: pd.DataFrame, states: dict | None = None) -> tuple[DesignSpec, np.ndarray]:
+    """Build the model matrix of ``terms`` on ``frame`` and the spec to rebuild it; ``states``
+    holds what data-dependent transforms learned from the data (pylme.modelframe), filled here
+    for any that did not learn yet."""
+    states = {} if states is None else states
+    codings = {v.label: _coding(frame, v, states) for v in terms.variables}
     kinds = _term_kinds(terms, codings)
     spec = DesignSpec(terms, codings, kinds)
     names, assign = (["(Intercept)"], [0]) if terms.intercept else ([], [])
@@ -159,42 +157,51 @@ def _term_kinds(terms: Terms, codings: dict) -> list[tuple[int, ...]]:
     return [tuple(r) for r in kinds]
 
 
-def _coding(frame: pd.DataFrame, var: Variable) -> FactorCoding | NumericCoding:
-    if _is_factor(frame, var):
-        fac = _factor_of(frame, var)
-        return FactorCoding(fac.levels, fac.ordered)
-    if var.node.op == "name" and var.node.text in frame.columns:
-        return NumericCoding(None, [var.label], var.node.text)  # checked when the matrix is built
-    try:
-        mm = _formulaic_matrix(f"0 + {to_python(var.text)}", frame, context=R_FUNCTIONS, na_action="ignore")
-    except Exception as exc:  # formulaic raises many kinds; name the term
-        raise FormulaError(f"cannot evaluate term {var.label!r}: {exc}") from exc
-    ncol = mm.shape[1]
-    names = [var.label] if ncol == 1 else [f"{var.label}{k + 1}" for k in range(ncol)]
-    coding = NumericCoding(mm.model_spec, names)
-    _check_finite(np.asarray(mm, dtype=float), var)
-    return coding
-
-
-def _is_factor(frame: pd.DataFrame, var: Variable) -> bool:
+def _coding(frame: pd.DataFrame, var: Variable, states: dict) -> FactorCoding | NumericCoding:
     node = var.node
-    if node.op == "call" and node.text in _FACTOR_CALLS:
-        return True
-    return node.op == "name" and is_factor_like(frame[node.text])
+    plain = node.op == "name" and node.text in frame.columns
+    value = column_value(frame[node.text]) if plain else Evaluator(frame, states).value(node)
+    if isinstance(value, (Factor, Logical)) or _is_character(value):
+        fac = design_factor(value, var)
+        if len(fac.codes) != len(frame):
+            raise FormulaError(f"term {var.label!r} is a constant, not a variable: it has no value per row")
+        return FactorCoding(fac.levels, fac.ordered, states)
+    if plain:
+        return NumericCoding(node, states, [var.label], node.text)  # checked when the matrix is built
+    values, suffixes = numeric_columns(value, var.label, len(frame))
+    _check_finite(values, var)
+    return NumericCoding(node, states, [var.label + s for s in suffixes] if suffixes else [var.label])
 
 
-def _factor_of(frame: pd.DataFrame, var: Variable, drop_unused: bool = True) -> Factor:
-    node = var.node
-    if node.op == "name":
-        fac = as_factor(frame[node.text], drop_unused)
-    else:
-        inner = node.raw.strip()
-        if inner not in frame.columns:
-            raise FormulaError(f"{var.label}: only a column name may appear inside {node.text}()")
-        fac = as_factor(frame[inner], drop_unused)
-        if node.text in ("ordered", "as.ordered"):
-            fac = Factor(fac.codes, fac.levels, True)
+def _is_character(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, np.ndarray) and value.dtype == object)
+
+
+def design_factor(value, var: Variable) -> Factor:
+    """A factor-like value as model.matrix codes it: a logical always has levels FALSE and TRUE
+    (R's ``contrasts<-``); a factor or strings lose their unused levels (model.frame)."""
+    if isinstance(value, Logical):
+        v = value.values
+        return Factor(np.where(np.isnan(v), -1, v).astype(np.int64), ("FALSE", "TRUE"))
+    if _is_character(value) and np.ndim(value) == 0:
+        raise FormulaError(f"term {var.label!r} is a constant, not a variable")
+    fac = drop_unused_levels(to_factor(value))
+    if np.any(fac.codes < 0):
+        raise DataError(f"factor {var.label!r} is missing (NA) in {int(np.sum(fac.codes < 0))} complete-case row(s): "
+                        "a value outside its levels or breaks (R would drop those rows)")
     return fac
+
+
+def numeric_columns(value, label: str, n: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """An evaluated numeric value as an n x k matrix and the suffixes of its column names."""
+    if isinstance(value, Basis):
+        return value.values, value.suffixes
+    if isinstance(value, (Factor, Logical)) or _is_character(value):
+        raise DataError(f"{label!r} must be numeric here, not a factor or strings")
+    x = np.asarray(value, dtype=float)
+    if x.ndim == 0 or x.size != n:
+        raise FormulaError(f"term {label!r} is a constant, not a variable: it has no value per row")
+    return x.reshape(n, 1), ()
 
 
 def _check_finite(values: np.ndarray, var: Variable) -> np.ndarray:
@@ -203,24 +210,19 @@ def _check_finite(values: np.ndarray, var: Variable) -> np.ndarray:
     return values
 
 
-def numeric_vector(frame: pd.DataFrame, label: str, text: str, what: str = "response") -> np.ndarray:
+def numeric_vector(frame: pd.DataFrame, label: str, node: Node, what: str = "response",
+                   states: dict | None = None) -> np.ndarray:
     """A numeric vector (the response, an offset): finite, or a DataError naming it."""
-    if text in frame.columns:
-        col = frame[text]
-        if is_factor_like(col):
-            raise DataError(f"{what} {label!r} must be numeric, not {col.dtype}")
-        y = col.to_numpy(dtype=float)
-    else:
-        try:
-            y = np.asarray(
-                _formulaic_matrix(f"0 + I({to_python(text)})", frame, context=R_FUNCTIONS, na_action="ignore"),
-                dtype=float,
-            )
-        except Exception as exc:
-            raise FormulaError(f"cannot evaluate {what} {label!r}: {exc}") from exc
-        if y.ndim == 2 and y.shape[1] != 1:
-            raise DataError(f"{what} {label!r} must be a single numeric column")
-        y = y.reshape(-1)
+    value = Evaluator(frame, states).value(node)
+    if isinstance(value, Logical):
+        value = value.values
+    if isinstance(value, Factor) or _is_character(value):
+        dtype = frame[node.text].dtype if node.op == "name" else "a factor"
+        raise DataError(f"{what} {label!r} must be numeric, not {dtype}")
+    y, _ = numeric_columns(value, label, len(frame))
+    if y.shape[1] != 1:
+        raise DataError(f"{what} {label!r} must be a single numeric column")
+    y = y[:, 0]
     if not np.all(np.isfinite(y)):
         raise DataError(f"NA/NaN/Inf in 'y': {what} {label!r} has {int(np.sum(~np.isfinite(y)))} infinite value(s)")
     return y

@@ -8,7 +8,7 @@ import pandas as pd
 from .errors import DataError, FormulaError
 from .formula import expand_terms, parse_mixed
 from .model_matrix import design, numeric_vector
-from .modelframe import formula_columns
+from .modelframe import as_data_frame, formula_columns
 from .reterms import grouping_factor
 
 
@@ -27,7 +27,7 @@ def selected_terms(fm, re_form) -> dict[int, list[int]]:
         raise FormulaError(f"re_form {re_form!r} names no random-effects term: use None, '~0' or e.g. '~(1|g)'")
     out: dict[int, list[int]] = {}
     for bar in wanted:
-        cnms = design(expand_terms(bar.lhs), fm.lmod.frame.data.iloc[:1])[0].column_names
+        cnms = design(expand_terms(bar.lhs), fm.lmod.frame.data.iloc[:1], fm.lmod.frame.states)[0].column_names
         match = [i for i, t in enumerate(rt.terms) if t.group == bar.group and set(cnms) <= set(t.cnms)]
         if not match:
             raise FormulaError(
@@ -64,8 +64,7 @@ def _row_effects(fm, i: int, codes: np.ndarray, Xi: np.ndarray, cols: list[int])
 
 
 def _predict_new(fm, newdata: pd.DataFrame, keep: dict[int, list[int]], allow_new_levels: bool) -> pd.Series:
-    if not isinstance(newdata, pd.DataFrame):
-        raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
+    newdata = as_data_frame(newdata, "newdata")
     lmod = fm.lmod
     needed = _needed_columns(fm, keep)
     missing = [c for c in needed if c not in newdata.columns]
@@ -79,7 +78,7 @@ def _predict_new(fm, newdata: pd.DataFrame, keep: dict[int, list[int]], allow_ne
         kept = [lmod.X_spec.column_names.index(nm) for nm in lmod.fixef_names]
         vals = full[:, kept] @ fm.state.beta
         for v in lmod.X_spec.terms.offsets:
-            vals = vals + numeric_vector(nd, v.label, v.node.raw, what="offset")
+            vals = vals + numeric_vector(nd, v.label, v.node, what="offset", states=lmod.frame.states)
         for i, cols in keep.items():
             vals = vals + _term_contribution(fm, i, cols, nd, allow_new_levels)
         eta[complete] = vals

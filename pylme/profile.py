@@ -108,8 +108,15 @@ class LmerProfile:
 
 def select_parameters(parm, names: list[str], nvp: int) -> list[str]:
     """Parameter names from lme4's ``parm``/``which``: names, ``"theta_"`` (the variance
-    parameters, sigma included) or ``"beta_"`` (the fixed effects)."""
-    wanted = [parm] if isinstance(parm, str) else list(parm)
+    parameters, sigma included), ``"beta_"`` (the fixed effects), or positions counted from 1
+    in ``names`` (kept in the order given, as lme4's get.which)."""
+    wanted = [parm] if isinstance(parm, (str, int, np.integer)) else list(parm)
+    if wanted and all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) for w in wanted):
+        bad = [int(w) for w in wanted if not 1 <= w <= len(names)]
+        if bad:
+            raise ValueError(f"parameter position(s) {bad} out of range: parm counts 1 to {len(names)} in "
+                             f"{', '.join(names)}")
+        return [names[int(w) - 1] for w in wanted]
     out: list[str] = []
     for w in wanted:
         if w == "theta_":

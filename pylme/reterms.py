@@ -129,11 +129,12 @@ def grouping_factor(node: Node, frame: pd.DataFrame) -> Factor:
     return interaction([grouping_factor(node.args[0], frame), grouping_factor(node.args[1], frame)])
 
 
-def mk_reterms(bars: list[BarTerm], frame: pd.DataFrame) -> ReTrms:
-    """Build the random-effects structures from the expanded bar terms (lme4's mkReTrms)."""
+def mk_reterms(bars: list[BarTerm], frame: pd.DataFrame, states: dict | None = None) -> ReTrms:
+    """Build the random-effects structures from the expanded bar terms (lme4's mkReTrms);
+    ``states``: what data-dependent transforms learned (pylme.modelframe)."""
     if not bars:
         raise ModelError("No random effects terms specified in formula")
-    terms = [_make_term(bar, frame) for bar in bars]
+    terms = [_make_term(bar, frame, states) for bar in bars]
     nl = [t.nl for t in terms]
     if any(b > a for a, b in zip(nl, nl[1:])):
         ascending = sorted(range(len(nl)), key=nl.__getitem__)
@@ -149,11 +150,11 @@ def mk_reterms(bars: list[BarTerm], frame: pd.DataFrame) -> ReTrms:
     return ReTrms(terms, Zt, Lambdat, Lind, theta0, lower, flist, asgn)
 
 
-def _make_term(bar: BarTerm, frame: pd.DataFrame) -> ReTerm:
+def _make_term(bar: BarTerm, frame: pd.DataFrame, states: dict | None) -> ReTerm:
     factor = grouping_factor(bar.group_node, frame)
     if factor.nlevels == 0:
         raise DataError(f"Invalid grouping factor specification, {bar.group}")
-    spec, Xi = design(expand_terms(bar.lhs), frame)
+    spec, Xi = design(expand_terms(bar.lhs), frame, states)
     if Xi.shape[1] == 0:
         raise ModelError(f"random-effects term ({bar.label}) has no columns")
     return ReTerm(bar, factor, spec, Xi)

@@ -350,3 +350,147 @@ def test_errors_are_pylme_errors_and_value_errors():
     for cls in (FormulaError, DataError, ModelError):
         assert issubclass(cls, PylmeError)
         assert issubclass(cls, ValueError)
+
+
+# ------------------------------------------------------------------ issue 13: inputs that got through
+def test_anova_of_models_fitted_to_different_data(sleep, fm):
+    # lme4: "all models must be fit to the same data object" (the same n and y are not enough:
+    # pylme gave a likelihood-ratio table with p = 1.2e-6 for a predictor reversed)
+    d = _copy(sleep)
+    d["Days"] = d["Days"].to_numpy()[::-1]
+    other = pylme.lmer("Reaction ~ Days + (1 | Subject)", d)
+    with pytest.raises(DataError, match=r"all models must be fit to the same data object: model1 and model2 .*'Days'"):
+        pylme.anova(fm, other)
+    same = pylme.lmer("Reaction ~ 1 + (1 | Subject)", _copy(sleep))  # an equal copy is the same data
+    with pytest.warns(FitMessage, match="refitting model"):
+        table = pylme.anova(fm, same)
+    assert list(table["npar"]) == [3, 6]
+
+
+@pytest.mark.parametrize("what", ["weights", "offset"])
+def test_infinite_weight_or_offset(sleep, what):
+    # lme4: "objective in x0 returns NA"; pylme gave NaN fixed effects and sigma
+    values = np.ones(len(sleep)) if what == "weights" else np.zeros(len(sleep))
+    values[3] = np.inf
+    with pytest.raises(DataError, match=rf"{what} must be finite: 1 infinite value\(s\), in row\(s\) \[3\]"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", sleep, **{what: values})
+
+
+def test_int64_response_beyond_double_precision_is_said(sleep):
+    # R holds such a column as doubles too, rounded alike; pylme says so and how to keep it exact
+    d = _copy(sleep)
+    d["y"] = np.int64(2**62) + np.round(d["Reaction"] * 100).astype(np.int64)
+    with pytest.warns(pylme.PylmeWarning, match=r"column 'y' \(int64\) has 180 value\(s\) beyond 2\*\*53 .*rounded "
+                                                r"\(subtract a constant first"):
+        pylme.lmer("y ~ Days + (1 | Subject)", d)
+    d["y"] = d["y"] - d["y"].min()  # exact again: the fit of 100 * Reaction, shifted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pylme.PylmeWarning)
+        exact = pylme.lmer("y ~ Days + (1 | Subject)", d)
+    ref = pylme.lmer("Reaction ~ Days + (1 | Subject)", sleep.assign(Reaction=np.round(sleep["Reaction"] * 100)))
+    assert exact.sigma() == pytest.approx(ref.sigma(), rel=1e-9)
+
+
+def test_duplicate_column_names(sleep, fm):
+    # R takes the first of two columns named Days (fixef 10.46729); pylme fits when the duplicated
+    # name is unused and names it when the formula uses it
+    d = pd.concat([sleep, sleep[["Days"]].iloc[::-1].reset_index(drop=True)], axis=1)
+    with pytest.raises(DataError, match=r"data has more than one column named 'Days', which the formula"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", d)
+    d = pd.concat([sleep, sleep[["Reaction"]].rename(columns={"Reaction": "x"}),
+                   sleep[["Reaction"]].rename(columns={"Reaction": "x"})], axis=1)
+    fit = pylme.lmer("Reaction ~ Days + (Days | Subject)", d)
+    assert fit.REMLcrit() == pytest.approx(fm.REMLcrit(), rel=1e-12)
+
+
+def test_confint_parm_by_position(fm):
+    # lme4: confint(fm, parm = 5, method = "Wald") is the row (Intercept) 238.0291 264.7811;
+    # parm = c(6, 5) keeps that order (Days 7.437594 13.49698 first)
+    ci = fm.confint(parm=5, method="Wald")
+    assert list(ci.index) == ["(Intercept)"]
+    np.testing.assert_allclose(ci.to_numpy(), [[238.0291, 264.7811]], atol=1e-4)
+    ci = fm.confint(parm=[6, 5], method="Wald")
+    assert list(ci.index) == ["Days", "(Intercept)"]
+    np.testing.assert_allclose(ci.to_numpy()[0], [7.437594, 13.49698], atol=1e-5)
+    with pytest.raises(ValueError, match=r"parameter position\(s\) \[7\] out of range: parm counts 1 to 6"):
+        fm.confint(parm=7, method="Wald")
+
+
+def test_refit_with_strings(fm):
+    # lme4: "response must be numeric"
+    with pytest.raises(DataError, match=r"newresp must be numbers, one per fitted row \(180\)"):
+        fm.refit(["a"] * 180)
+
+
+def test_formula_too_deeply_nested(sleep):
+    # pylme crashed with RecursionError; R's parser stops too ("contextstack overflow" at 5,000)
+    formula = "Reaction ~ " + "(" * 5000 + "Days" + ")" * 5000 + " + (1 | Subject)"
+    with pytest.raises(FormulaError, match=r"formula too deeply nested \(more than 100 levels"):
+        pylme.lmer(formula, sleep)
+
+
+def test_many_terms_and_a_term_repeated_many_times(sleep, fm):
+    # R accepts both; a term repeated is one term
+    fit = pylme.lmer("Reaction ~ " + " + ".join(["Days"] * 20000) + " + (Days | Subject)", sleep)
+    assert list(fit.fixef().index) == ["(Intercept)", "Days"]
+    assert fit.REMLcrit() == pytest.approx(fm.REMLcrit(), rel=1e-12)
+    pf = pylme.formula.parse_mixed("Reaction ~ " + " + ".join(f"x{k}" for k in range(1000)) + " + (1 | Subject)")
+    assert pylme.formula.expand_terms(pf.fixed).labels == [f"x{k}" for k in range(1000)]
+
+
+def test_python_words_are_a_syntax_error(sleep):
+    # pylme said "column(s) 'or' not found"; R: "unexpected symbol"
+    with pytest.raises(FormulaError, match=r"unexpected 'or' after 'Days': 'or' is Python, not R; in a formula "
+                                           r"write '\|'"):
+        pylme.lmer("Reaction ~ I(Days or 1) + (1 | Subject)", sleep)
+
+
+def test_unknown_function_is_named_with_the_table(sleep):
+    # R: could not find function "sqr"
+    with pytest.raises(FormulaError, match=r"unknown function sqr\(\) in 'sqr\(Days\)': a formula may call only "
+                                           r"abs\(\), as.factor\(\), as.numeric\(\),"):
+        pylme.lmer("Reaction ~ sqr(Days) + (1 | Subject)", sleep)
+
+
+def test_memory_limit_in_readable_units_and_validated():
+    from pylme.memory import format_bytes
+
+    assert [format_bytes(b) for b in (512, 1e6, 2.5 * 2**20, 3.2e9)] == ["512 bytes", "977 kB", "2.5 MB", "2.98 GB"]
+    with pytest.raises(ValueError, match=r"memory_limit must be a positive number of bytes .* not -5"):
+        pylme.lmerControl(memory_limit=-5)
+    with pytest.raises(ValueError, match=r"memory_limit must be a positive number of bytes .* not '2GB'"):
+        pylme.lmerControl(memory_limit="2GB")
+    assert pylme.lmerControl(memory_limit=4e9).memory_limit == 4e9
+
+
+def test_memory_limit_message_in_readable_units():
+    # pylme said "about 0.00 GB, more than the 0.00 GB allowed"
+    d = pylme.datasets.load("InstEval").iloc[:20000]
+    with pytest.raises(ModelError, match=r"would need about [\d.]+ MB, more than the 977 kB allowed \(memory_limit\)"):
+        pylme.lmer("y ~ service + (1 | s) + (1 | d)", d, control=pylme.lmerControl(method="blocked",
+                                                                                   memory_limit=1e6))
+
+
+def test_polars_and_pyarrow_frames_fit_as_pandas():
+    """A polars DataFrame, a pyarrow Table and an interchange-protocol frame give the pandas fit."""
+    import polars
+    import pyarrow
+
+    sleep = pylme.datasets.load("sleepstudy")
+    want = pylme.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+    plain = sleep.assign(Subject=sleep["Subject"].astype(str))
+    for data in (polars.from_pandas(plain), pyarrow.Table.from_pandas(plain), polars.from_pandas(plain).to_arrow()):
+        fm = pylme.lmer("Reaction ~ Days + (Days | Subject)", data)
+        assert fm.REMLcrit() == pytest.approx(want.REMLcrit(), rel=1e-12)
+        np.testing.assert_allclose(fm.fixef().to_numpy(), want.fixef().to_numpy(), rtol=1e-10)
+        np.testing.assert_allclose(fm.predict(polars.from_pandas(plain.iloc[:5])).to_numpy(),
+                                   want.fitted().to_numpy()[:5], rtol=1e-10)
+
+
+def test_other_frames_are_named_fully():
+    import polars
+
+    lazy = polars.from_pandas(pylme.datasets.load("sleepstudy").astype({"Subject": str})).lazy()
+    with pytest.raises(DataError, match=r"data must be a pandas DataFrame, not polars\.lazyframe\.frame\.LazyFrame "
+                                        r"\(polars and pyarrow tables"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", lazy)

@@ -112,7 +112,7 @@ def test_memory_check_names_the_block():
     naming the block; the sparse block CHOLMOD predicts fits."""
     des = state_test(n=60_000, n_students=24_000, n_teachers=20_000, n_schools=1_000)
     dev = pylme.lmer(des.formula, des.data, devFunOnly=True)
-    with pytest.raises(pylme.ModelError, match=r"more than the 1.00 GB allowed \(memory_limit\); the largest block is "
+    with pytest.raises(pylme.ModelError, match=r"more than the 1 GB allowed \(memory_limit\); the largest block is "
                                                r"block 2 \(dense, 1 \| teacher; order 20000\): 2.98 GB"):
         BlockedDevfun(dev, fill="dense", memory_limit=2**30)
     fit = BlockedDevfun(dev, memory_limit=2**30)

@@ -140,3 +140,20 @@ def test_plot_saves_diagnostic_pngs(tmp_path):
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"wrote {png}" in out.stderr
+
+
+def test_csv_numbers_are_the_nearest_doubles_without_a_pandas_warning(tmp_path):
+    """Each number of a CSV is parsed to the nearest double, as R's read.csv does, and pandas
+    prints no warning (pylme used to pass pandas 3.1's deprecated float_precision)."""
+    from pylme.cli import read_data
+
+    values = ["0.1", "2.2250738585072014e-308", "1.7976931348623157e308", "0.30000000000000004",
+              "9007199254740993", "1.0000000000000002", "123456.78901234567"]
+    path = tmp_path / "numbers.csv"
+    path.write_text("x\n" + "\n".join(values) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = read_data(path)
+    assert frame["x"].tolist() == [float(v) for v in values]
+    out = run("fit", DATASETS / "sleepstudy.csv", SLEEP)
+    assert out.returncode == 0 and out.stderr == ""
