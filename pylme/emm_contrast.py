@@ -102,11 +102,22 @@ def _custom(levs: list[str], coefs: dict) -> Contrasts:
     return Contrasts(out, "none")
 
 
+def _is_num(values) -> bool:
+    """emmeans' .is.num: numbers, or labels that all read as numbers (a factor with levels 0, 1, ...)."""
+    try:
+        [float(v) for v in values]
+    except ValueError:
+        return False
+    return True
+
+
 def level_labels(grid: pd.DataFrame, by: list[str]) -> list[str]:
-    """emmeans' level labels of a grid's rows: the non-``by`` values joined by spaces, numeric
-    variables prefixed by their name (``Days4.5``), a label with an operator in parentheses."""
+    """emmeans' level labels of a grid's rows: the non-``by`` values joined by spaces, those of a
+    numeric variable (or of a factor with numeric labels) prefixed by its name (``Days4.5``,
+    ``fDays1``), a label with an operator in parentheses."""
     cols = [c for c in grid.columns if c not in by]
-    parts = [[f"{c}{r_label(v)}" if not isinstance(v, str) else v for v in grid[c]] for c in cols]
+    parts = [[f"{c}{v if isinstance(v, str) else r_label(v)}" for v in grid[c]] if _is_num(grid[c])
+             else list(grid[c]) for c in cols]
     labels = [" ".join(p) for p in zip(*parts)]
     return [f"({lab})" if _PARENS.search(lab) else lab for lab in labels]
 

@@ -6,7 +6,8 @@ or asymptotic degrees of freedom and emmeans' multiplicity adjustments (pylme.mu
 * **Reference grid** (``ref_grid``): every level of each factor of the fixed part, each numeric
   covariate at its mean over the fitted rows (or at the values given in ``at``); its rows in
   expand.grid order (the first variable varies fastest) and the linear functions of beta
-  that predict them (X built by the fit's own coding, formula offsets added).
+  that predict them (X built by the fit's own coding), plus the mean of the formula's offset
+  terms over the fitted rows, as emmeans 1.8 adds it.
 * **Marginal means** (``emmeans``): the equally weighted average of the grid's rows over the
   variables not in ``specs`` and ``by``.
 * **Inference** at theta-hat: estimate ``L beta``, SE ``sqrt(L V L')`` and df per row: with
@@ -126,9 +127,11 @@ def _kenward_roger(fm, V: np.ndarray) -> DfMethod:
     if fm.REML:
         info = vcovAdj(fm)
     else:
+        from .reduction import optimising
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            info = vcovAdj(fm.update(REML=True))
+            info = vcovAdj(optimising(fm).update(REML=True))
     info = replace(info, vcov_beta=V)
     return DfMethod("kenward-roger", info.vcov_adj, lambda L: Lb_ddf(info, L))
 
@@ -272,11 +275,13 @@ def _linfct(fm, data: pd.DataFrame) -> np.ndarray:
     return L
 
 
-def _grid_offset(fm, data: pd.DataFrame) -> np.ndarray:
-    out = np.zeros(len(data))
-    for v in fm.lmod.X_spec.terms.offsets:
-        out = out + numeric_vector(data, v.label, v.node.raw, what="offset")
-    return out
+def _grid_offset(fm, nrow: int) -> np.ndarray:
+    """emmeans' .offset.: the mean over the fitted rows of the formula's offset terms, the same
+    on every grid row (whatever the covariates' grid values)."""
+    frame = fm.lmod.frame.data
+    total = sum((numeric_vector(frame, v.label, v.node.raw, what="offset") for v in fm.lmod.X_spec.terms.offsets),
+                np.zeros(len(frame)))
+    return np.full(nrow, float(np.mean(total)))
 
 
 def ref_grid(fm, at: dict | None = None, lmer_df: str = "kenward-roger", tran: str | None = None,
@@ -286,7 +291,7 @@ def ref_grid(fm, at: dict | None = None, lmer_df: str = "kenward-roger", tran: s
     values = _grid_values(fm, at)
     labels, data = _grid_frame(fm, values)
     dfm = df_method(fm, lmer_df, pbkrtest_limit, lmerTest_limit)
-    return EmmGrid(fm, labels, _linfct(fm, data), _grid_offset(fm, data), dfm, _link_of(fm, tran),
+    return EmmGrid(fm, labels, _linfct(fm, data), _grid_offset(fm, len(data)), dfm, _link_of(fm, tran),
                    fam_size=len(labels))
 
 

@@ -9,7 +9,9 @@ on the same rows; a random part reduced to nothing is a linear model, whose log-
 """
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,16 @@ class ReductionTable(AnovaTable):
     @property
     def _constructor(self):
         return ReductionTable
+
+
+def optimising(fm):
+    """The fit, or for a model evaluated at a given theta (``lmerControl(optimizer=None)``) a copy
+    whose refits (reduced models, ML and REML refits) run lme4's default optimiser."""
+    if fm.control.optimizer is not None:
+        return fm
+    out = copy.copy(fm)
+    out.control = replace(fm.control, optimizer="nloptwrap")
+    return out
 
 
 def _model_line(formula: str) -> str:
@@ -129,6 +141,7 @@ def drop1(fm, scope=None, test: str = "none", k: float = 2.0, ddf: str | None = 
     if test not in ("none", "Chisq"):
         raise ValueError(f"drop1: test must be 'none' or 'Chisq', not {test!r} (lme4 has no F test for merMod)")
     scope = _scope(fm, scope)
+    fm = optimising(fm)
     rows = [_ml_aic(fm, k)]
     for term in scope:
         reduced = fm.update(f". ~ . - {term}")
@@ -253,7 +266,7 @@ def ranova(fm, reduce_terms: bool = True) -> ReductionTable:
     ``ranova_formulas``) and the model refitted (REML stays REML), with the likelihood-ratio
     test against the full model; ``.formulae`` holds the reduced formulas, ``.fits`` the fits."""
     full, forms = ranova_formulas(fm, reduce_terms)
-    fits = [_loglik_of(fm, f) for f in forms.values()]
+    fits = [_loglik_of(optimising(fm), f) for f in forms.values()]
     ll0 = fm.logLik()
     table = _lr_table([(float(ll0), ll0.df)] + [(v, d) for v, d, _ in fits], ["<none>"] + list(forms))
     table.heading = ["ANOVA-like table for random-effects: Single term deletions", "", "Model:", full]
@@ -310,7 +323,7 @@ def reduce_fixed(fm, ddf: str = "Satterthwaite", alpha: float = 0.05, keep: list
     """lmerTest's reduce_fixed: drop the marginal fixed term (not in ``keep``) with the largest
     F-test p-value above ``alpha`` and refit, until none is above; (eliminated rows, final
     drop1 table, final model)."""
-    model = fm
+    model = optimising(fm)
     removed = []
     while True:
         if not drop_scope(model):
