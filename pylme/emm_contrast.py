@@ -135,6 +135,10 @@ def by_rows(grid: pd.DataFrame, by: list[str]) -> list[np.ndarray]:
 
 def contrast(g, method, by: list[str], adjust: str | None, options: dict):
     """The EmmGrid of the contrasts ``method`` within each ``by`` group of ``g``."""
+    from .multcomp import check_method
+
+    if adjust is not None:
+        adjust = check_method(adjust)
     groups = by_rows(g.grid, by)
     if len({len(r) for r in groups}) > 1:
         raise ModelError("by groups of unequal sizes are not supported by contrast")

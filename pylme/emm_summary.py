@@ -12,7 +12,7 @@ import pandas as pd
 from . import multcomp
 from .emm_contrast import by_rows
 from .errors import FitMessage
-from .printing import format_numbers, zapsmall
+from .printing import column_blocks, format_numbers, zapsmall
 
 _TYPE_CODE = {"prediction": 1, "contrast": 2, "pairs": 3}
 
@@ -201,12 +201,13 @@ def print_summary_emm(s: SummaryEmm) -> str:
         columns[name] = ([c.rjust(width) if right else c.ljust(width) for c in cells],
                          name.rjust(width) if right else name.ljust(width))
     shown = [c for c in s.columns if c not in s.by_vars]
+    wraps = column_blocks({c: columns[c][0] + [columns[c][1]] for c in shown}, 0, 80)
     blocks = []
     for rows in _print_groups(s):
-        lines = [" " + " ".join(columns[c][1] for c in shown)]
-        lines += [" " + " ".join(columns[c][0][i] for c in shown) for i in rows]
-        if s.by_vars:  # the group's values as formatted in their column (labels padded, as R)
-            lines.insert(0, ", ".join(f"{b} = {formatted[b][rows[0]]}" for b in s.by_vars) + ":")
+        lines = [", ".join(f"{b} = {formatted[b][rows[0]]}" for b in s.by_vars) + ":"] if s.by_vars else []
+        for cols in wraps:  # R's print of a wide matrix: further columns below, rows repeated
+            lines.append(" " + " ".join(columns[c][1] for c in cols))
+            lines += [" " + " ".join(columns[c][0][i] for c in cols) for i in rows]
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks) + "\n" + "\n".join(s.mesg)
 

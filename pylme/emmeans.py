@@ -329,7 +329,7 @@ def emmeans(fm_or_grid, specs: str | list[str], by: str | list[str] | None = Non
     rg = fm_or_grid if isinstance(fm_or_grid, EmmGrid) else ref_grid(
         fm_or_grid, at, lmer_df, tran, pbkrtest_limit, lmerTest_limit)
     _check_specs(rg, specs + by, at)
-    emm = _marginal(rg, specs, by, level, adjust)
+    emm = _marginal(rg, specs, by, level, adjust and multcomp.check_method(adjust))
     if method is None:
         return emm
     return EmmList({"emmeans": emm, "contrasts": emm.contrast(method)})

@@ -80,7 +80,7 @@ def render_table(columns: dict[str, list[str]], left: tuple[str, ...] = (), row_
     rn = row_names if row_names is not None else [""] * nrow
     rn_width = max([len(r) for r in rn] + [0])
     if width is not None:
-        blocks = _column_blocks(columns, rn_width, width)
+        blocks = column_blocks(columns, rn_width, width)
         if len(blocks) > 1:
             return "\n".join(render_table({k: columns[k] for k in b}, left, row_names, right_all) for b in blocks)
     lines = [" " * rn_width]
@@ -94,7 +94,7 @@ def render_table(columns: dict[str, list[str]], left: tuple[str, ...] = (), row_
     return "\n".join(lines + body)
 
 
-def _column_blocks(columns: dict[str, list[str]], rn_width: int, width: int) -> list[list[str]]:
+def column_blocks(columns: dict[str, list[str]], rn_width: int, width: int) -> list[list[str]]:
     """R's printMatrix: a block takes columns (each its width plus a gap) while the line stays
     shorter than ``width``; a block has at least one column."""
     blocks: list[list[str]] = []
