@@ -21,9 +21,11 @@ function(formula, data, REML, exprs, weights) {
   env <- new.env(parent = globalenv())
   env$data <- data; env$REML <- REML
   if (!is.null(weights)) { env$data$.w <- data[[weights]]; data <- env$data }
-  f <- stats::as.formula(formula, env = env)
-  fm <- suppressMessages(suppressWarnings(if (is.null(weights)) lmerTest::lmer(f, data = data, REML = REML)
-        else lmerTest::lmer(f, data = data, REML = REML, weights = .w)))
+  args <- list(formula = stats::as.formula(formula, env = env), data = quote(data), REML = REML)
+  if (!is.null(weights)) args$weights <- quote(.w)
+  # the call holds the formula itself and the symbol data, so that update() (influence, allFit,
+  # drop1, ranova, step) finds them where it evaluates
+  fm <- suppressMessages(suppressWarnings(eval(as.call(c(quote(lmerTest::lmer), args)), env)))
   env$fm <- fm
   one <- function(code) {
     x <- suppressMessages(suppressWarnings(eval(parse(text = code), envir = env)))
