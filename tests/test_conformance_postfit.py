@@ -24,14 +24,14 @@ def _parts(case_id: str):
 
 @pytest.fixture(scope="module")
 def sleepstudy():
-    return _parts("sleepstudy_corr_reml")
+    return _parts("sleepstudy_uncorr_reml")
 
 
 def test_the_golden_records_carry_the_after_the_fit_tables(sleepstudy):
     case, ref, _, _ = sleepstudy
     assert {"drop1", "ranova", "hatvalues", "cooks_distance", "rePCA"} <= set(ref.inference)
     assert set(case.inference) & set(POSTFIT_KINDS) == {"drop1", "ranova", "hatvalues", "cooks_distance", "rePCA"}
-    assert ref.inference["ranova"]["rows"] == ["<none>", "Days in (Days | Subject)"]
+    assert ref.inference["ranova"]["rows"] == ["<none>", "(1 | Subject)", "Days in (0 + Days | Subject)"]
 
 
 def test_pylme_passes_and_each_moved_number_fails(sleepstudy):
