@@ -160,10 +160,6 @@ class EmmGrid:
     log_contrast: bool = False
     pair_by: list[str] | None = None  # a set of pairs is Tukey's family only within these by groups
 
-    @property
-    def pri_vars(self) -> list[str]:
-        return [c for c in self.grid.columns if c not in self.by]
-
     def __len__(self) -> int:
         return len(self.grid)
 

@@ -20,6 +20,7 @@ from scipy.stats import chi2
 from .anova import AnovaTable, refit_ml
 from .errors import DataError, ModelError
 from .formula import Node, deparse, expand_double_verts, expand_terms, parse, update_formula
+from .satterthwaite import F_COLUMNS
 
 
 class ReductionTable(AnovaTable):
@@ -287,7 +288,10 @@ class Step:
         return self.model
 
     def __str__(self) -> str:
-        return f"{self.random}\n\n{self.fixed}\n\nModel found:\n{_model_line(self.model.formula)}"
+        fixed = self.fixed
+        if fixed.empty:  # R prints a table without rows as its header alone
+            fixed = "\n".join(fixed.heading + ["    " + "".join(f" {c}" for c in fixed.columns)])
+        return f"{self.random}\n\n{fixed}\n\nModel found:\n{_model_line(self.model.formula)}"
 
     __repr__ = __str__
 
@@ -327,7 +331,7 @@ def reduce_fixed(fm, ddf: str = "Satterthwaite", alpha: float = 0.05, keep: list
     removed = []
     while True:
         if not drop_scope(model):
-            return _removed_table(removed), AnovaTable(columns=["Sum Sq"]), model
+            return _removed_table(removed), AnovaTable(columns=F_COLUMNS), model
         aov = drop1_F(model, ddf=ddf)
         consider = [t for t in aov.index if t not in keep]
         p = aov.loc[consider, "Pr(>F)"].to_numpy()
@@ -361,6 +365,6 @@ def step(fm, ddf: str = "Satterthwaite", alpha_random: float = 0.1, alpha_fixed:
     removed, aov, model = reduce_fixed(model, ddf, alpha_fixed if reduce_fixed_terms else 1.0, keep)
     parts = ([_eliminated(removed, list(range(1, len(removed) + 1)))] if len(removed) else []) + \
         ([_eliminated(aov, [0.0] * len(aov))] if len(aov) else [])
-    fixed = AnovaTable(pd.concat(parts) if parts else pd.DataFrame())
+    fixed = AnovaTable(pd.concat(parts) if parts else pd.DataFrame(columns=["Eliminated"] + F_COLUMNS))
     fixed.heading = ["Backward reduced fixed-effect table:", f"Degrees of freedom method: {ddf}", ""]
     return Step(random, fixed, model, aov)

@@ -97,6 +97,7 @@ def _sleep_days_factor():
     ("sleepstudy", SLEEP), ("classroom", FM6),
     ("cake", "angle ~ recipe + temp + (1 | replicate) + (1 | recipe:replicate)"),
     ("sleep_days_factor", "Reaction ~ Days + (Days | Subject) + (1 | fDays)"),
+    ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),  # no fixed term: an empty fixed table
 ])
 def test_step_as_lmerTest(dataset, formula):
     """Backward elimination: the random table (terms with p > 0.1 eliminated, refitted), the fixed
