@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from pylme.extract import POSTFIT_KINDS
 from pylme.record import FitRecord
 
 from . import tolerances as tol
@@ -188,6 +189,8 @@ def _inference_diff(kind: str, col: str, a: np.ndarray, b: np.ndarray, rows: lis
     """(limit, measured difference) for one column of an inference table."""
     ok = ~np.isnan(b)
     a, b = a[ok], b[ok]
+    if kind in POSTFIT_KINDS:
+        return _postfit_diff(kind, col, a, b)
     if kind == "wald":
         se = np.array([beta_se[r] for r, keep in zip(rows, ok) if keep])
         return tol.WALD_SE.value, float(np.max(np.abs(a - b) / se, initial=0.0))
@@ -200,6 +203,22 @@ def _inference_diff(kind: str, col: str, a: np.ndarray, b: np.ndarray, rows: lis
     diff = np.abs(a - b)
     return tol.STAT_REL.value, float(np.max(np.where(scale > 0, diff / np.where(scale > 0, scale, 1), diff),
                                             initial=0.0))
+
+
+def _postfit_diff(kind: str, col: str, a: np.ndarray, b: np.ndarray):
+    """(limit, measured difference) for a column of an after-the-fit table (pylme.extract.POSTFIT_KINDS):
+    refitted reduced models within the optimisers' noise, functions of the fit at theta-hat relative to
+    the column's scale, Tukey's p-values within R's ptukey accuracy."""
+    diff = np.abs(a - b)
+    if kind in ("drop1", "ranova") and col.startswith("Pr("):
+        return tol.REFIT_P_REL.value, float(np.max(diff / np.maximum(np.abs(b), tol.P_FLOOR.value), initial=0.0))
+    if kind in ("drop1", "ranova"):
+        return tol.REFIT_ABS.value, float(np.max(diff, initial=0.0))
+    if col == "df":
+        return tol.DDF_REL.value, float(np.max(np.abs(a / b - 1), initial=0.0))
+    if kind == "emmeans_pairs_kenward_roger" and col == "p.value":
+        return tol.TUKEY_P_ABS.value, float(np.max(diff, initial=0.0))
+    return tol.STAT_REL.value, _max_rel(a, b)
 
 
 def _check_ranef(layer: Layer, cand: FitRecord, ref: FitRecord) -> None:

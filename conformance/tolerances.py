@@ -56,6 +56,23 @@ WALD_SE = Tolerance(
     1e-3, "Wald limits are estimate -+ z SE: they agree as the fits' estimates do, within 1e-3 of a standard error"
 )
 
+# Layer 4, after the fit (emmeans, drop1, ranova, hatvalues, Cook's distances, rePCA)
+REFIT_ABS = Tolerance(
+    2e-5,
+    "log-likelihoods, AICs and likelihood-ratio statistics of drop1's and ranova's reduced models, absolute: each "
+    "engine optimises the reduced models itself and stops within ~1e-6 of the criterion (CRITERION_ABS)",
+)
+REFIT_P_REL = Tolerance(
+    1e-4,
+    "p-values of drop1's and ranova's likelihood-ratio tests, relative to max(p, 1e-9): a statistic off by 2e-5 "
+    "moves a chi-square tail probability by about 1e-5 of itself",
+)
+TUKEY_P_ABS = Tolerance(
+    1e-8,
+    "Tukey-adjusted p-values, absolute: pylme evaluates the studentized range by scipy's quadrature, R's ptukey "
+    "by its own (accurate to about 1e-9 absolute, measured against scipy)",
+)
+
 ALL = {
     "objective_rel": OBJECTIVE_REL,
     "derived_rel": DERIVED_REL,
@@ -70,4 +87,7 @@ ALL = {
     "p_floor": P_FLOOR,
     "profile_rel": PROFILE_REL,
     "wald_se": WALD_SE,
+    "refit_abs": REFIT_ABS,
+    "refit_p_rel": REFIT_P_REL,
+    "tukey_p_abs": TUKEY_P_ABS,
 }

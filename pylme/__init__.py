@@ -25,6 +25,7 @@ from .anova import anova
 from .collation import get_collation, set_collation
 from .bootstrap import BootMer, bootMer
 from .read_r import read_r
+from .emmeans import emmeans, ref_grid
 from .model import LmerMod
 from .record import FitRecord
 
@@ -63,11 +64,36 @@ contest = _method("contest")
 confint = _method("confint")
 profile = _method("profile")
 simulate = _method("simulate")
+drop1 = _method("drop1")
+ranova = _method("ranova")
+step = _method("step")
+hatvalues = _method("hatvalues")
+influence = _method("influence")
+rePCA = _method("rePCA")
+allFit = _method("allFit")
+
+
+def cooks_distance(x):
+    """R's ``cooks.distance(x)``: of a fit (from its hat values) or of ``influence(fm)`` (from
+    the deletion refits)."""
+    return x.cooks_distance()
+
+
+def pairs(emm, **kwargs):
+    """emmeans' ``pairs(emm)``: the same as ``emm.pairs(...)``."""
+    return emm.pairs(**kwargs)
+
+
+def contrast(emm, method="eff", **kwargs):
+    """emmeans' ``contrast(emm, method)``: the same as ``emm.contrast(method, ...)``."""
+    return emm.contrast(method, **kwargs)
 
 __all__ = [
     "lmer", "lFormula", "mkLmerDevfun", "optimizeLmer", "checkConv", "mkMerMod", "LmerMod", "LmerControl",
     "lmerControl", "FitRecord", "anova", "datasets", "plotting", "read_r", "fixef", "ranef", "coef", "VarCorr", "sigma", "logLik", "AIC", "BIC",
     "deviance", "REMLcrit", "fitted", "residuals", "resid", "vcov", "nobs", "ngrps", "predict", "isSingular",
-    "getME", "refit", "summary", "contest", "confint", "profile", "simulate", "bootMer", "BootMer", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
+    "getME", "refit", "summary", "contest", "confint", "profile", "simulate", "bootMer",
+    "emmeans", "ref_grid", "pairs", "contrast", "drop1", "ranova", "step", "hatvalues", "influence", "cooks_distance",
+    "rePCA", "allFit", "BootMer", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
     "ConvergenceWarning", "SingularFitMessage", "FitMessage", "set_collation", "get_collation",
 ]

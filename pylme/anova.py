@@ -53,7 +53,7 @@ def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
         elif c in tests:
             texts = format_numbers(np.round(x[ok], max(1, min(5, digits - 1))), digits)
         else:
-            zapped = x[ok] if c.endswith("Df") else _half_up(zapsmall(x[ok], digits), digits)
+            zapped = x[ok] if c.endswith("Df") else zapsmall(x[ok], digits)
             texts = [t if v == 0 or float(t) != 0 else format_number(v, max(1, digits - 1))
                      for v, t in zip(zapped, format_numbers(zapped, digits))] if ok.any() else []
         for i, t in zip(np.flatnonzero(ok), texts):
@@ -64,24 +64,10 @@ def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
     if stars:
         codes = ["" if np.isnan(v) else _stars(v) for v in p]
         out[""] = [s.ljust(max(map(len, codes))) for s in codes]
-    text = render_table(out, row_names=[str(r) for r in table.index], right_all=True)
+    text = render_table(out, row_names=[str(r) for r in table.index], right_all=True, width=80)
     if stars:
         text += "\n---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
     return text
-
-
-def _half_up(x: np.ndarray, digits: int) -> np.ndarray:
-    """Round to ``digits`` significant digits, ties (as zapsmall leaves them: 11415.5, 260.685)
-    away from zero, as R prints them."""
-    from decimal import ROUND_HALF_UP, Decimal
-
-    def one(v: float) -> float:
-        if v == 0 or not np.isfinite(v):
-            return v
-        d = Decimal(repr(float(v)))
-        return float(d.quantize(Decimal(1).scaleb(d.adjusted() - digits + 1), rounding=ROUND_HALF_UP))
-
-    return np.array([one(v) for v in x])
 
 
 def refit_ml(fm):

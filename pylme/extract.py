@@ -58,7 +58,57 @@ def inference_record(fm, kinds) -> dict:
         "anova_satterthwaite": lambda: fm.anova(type=3, ddf="Satterthwaite"),
         "anova_kenward_roger": lambda: fm.anova(type=3, ddf="Kenward-Roger"),
     }
+    makers.update(postfit_tables(fm))
     return {kind: table_record(makers[kind]()) for kind in kinds}
+
+
+#: the after-the-fit tables of a record (a subset of record.INFERENCE_KINDS)
+POSTFIT_KINDS = ("emmeans_kenward_roger", "emmeans_pairs_kenward_roger", "drop1", "ranova", "hatvalues",
+                 "cooks_distance", "rePCA")
+
+
+def first_factor(fm) -> str | None:
+    """The first factor of the fixed part: the conformance records' emmeans specs."""
+    from .model_matrix import FactorCoding
+
+    spec = fm.lmod.X_spec
+    return next((v.data_names[0] for v in spec.terms.variables if isinstance(spec.codings[v.label], FactorCoding)),
+                None)
+
+
+def _numbered(values: pd.Series, name: str) -> pd.DataFrame:
+    return pd.DataFrame({name: values.to_numpy()}, index=[str(i + 1) for i in range(len(values))])
+
+
+def _emm_table(summary: pd.DataFrame, label: str, cols: list[str]) -> pd.DataFrame:
+    return summary[cols].set_axis([str(v) for v in summary[label]], axis=0)
+
+
+def _repca_table(fm) -> pd.DataFrame:
+    rows = {}
+    for name, pc in fm.rePCA().items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prop = pc.sdev**2 / np.sum(pc.sdev**2)
+        rows.update({f"{name}.{k + 1}": (s, p) for k, (s, p) in enumerate(zip(pc.sdev, prop))})
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["sdev", "proportion"])
+
+
+def postfit_tables(fm) -> dict:
+    """Makers of the after-the-fit tables (POSTFIT_KINDS) of a fit, as R's functions give them."""
+    from .emmeans import emmeans
+
+    spec = first_factor(fm)
+    return {
+        "emmeans_kenward_roger": lambda: _emm_table(emmeans(fm, spec).summary(), spec,
+                                                    ["emmean", "SE", "df", "lower.CL", "upper.CL"]),
+        "emmeans_pairs_kenward_roger": lambda: _emm_table(emmeans(fm, spec).pairs().summary(), "contrast",
+                                                          ["estimate", "SE", "df", "t.ratio", "p.value"]),
+        "drop1": lambda: fm.drop1(test="Chisq"),
+        "ranova": lambda: fm.ranova(),
+        "hatvalues": lambda: _numbered(fm.hatvalues(), "hat"),
+        "cooks_distance": lambda: _numbered(fm.cooks_distance(), "cooks.distance"),
+        "rePCA": lambda: _repca_table(fm),
+    }
 
 
 def table_record(table: pd.DataFrame) -> dict:

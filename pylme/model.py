@@ -151,11 +151,16 @@ class LmerMod:
     def _offset(self) -> np.ndarray:
         return self.devfun.offset
 
-    def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False) -> pd.Series:
+    def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False,
+                se_fit: bool = False, interval: str = "none", level: float = 0.95):
         """Predictions (lme4's predict.merMod): re_form None = all random effects, "~0" = none,
-        a formula such as "~(1|Subject)" = those terms only; new levels contribute 0 when allowed."""
-        from .predict import predict
+        a formula such as "~(1|Subject)" = those terms only; new levels contribute 0 when allowed.
+        ``se_fit=True`` or ``interval="confidence"`` (with ``re_form="~0"``): a DataFrame with the
+        population-level fit, its standard error and Wald limits, conditional on theta-hat."""
+        from .predict import predict, predict_se
 
+        if se_fit or interval != "none":
+            return predict_se(self, newdata, re_form, se_fit, interval, level)
         return predict(self, newdata, re_form, allow_new_levels)
 
     def fitted(self) -> pd.Series:
@@ -388,6 +393,56 @@ class LmerMod:
         from .satterthwaite import contest
 
         return contest(self, L, rhs=rhs, joint=joint, confint=confint, level=level, ddf=ddf)
+
+    # ------------------------------------------------------------ after the fit: reduction, influence, optimisers
+    def drop1(self, scope=None, test: str = "none", k: float = 2.0, ddf: str | None = None):
+        """lme4's ``drop1(fm, test = "Chisq")`` (ML refits without each marginal fixed term);
+        with ``ddf``, lmerTest's F-test table (see pylme.reduction)."""
+        from .reduction import drop1
+
+        return drop1(self, scope, test, k, ddf)
+
+    def ranova(self, reduce_terms: bool = True):
+        """lmerTest's ``ranova(fm)``: likelihood-ratio tests of the random-effects terms."""
+        from .reduction import ranova
+
+        return ranova(self, reduce_terms)
+
+    def step(self, ddf: str = "Satterthwaite", alpha_random: float = 0.1, alpha_fixed: float = 0.05, **kwargs):
+        """lmerTest's ``step(fm)``: backward elimination of random, then fixed terms."""
+        from .reduction import step
+
+        return step(self, ddf, alpha_random, alpha_fixed, **kwargs)
+
+    def hatvalues(self) -> pd.Series:
+        """lme4's ``hatvalues(fm)`` (see pylme.influence)."""
+        from .influence import hatvalues
+
+        return hatvalues(self)
+
+    def cooks_distance(self) -> pd.Series:
+        """lme4's ``cooks.distance(fm)`` from the hat values (see pylme.influence)."""
+        from .influence import cooks_distance
+
+        return cooks_distance(self)
+
+    def influence(self, groups=None, maxfun: int = 1000):
+        """lme4's ``influence(fm, groups)``: deletion refits (see pylme.influence)."""
+        from .influence import influence
+
+        return influence(self, groups, maxfun)
+
+    def rePCA(self):
+        """lme4's ``rePCA(fm)`` (see pylme.repca)."""
+        from .repca import rePCA
+
+        return rePCA(self)
+
+    def allFit(self, optimizers=None, maxfun: int = 100_000, verbose: bool = True):
+        """lme4's ``allFit(fm)`` (see pylme.allfit)."""
+        from .allfit import allFit
+
+        return allFit(self, optimizers, maxfun, verbose)
 
     # ------------------------------------------------------------ intervals, profiles, simulation
     def confint(self, parm=None, level: float = 0.95, method: str = "profile", nsim: int = 500,

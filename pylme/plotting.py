@@ -21,7 +21,7 @@ from .errors import DataError
 
 __all__ = [
     "dotplot_ranef", "qqmath_ranef", "qqnorm_resid", "plot_resid_fitted", "plot_resid_by_group",
-    "plot_observed_fitted", "plot_fitted_lines", "save_diagnostics", "xyplot_profile",
+    "plot_observed_fitted", "plot_fitted_lines", "save_diagnostics", "xyplot_profile", "plot_influence",
 ]
 
 Z95 = 1.96  # lme4's caterpillar and qqmath intervals: conditional mean +- 1.96 conditional sd
@@ -469,3 +469,41 @@ def _profile_panel(ax, pr, name: str, levels: np.ndarray, absVal: bool) -> None:
         for zeta in ((lev,) if absVal else (-lev, lev)):
             ax.axhline(zeta, color="0.7", linestyle="--", linewidth=0.6)
     ax.set_title(name, fontsize=9)
+
+
+# ------------------------------------------------------------------ influence
+def plot_influence(x, n_labels: int = 3, file=None):
+    """Index plots of influence, as car's ``infIndexPlot`` draws lme4's diagnostics.
+
+    For ``influence(fm, groups)`` (pylme.influence.InfluenceMerMod): Cook's distance of each
+    deleted group, then each fixed effect's dfbetas, one panel each against the deleted groups.
+    For a fit: its hat values and Cook's distances (lme4's ``hatvalues``, ``cooks.distance``)
+    against the row number. The ``n_labels`` largest values of each panel are labelled.
+    """
+    from .influence import InfluenceMerMod
+
+    if isinstance(x, InfluenceMerMod):
+        panels = {"Cook's distance": x.cooks_distance()}
+        panels.update({f"dfbetas: {c}": s for c, s in x.dfbetas().items()})
+        xlabel = x.groups
+    else:
+        panels = {"hat values": x.hatvalues(), "Cook's distance": x.cooks_distance()}
+        xlabel = "row"
+    fig = _figure(6.5, 1.9 * len(panels) + 0.6)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False).ravel()
+    for ax, (title, values) in zip(axes, panels.items()):
+        _index_panel(ax, values, title, n_labels)
+    axes[-1].set_xlabel(xlabel)
+    return _finish(fig, file)
+
+
+def _index_panel(ax, values: pd.Series, title: str, n_labels: int) -> None:
+    pos = np.arange(1, len(values) + 1)
+    v = values.to_numpy(dtype=float)
+    ax.vlines(pos, 0, v, colors="0.4", linewidth=0.8)
+    ax.plot(pos, v, linestyle="none", marker="o", markersize=3)
+    ax.axhline(0.0, color="grey", linewidth=0.6)
+    for i in np.argsort(-np.abs(np.nan_to_num(v)))[:n_labels]:
+        ax.annotate(str(values.index[i]), (pos[i], v[i]), fontsize=7, xytext=(2, 2), textcoords="offset points")
+    ax.set_ylabel(title, fontsize=9)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))

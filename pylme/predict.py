@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .errors import DataError, FormulaError
 from .formula import expand_terms, parse_mixed
@@ -44,6 +45,39 @@ def predict(fm, newdata: pd.DataFrame | None, re_form, allow_new_levels: bool) -
     if newdata is None:
         return _predict_fitted(fm, keep)
     return _predict_new(fm, newdata, keep, allow_new_levels)
+
+
+def predict_se(fm, newdata: pd.DataFrame | None, re_form, se_fit: bool, interval: str, level: float) -> pd.DataFrame:
+    """Population-level predictions X beta with their standard errors sqrt(diag(X V X')), V =
+    vcov(fm) (theta-hat taken as known), and with ``interval="confidence"`` Wald limits
+    fit -+ z SE: columns fit, (lwr, upr), (se.fit)."""
+    if interval not in ("none", "confidence"):
+        raise ValueError(f"interval must be 'none' or 'confidence', not {interval!r}")
+    if selected_terms(fm, re_form):
+        raise FormulaError("standard errors and intervals are for the fixed-effects part of a prediction only: "
+                           "use re_form='~0' (R's re.form = NA)")
+    fit = predict(fm, newdata, "~0", False)
+    X, rows = _fixed_rows(fm, newdata)
+    se = np.full(len(fit), np.nan)
+    se[rows] = np.sqrt(np.einsum("ij,jk,ik->i", X, fm.vcov().to_numpy(), X))
+    out = pd.DataFrame({"fit": fit.to_numpy()}, index=fit.index)
+    if interval == "confidence":
+        z = stats.norm.ppf(0.5 + level / 2)
+        out["lwr"], out["upr"] = out["fit"] - z * se, out["fit"] + z * se
+    if se_fit:
+        out["se.fit"] = se
+    return out
+
+
+def _fixed_rows(fm, newdata: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """X (the fit's kept columns) of the fitted rows or of newdata's complete rows, and those rows."""
+    lmod = fm.lmod
+    if newdata is None:
+        return lmod.X, np.arange(len(lmod.X))
+    needed = _needed_columns(fm, {})
+    rows = np.flatnonzero(~newdata[needed].isna().any(axis=1).to_numpy())
+    full = lmod.X_spec.matrix(newdata.iloc[rows])
+    return full[:, [lmod.X_spec.column_names.index(nm) for nm in lmod.fixef_names]], rows
 
 
 def _predict_fitted(fm, keep: dict[int, list[int]]) -> pd.Series:

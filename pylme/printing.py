@@ -71,12 +71,18 @@ def format_number(value: float, digits: int = 7) -> str:
 
 
 def render_table(columns: dict[str, list[str]], left: tuple[str, ...] = (), row_names: list[str] | None = None,
-                 right_all: bool = False) -> str:
+                 right_all: bool = False, width: int | None = None) -> str:
     """R's print of a character matrix (quote = FALSE): row names, then each column padded to
-    its widest entry, left-aligned (or right-aligned for columns not in ``left`` when right_all)."""
+    its widest entry, left-aligned (or right-aligned for columns not in ``left`` when right_all).
+    With ``width`` (R's ``options(width)``), columns that do not fit go to further blocks, each
+    with the row names, as R's print wraps a wide matrix."""
     nrow = len(next(iter(columns.values()))) if columns else 0
     rn = row_names if row_names is not None else [""] * nrow
     rn_width = max([len(r) for r in rn] + [0])
+    if width is not None:
+        blocks = column_blocks(columns, rn_width, width)
+        if len(blocks) > 1:
+            return "\n".join(render_table({k: columns[k] for k in b}, left, row_names, right_all) for b in blocks)
     lines = [" " * rn_width]
     body = [r.ljust(rn_width) for r in rn]
     for name, cells in columns.items():
@@ -86,6 +92,21 @@ def render_table(columns: dict[str, list[str]], left: tuple[str, ...] = (), row_
         for i, c in enumerate(cells):
             body[i] += " " + (c.ljust(width) if align_left else c.rjust(width))
     return "\n".join(lines + body)
+
+
+def column_blocks(columns: dict[str, list[str]], rn_width: int, width: int) -> list[list[str]]:
+    """R's printMatrix: a block takes columns (each its width plus a gap) while the line stays
+    shorter than ``width``; a block has at least one column."""
+    blocks: list[list[str]] = []
+    used = width
+    for name, cells in columns.items():
+        w = 1 + max([len(name)] + [len(c) for c in cells])
+        if not blocks or used + w >= width:
+            blocks.append([])
+            used = rn_width
+        blocks[-1].append(name)
+        used += w
+    return blocks
 
 
 def format_signif(value: float, digits: int) -> str:

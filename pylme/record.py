@@ -19,6 +19,14 @@ INFERENCE_KINDS = {
     "kenward_roger": 'lmerTest\'s summary(fm, ddf = "Kenward-Roger")$coefficients',
     "anova_satterthwaite": "lmerTest's anova(fm, type = 3)",
     "anova_kenward_roger": 'lmerTest\'s anova(fm, type = 3, ddf = "Kenward-Roger")',
+    # after the fit (pylme.extract.POSTFIT_KINDS); emmeans' specs is the fixed part's first factor
+    "emmeans_kenward_roger": "emmeans' summary(emmeans(fm, first factor)): emmean, SE, df, lower.CL, upper.CL",
+    "emmeans_pairs_kenward_roger": "emmeans' summary(pairs(emmeans(fm, first factor))): Tukey-adjusted tests",
+    "drop1": 'lme4\'s drop1(fm, test = "Chisq")',
+    "ranova": "lmerTest's ranova(fm)",
+    "hatvalues": "lme4's hatvalues(fm), rows numbered from 1",
+    "cooks_distance": "lme4's cooks.distance(fm), rows numbered from 1",
+    "rePCA": "lme4's rePCA(fm): per factor and component (factor.k) sdev and proportion of variance",
 }
 
 

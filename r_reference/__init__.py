@@ -141,11 +141,37 @@ local({
   }
 
   # lmerTest's and lme4's inference tables on one fit (see pylme.record.INFERENCE_KINDS)
+  # the fixed part's first factor: emmeans' specs in the records (pylme.extract.first_factor)
+  first_factor <- function(formula, data) {
+    vars <- all.vars(lme4::nobars(fml(formula))[[3]])
+    vars[vapply(vars, function(v) is.factor(data[[v]]) || is.character(data[[v]]), logical(1))][1]
+  }
+  emm_tab <- function(s, label, cols) {
+    m <- as.matrix(as.data.frame(s)[, cols]); rownames(m) <- as.character(s[[label]]); tab(m) }
+  numbered <- function(x, name) tab(matrix(unname(x), ncol = 1, dimnames = list(as.character(seq_along(x)), name)))
+  repca_tab <- function(fm) {
+    r <- lme4::rePCA(fm)
+    rows <- unlist(lapply(names(r), function(n) paste0(n, ".", seq_along(r[[n]]$sdev))))
+    vals <- do.call(rbind, lapply(r, function(p) cbind(p$sdev, p$sdev^2 / sum(p$sdev^2))))
+    tab(matrix(vals, ncol = 2, dimnames = list(rows, c("sdev", "proportion")))) }
+
   inference_tabs <- function(formula, data, REML, kinds) {
     suppressMessages(library(lmerTest))
     quiet <- function(x) suppressMessages(suppressWarnings(x))
-    fm <- quiet(lmerTest::lmer(fml(formula), data = data, REML = REML))
+    env <- new.env(parent = globalenv())  # drop1's refits evaluate data and REML in the formula's environment
+    env$data <- data; env$REML <- REML
+    fm <- quiet(lmerTest::lmer(stats::as.formula(formula, env = env), data = data, REML = REML))
+    emm <- function() quiet(emmeans::emmeans(fm, first_factor(formula, data)))
     one <- function(kind) switch(kind,
+      emmeans_kenward_roger = emm_tab(summary(emm()), first_factor(formula, data),
+                                      c("emmean", "SE", "df", "lower.CL", "upper.CL")),
+      emmeans_pairs_kenward_roger = emm_tab(summary(pairs(emm())), "contrast",
+                                            c("estimate", "SE", "df", "t.ratio", "p.value")),
+      drop1 = tab(quiet(lme4:::drop1.merMod(fm, test = "Chisq"))),
+      ranova = tab(quiet(lmerTest::ranova(fm))),
+      hatvalues = numbered(stats::hatvalues(fm), "hat"),
+      cooks_distance = numbered(stats::cooks.distance(fm), "cooks.distance"),
+      rePCA = repca_tab(fm),
       wald = { ci <- stats::confint(fm, method = "Wald"); tab(ci[!is.na(ci[, 1]), , drop = FALSE]) },
       profile = tab(quiet(stats::confint(fm, method = "profile"))),
       satterthwaite = tab(summary(fm)$coefficients),

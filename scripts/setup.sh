@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Install everything pylme, its tests and its R reference need on a fresh Debian 12 machine:
-# R 4.2.2 with lme4 1.1-31 (and lmerTest, pbkrtest, jsonlite), SuiteSparse for CHOLMOD,
+# R 4.2.2 with lme4 1.1-31 (and lmerTest, pbkrtest, jsonlite, emmeans, dfoptim, optimx), SuiteSparse for CHOLMOD,
 # and a virtual environment .venv with pylme installed (editable) with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(r-base-core r-base-dev r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-jsonlite libsuitesparse-dev)
+APT_PACKAGES=(r-base-core r-base-dev r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-jsonlite r-cran-emmeans r-cran-dfoptim r-cran-optimx libsuitesparse-dev)
 if ! dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

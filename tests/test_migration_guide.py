@@ -1,6 +1,6 @@
 """docs/migration.md cannot go stale: its ```python blocks run in order as one script and each
 prints exactly the ```text block that follows it in the guide; its ```r blocks, run by Rscript
-(R 4.2.2, lme4 1.1-31, lmerTest 3.1-3), print exactly theirs. A code block with no output
+(R 4.2.2, lme4 1.1-31, lmerTest 3.1-3, emmeans 1.8.4), print exactly theirs. A code block with no output
 block after it must print nothing. Trailing spaces are ignored (R pads some lines)."""
 from __future__ import annotations
 
@@ -71,9 +71,14 @@ def run_r(codes: list[str], cwd: Path) -> list[str]:
 
 def test_the_guide_has_a_worked_example_in_both_languages():
     python, r = blocks("python"), blocks("r")
-    assert len(python) == len(r) >= 8
-    assert "anova(fm9M, fm8M" in python[-1][0] and "anova(fm9M, fm8M)" in r[-1][0]
-    assert "11.967" in python[-1][1] and "11.967" in r[-1][1]
+    assert len(python) == len(r) >= 11
+    for py_call, r_call, printed in (("anova(fm9M, fm8M", "anova(fm9M, fm8M)", "11.967"),
+                                     ('emmeans(fm8, "pairwise ~ minority")', "emmeans(fm8, pairwise ~ minority)", "3.519"),
+                                     ("fm8.ranova()", "ranova(", "11.928"),
+                                     ('fm8.drop1(test="Chisq")', 'drop1(fm8, test = "Chisq")', "379.41")):
+        k = next(i for i, (code, _) in enumerate(python) if py_call in code)
+        assert r_call in r[k][0], r_call
+        assert printed in python[k][1] and printed in r[k][1], printed
 
 
 def test_pylme_blocks_print_what_the_guide_quotes(tmp_path):
