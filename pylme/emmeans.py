@@ -275,7 +275,7 @@ def _grid_offset(fm, nrow: int) -> np.ndarray:
     """emmeans' .offset.: the mean over the fitted rows of the formula's offset terms, the same
     on every grid row (whatever the covariates' grid values)."""
     frame = fm.lmod.frame.data
-    total = sum((numeric_vector(frame, v.label, v.node.raw, what="offset") for v in fm.lmod.X_spec.terms.offsets),
+    total = sum((numeric_vector(frame, v.label, v.node, what="offset", states=fm.lmod.frame.states) for v in fm.lmod.X_spec.terms.offsets),
                 np.zeros(len(frame)))
     return np.full(nrow, float(np.mean(total)))
 

@@ -31,6 +31,11 @@ class Variable:
     label: str  # R's label
     node: Node = field(compare=False, hash=False)
 
+    @property
+    def data_names(self) -> list[str]:
+        """The data columns the variable reads (``x`` for ``log(x)``), in order of appearance."""
+        return variables(self.node)
+
 
 @dataclass
 class Terms:
