@@ -130,7 +130,7 @@ class DenseOracle:
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (self.ntheta,):
             raise ValueError(f"theta has {theta.size} components; the model has {self.ntheta}")
-        return self.lmod.reTrms.Lambdat_at(theta).toarray().T
+        return self.lmod.reTrms.lam.Lambdat(theta).toarray().T
 
     def fit_at(self, theta: np.ndarray, REML: bool | None = None) -> DenseFit:
         REML = self.REML if REML is None else REML
@@ -138,15 +138,3 @@ class DenseOracle:
 
     def __call__(self, theta: np.ndarray) -> float:
         return self.fit_at(theta).criterion
-
-    def ranef_at(self, theta: np.ndarray) -> np.ndarray:
-        """The conditional modes b = Lambda u at theta, in pylme's (lme4's) order of Zt's rows."""
-        return self.Lambda(theta) @ self.fit_at(theta).u
-
-
-def dense_criterion(lmod, theta: np.ndarray, REML: bool | None = None) -> float:
-    """The criterion at theta for an ``lFormula`` result (``lmod.REML`` unless REML is given)."""
-    Z = lmod.reTrms.Zt.T.toarray()
-    Lam = lmod.reTrms.Lambdat_at(np.asarray(theta, dtype=float)).toarray().T
-    REML = lmod.REML if REML is None else REML
-    return marginal_criterion(lmod.X, lmod.y, Z @ Lam, REML, lmod.weights, lmod.offset).criterion

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PylmeError
-from .printing import format_number, format_numbers, render_table
+from .printing import format_number, format_numbers, named_vector, render_table
 
 #: name -> (lmerControl optimizer, the optCtrl it gets), lme4's "optimizer.method" names
 OPTIMIZERS = {
@@ -142,9 +142,8 @@ def _tnames(vc: pd.DataFrame) -> list[str]:
 
 
 def _named(names, values: list[str]) -> str:
-    from .summary import _named_vector
 
-    return "\n".join(line.rstrip() for line in _named_vector([str(n) for n in names], [v.strip() for v in values]))
+    return "\n".join(line.rstrip() for line in named_vector([str(n) for n in names], [v.strip() for v in values]))
 
 
 def _strings(msgs: list[str]) -> str:

@@ -17,6 +17,7 @@ from scipy.stats import chi2
 from .errors import DataError, FitMessage
 from .formula import deparse, expand_double_verts, parse
 from .modelframe import formula_columns
+from .printing import format_pvals, signif_stars
 
 
 class AnovaTable(pd.DataFrame):
@@ -38,7 +39,6 @@ def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
     """R's print.anova (printCoefmat with digits = 5): each column formatted on its own, test
     statistics rounded to 4 digits, p-values by format.pval with significance stars, NA blank."""
     from .printing import format_number, format_numbers, render_table, zapsmall
-    from .summary import _format_pvals, _stars
 
     cols = list(table.columns)
     has_p = bool(cols) and cols[-1].startswith(("Pr(", "P("))
@@ -49,7 +49,7 @@ def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
         ok = ~np.isnan(x)
         cells = [""] * len(x)
         if c == cols[-1] and has_p:
-            texts = _format_pvals(x[ok], max(1, min(5, digits - 1)))
+            texts = format_pvals(x[ok], max(1, min(5, digits - 1)))
         elif c in tests:
             texts = format_numbers(np.round(x[ok], max(1, min(5, digits - 1))), digits)
         else:
@@ -62,7 +62,7 @@ def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
     p = table[cols[-1]].to_numpy(dtype=float) if has_p else np.array([])
     stars = has_p and bool(np.any(p[~np.isnan(p)] < 0.1))
     if stars:
-        codes = ["" if np.isnan(v) else _stars(v) for v in p]
+        codes = ["" if np.isnan(v) else signif_stars(v) for v in p]
         out[""] = [s.ljust(max(map(len, codes))) for s in codes]
     text = render_table(out, row_names=[str(r) for r in table.index], right_all=True, width=80)
     if stars:
@@ -79,11 +79,11 @@ def refit_ml(fm):
         return fm
     lmod = copy.copy(fm.lmod)
     lmod.REML = False
-    devfun = fm.devfun.with_response(fm.lmod.y)  # a copy with a CHOLMOD factor of its own
-    devfun.REML = False
-    objective = choose_objective(devfun, fm.control.method, fm.control.memory_limit, fm.control.optimizer)
+    resp = fm.objective.resp.with_REML(False)
+    objective = choose_objective(fm.objective.design, resp, fm.control.method, fm.control.memory_limit,
+                                 fm.control.optimizer)
     run = _optwrap(objective, fm.theta, fm.control, 0)
-    return mkMerMod(lmod, devfun, run, checkConv(run, objective, fm.control), fm.control)
+    return mkMerMod(lmod, objective, run, checkConv(run, objective, fm.control), fm.control)
 
 
 def anova(*models, names: list[str] | None = None, refit: bool = True, boundary: bool = False) -> AnovaTable:

@@ -15,13 +15,13 @@ weighted ``[Z1 | Z2 | X y]`` are built once. Per theta:
 
 with ``ldL2 = 2 sum log diag L11 + log det S22``, ``ldRX2`` from the X rows of ``L33`` and
 ``pwrss = L33[-1, -1]^2``: the last diagonal element. The criterion is the same function of theta
-as the CHOLMOD path (``pls.LmerDevfun``), which stays the general path and the cross-check. At the
+as the CHOLMOD path (``pls.CholmodObjective``), which stays the general path and the cross-check. At the
 optimum ``solve`` reads beta and u off the same factor by back-substitution and recomputes the
 fit from explicit residuals, as lme4 does (the CHOLMOD path's factor of a model this large may
 not fit in memory).
 
 With a dense (or no) block 2 the criterion's gradient comes from the same factor
-(``criterion_and_gradient``, pylme.gradient), for ``lmerControl(optimizer="L-BFGS-B")``.
+(``criterion_and_gradient``; the formulas are pylme.gradient's), for ``lmerControl(optimizer="L-BFGS-B")``.
 
 Before any of this is allocated, the memory each block needs is estimated (dense sizes, CHOLMOD's
 predicted size of a sparse factor, the tiles a tiled factor stores); a model that cannot fit fails
@@ -42,8 +42,12 @@ from sksparse.cholmod import CholmodNotPositiveDefiniteError, analyze
 
 from .errors import ModelError
 from .memory import available_bytes, format_bytes, predicted_factor
-from .pls import CriterionTerms, LmerDevfun, PLSState
-from .reterms import lambda_block
+from . import gradient
+from .design import LmmDesign
+from .objective import Objective, PLSState
+from .pls import CholmodObjective
+from .reterms import LambdaMap
+from .response import CriterionTerms, LmerResp
 from .tiled import TiledFill, plan_tiles
 
 #: below this many observations the CHOLMOD path is faster (less Python overhead per evaluation)
@@ -81,8 +85,8 @@ class BlockPlan:
 class FirstBlock:
     """Block 1: one term, block diagonal with one nc x nc block per level (diagonal if nc = 1)."""
 
-    def __init__(self, A11: np.ndarray, th: slice):
-        self.A11, self.th = A11, th  # A11: (nl, nc, nc)
+    def __init__(self, A11: np.ndarray, lam: LambdaMap, k: int):
+        self.A11, self.lam, self.k = A11, lam, k  # A11: (nl, nc, nc); the term is lam's term k
         self.nl, self.nc = A11.shape[0], A11.shape[1]
         self.kind = "diagonal" if self.nc == 1 else "block-diagonal"
         # levels with equal Gram blocks (and so equal V_l): each level's group, each group's first level
@@ -92,7 +96,7 @@ class FirstBlock:
     def factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """2 sum log diag L11, and V_l = Lambda1 (Lambda1' A11_l Lambda1 + I)^-1 Lambda1' as (nl, nc, nc)."""
         if self.nc == 1:
-            lam2 = theta[self.th][0] ** 2
+            lam2 = self.lam.block(theta, self.k)[0, 0] ** 2
             d = lam2 * self.A11[:, 0, 0] + 1.0
             return float(np.sum(np.log(d))), (lam2 / d)[:, None, None]
         Lam, L = self._cholesky(theta)
@@ -116,7 +120,7 @@ class FirstBlock:
     def _cholesky(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lambda1 and the batched factors L11_l of Lambda1' A11_l Lambda1 + I."""
         nc = self.nc
-        Lam = lambda_block(theta[self.th], nc)
+        Lam = self.lam.block(theta, self.k)
         M = np.einsum("ji,ljk,km->lim", Lam, self.A11, Lam)
         M[:, np.arange(nc), np.arange(nc)] += 1.0
         return Lam, np.linalg.cholesky(M)
@@ -310,36 +314,39 @@ class SparseFill:
         return f.apply_Pt(f.solve_Lt(c, use_LDLt_decomposition=False))
 
 
-class BlockedDevfun:
-    """Theta -> REML criterion or ML deviance, as ``LmerDevfun`` but by blocks."""
+class BlockedObjective(Objective):
+    """Theta -> REML criterion or ML deviance, as the CHOLMOD objective but by blocks."""
 
-    def __init__(self, base: LmerDevfun, fill: str = "auto", memory_limit: float | None = None):
+    def __init__(self, design: LmmDesign, resp: LmerResp, start: np.ndarray | None = None, fill: str = "auto",
+                 memory_limit: float | None = None):
         """``fill``: 'auto', 'dense', 'sparse' (CHOLMOD) or 'tiled' (pylme.tiled) for block 2;
         ``memory_limit``: bytes the blocks may use (default: a share of the memory available now)."""
-        self.base = base
-        rt = base.reTrms
+        self.design, self.resp = design, resp
+        rt = design.reTrms
+        self.start = rt.theta0.copy() if start is None else start
+        self._cholmod: CholmodObjective | None = None
         sizes = [t.nl * t.nc for t in rt.terms]
         k1 = int(np.argmax(sizes))
-        Gp, toff = rt.Gp, rt.theta_offsets
+        Gp = rt.Gp
         t1 = rt.terms[k1]
         idx1 = np.arange(Gp[k1], Gp[k1 + 1])
         idx2 = np.concatenate([np.arange(Gp[k], Gp[k + 1]) for k in range(len(sizes)) if k != k1] + [np.zeros(0, int)])
         self.k1, self.idx1, self.idx2 = k1, idx1, idx2
         self.terms1, self.terms2 = [t1.label], [t.label for k, t in enumerate(rt.terms) if k != k1]
-        self.q2, self.p = idx2.size, base.p
+        self.q2, self.p = idx2.size, design.p
         self.m3 = self.p + 1
-        Zt = base.Ztw.tocsr()
+        Zt = design.Ztw.tocsr()
         Z1t, Z2t = Zt[idx1], Zt[idx2]
-        self.block1 = FirstBlock(_block_diagonal(Z1t, t1.nl, t1.nc), slice(toff[k1], toff[k1 + 1]))
-        self.A31 = np.vstack([base.ZtX[idx1].T, base.Zty[idx1][None, :]])  # (m3, q1)
-        self.A32 = np.vstack([base.ZtX[idx2].T, base.Zty[idx2][None, :]])  # (m3, q2)
-        yty = float(base.yw @ base.yw)
-        self.A33 = np.block([[base.XtX, base.Xty[:, None]], [base.Xty[None, :], np.array([[yty]])]])
+        self.block1 = FirstBlock(_block_diagonal(Z1t, t1.nl, t1.nc), rt.lam, k1)
+        Zty, Xty = design.cross(resp.yw)
+        self.A31 = np.vstack([design.ZtX[idx1].T, Zty[idx1][None, :]])  # (m3, q1)
+        self.A32 = np.vstack([design.ZtX[idx2].T, Zty[idx2][None, :]])  # (m3, q2)
+        yty = float(resp.yw @ resp.yw)
+        self.A33 = np.block([[design.XtX, Xty[:, None]], [Xty[None, :], np.array([[yty]])]])
         self.A21 = (Z2t @ Z1t.T).tocsc()
         self.A21r = self.A21.tocsr()
-        self.Lt2, pos = _lambdat_block(rt.Lambdat, idx2)
-        self.Lind2 = rt.Lind[pos]
-        self.diag2 = self.Lt2.nnz == self.q2 and bool(np.all(self.Lt2.indices == np.arange(self.q2)))
+        self.lam2 = rt.lam.sub([k for k in range(len(sizes)) if k != k1])  # block 2's theta -> Lambda2
+        self.diag2 = self.lam2.nnz == self.q2 and bool(np.all(self.lam2.pattern.indices == np.arange(self.q2)))
         self.nevals = 0
         self.plan = [BlockPlan("block 1", self.terms1, self.block1.kind, idx1.size, 3.0 * t1.nl * t1.nc**2 * 8),
                      BlockPlan("[X y] x block 1", self.terms1, "dense", idx1.size, 2.0 * self.m3 * idx1.size * 8)]
@@ -353,17 +360,17 @@ class BlockedDevfun:
         if self.q2:
             self._setup_fill(Z2t, t1.nc, fill, limit)
 
-    def with_response(self, y: np.ndarray, devfun: LmerDevfun | None = None) -> "BlockedDevfun":
-        """The same blocks for a new response (``devfun``: the CHOLMOD objective's, if built): only
-        the response's row of the ``[X y]`` cross-products is recomputed; block 1, the cross map and
-        block 2's pattern, order and factor structure are reused (refit, the bootstrap), block 2's
-        workspace is its own."""
+    def with_response(self, resp: LmerResp) -> "BlockedObjective":
+        """The same blocks for a new response: only the response's row of the ``[X y]``
+        cross-products is recomputed; block 1, the cross map and block 2's pattern, order and
+        factor structure are reused (refit, the bootstrap), block 2's workspace is its own."""
         new = copy.copy(self)
-        base = new.base = self.base.with_response(y) if devfun is None else devfun
+        new.resp, new._cholmod = resp, None
+        Zty, Xty = self.design.cross(resp.yw)
         new.A31, new.A32, new.A33 = self.A31.copy(), self.A32.copy(), self.A33.copy()
-        new.A31[-1], new.A32[-1] = base.Zty[self.idx1], base.Zty[self.idx2]
-        new.A33[-1, :-1] = new.A33[:-1, -1] = base.Xty
-        new.A33[-1, -1] = float(base.yw @ base.yw)
+        new.A31[-1], new.A32[-1] = Zty[self.idx1], Zty[self.idx2]
+        new.A33[-1, :-1] = new.A33[:-1, -1] = Xty
+        new.A33[-1, -1] = float(resp.yw @ resp.yw)
         if self.q2:
             new.fill = self.fill.clone()  # its own workspace: the fit's objective stays usable
         new.nevals = 0
@@ -391,7 +398,8 @@ class BlockedDevfun:
         self.A22[np.searchsorted(keys, keys22)] = A22.data
         self.diag_pos = np.searchsorted(keys, diag)
         if self.diag2:  # H_ij scales by theta_a theta_b: the index of (a, b) in theta's outer product
-            self.scale_pair = self.Lind2[self.rows] * len(self.base.reTrms.theta0) + self.Lind2[self.cols]
+            Lind2 = self.lam2.Lind
+            self.scale_pair = Lind2[self.rows] * self.design.lam.ntheta + Lind2[self.cols]
         else:
             self._setup_scaling()
         kind = "dense" if fill == "auto" and q2 <= DENSE_ALWAYS else fill
@@ -433,7 +441,8 @@ class BlockedDevfun:
         """Close the pattern under the blocks of Lambda2 (an entry (i, j) brings in every pair of
         the blocks of i and j), so that Lambda2' H Lambda2 stays on it; remap the cross map."""
         q2 = self.q2
-        _, block = connected_components(self.Lt2 + self.Lt2.T, directed=False)
+        Lt2 = self.lam2.pattern
+        _, block = connected_components(Lt2 + Lt2.T, directed=False)
         order = np.argsort(block, kind="stable")
         start = np.searchsorted(block[order], np.arange(block.max() + 2))
         size = np.diff(start)
@@ -454,7 +463,7 @@ class BlockedDevfun:
     def _setup_scaling(self) -> None:
         """The triples of S_ij = sum_ab Lt2[i, a] H[a, b] Lt2[j, b] on the closed pattern."""
         q2, keys = self.q2, self.cross.keys
-        marker = self.Lt2.copy()
+        marker = self.lam2.pattern.copy()
         marker.data = np.arange(marker.nnz, dtype=float)
         R = marker.tocsr()
         R.sort_indices()
@@ -475,24 +484,19 @@ class BlockedDevfun:
         indptr = np.searchsorted(self.cols, np.arange(self.q2 + 1)).astype(np.int32)
         return sp.csc_matrix((np.ones(keys.size), self.rows, indptr), shape=(self.q2, self.q2))
 
-    # the interface optimizeLmer uses
-    @property
-    def lower(self) -> np.ndarray:
-        return self.base.lower
-
-    @property
-    def start(self) -> np.ndarray:
-        return self.base.start
-
-    def __call__(self, theta: np.ndarray) -> float:
+    def criterion(self, theta: np.ndarray) -> float:
         self.nevals += 1
         f = self._factor(np.asarray(theta, dtype=float))
         return np.inf if f is None else self._criterion(f)
 
     def _criterion(self, f: _Factor) -> float:
         d = np.diag(f.L33)
-        st = CriterionTerms(ldL2=f.ld1 + f.ld2, ldRX2=2.0 * float(np.sum(np.log(d[: self.p]))), pwrss=d[-1] ** 2)
-        return self.base.deviance_from(st, self.base.REML)
+        return self.deviance(CriterionTerms(ldL2=f.ld1 + f.ld2, ldRX2=2.0 * float(np.sum(np.log(d[: self.p]))),
+                                            pwrss=d[-1] ** 2))
+
+    @property
+    def reports_progress(self) -> bool:
+        return True
 
     @property
     def has_gradient(self) -> bool:
@@ -500,15 +504,96 @@ class BlockedDevfun:
         return not self.q2 or self.fill.kind == "dense"
 
     def criterion_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """The criterion and its gradient in theta (pylme.gradient), from one blocked factor."""
-        from .gradient import blocked_gradient
-
+        """The criterion and its gradient in theta (pylme.gradient's formulas), from one blocked factor."""
         theta = np.asarray(theta, dtype=float)
         self.nevals += 1
         f = self._factor(theta)
         if f is None:
             return np.inf, np.full(theta.size, np.nan)
-        return self._criterion(f), blocked_gradient(self, theta, f)
+        return self._criterion(f), self._gradient(theta, f)
+
+    def _gradient(self, theta: np.ndarray, f: _Factor) -> np.ndarray:
+        """The gradient at theta from the factor f (a dense or no block 2; see pylme.gradient)."""
+        rt = self.design.reTrms
+        REML, p, q2 = self.resp.REML, self.p, self.q2
+        _, _, u, _ = self.modes(theta, f)
+        pwrss = f.L33[-1, -1] ** 2
+        c = (self.design.n - p if REML else self.design.n) / pwrss
+        Sig = self._trailing_inverse(f, REML)
+        Sbar = self._block2_sums(Sig[:q2, :q2])
+        Sbar[self.k1] = self._block1_sum(theta, Sig, REML)
+        grad = np.zeros(theta.size)
+        toff, Gp = rt.theta_offsets, rt.Gp
+        for k, term in enumerate(rt.terms):
+            sl = slice(toff[k], toff[k + 1])
+            T = rt.lam.block(theta, k)
+            if np.any(np.diag(T) == 0.0):  # singular T: by differences of the criterion (one-sided at the
+                # bound, where a scalar term's derivative, 0 as the criterion is even in it, hides its sign)
+                grad[sl] = [self._central(theta, j) for j in range(sl.start, sl.stop)]
+                continue
+            grad[sl] = gradient.term_gradient(T, term.nl, Sbar[k], u[Gp[k] : Gp[k + 1]].reshape(term.nl, term.nc), c)
+        return grad
+
+    def _central(self, theta: np.ndarray, j: int) -> float:
+        """d crit / d theta_j by central differences (a forward one at a bound)."""
+        up, down = theta.copy(), theta.copy()
+        up[j] += gradient.DELTA
+        down[j] = max(theta[j] - gradient.DELTA, self.lower[j])
+        return (self(up) - self(down)) / (up[j] - down[j])
+
+    def _trailing_inverse(self, f: _Factor, REML: bool) -> np.ndarray:
+        """Sigma_rr: the inverse of the system left after block 1, [block 2, X] (REML) or block 2 (ML)."""
+        q2, p = self.q2, self.p
+        m = q2 + (p if REML else 0)
+        L = np.zeros((m, m), order="F")
+        if q2:
+            L[:q2, :q2] = self.fill.L  # its upper triangle is zero: block 2 is scattered into the lower one
+        if REML and p:
+            L[q2:, :q2] = f.L32t[:, :p].T
+            L[q2:, q2:] = f.L33[:p, :p]
+        return gradient.trailing_inverse(L)
+
+    def _block2_sums(self, Sig22: np.ndarray) -> dict[int, np.ndarray]:
+        """For each term of block 2: the sum over its levels of Sigma's diagonal blocks."""
+        out, off = {}, 0
+        for k, term in enumerate(self.design.reTrms.terms):
+            if k == self.k1:
+                continue
+            out[k] = gradient.level_sum(Sig22, off + np.arange(term.nl) * term.nc, term.nc)
+            off += term.nl * term.nc
+        return out
+
+    def _block1_sum(self, theta: np.ndarray, Sig: np.ndarray, REML: bool) -> np.ndarray:
+        """Block 1's term: the sum over its levels of Sigma_11,l (see pylme.gradient)."""
+        blk, q2, p = self.block1, self.q2, self.p
+        nl, nc = blk.nl, blk.nc
+        T1, Minv = blk.inverses(theta)
+        K = Kx = None
+        if q2:
+            weight = np.where(self.rows == self.cols, 1.0, 2.0) * self._q22_on_pattern(theta, Sig[:q2, :q2])
+            k = self.cross.adjoint(weight).reshape(-1, nc, nc)
+            K = 0.5 * (k + np.swapaxes(k, 1, 2))  # per group; equal levels have equal M_l
+        if REML and p:
+            Ax1 = self.A31[:p].reshape(p, nl, nc)
+            Sxx = np.tril(Sig[q2:, q2:]) + np.tril(Sig[q2:, q2:], -1).T
+            SA = (Sxx @ self.A31[:p]).reshape(p, nl, nc)
+            Kx = np.einsum("pla,plb->lab", Ax1, SA)
+            if q2:
+                Q2x = self.lam2.Lambdat(theta).T @ Sig[q2:, :q2].T
+                F = (self.A21r.T @ Q2x).reshape(nl, nc, p)
+                cross = np.einsum("lap,plb->lab", F, Ax1)
+                Kx += cross + np.swapaxes(cross, 1, 2)
+        return gradient.first_block_sum(Minv, T1, K, blk.rep, Kx)
+
+    def _q22_on_pattern(self, theta: np.ndarray, Sig22: np.ndarray) -> np.ndarray:
+        """Q22 = Lambda2 Sigma22 Lambda2' at block 2's pattern entries (Sig22: lower triangle)."""
+        rows, cols = self.rows, self.cols
+        if self.diag2:
+            return Sig22[rows, cols] * np.multiply.outer(theta, theta).ravel()[self.scale_pair]
+        full = np.tril(Sig22) + np.tril(Sig22, -1).T
+        Lt2 = self.lam2.Lambdat(theta)
+        left = Lt2.T @ full  # Lambda2 Sigma22
+        return np.asarray((Lt2.T @ left.T).T)[rows, cols]
 
     def _factor(self, theta: np.ndarray) -> _Factor | None:
         """The blocked factor at theta (None if a block is not positive definite)."""
@@ -532,42 +617,40 @@ class BlockedDevfun:
         H = self.A22 - self.cross(V[self.block1.rep])
         if self.diag2:
             H *= np.multiply.outer(theta, theta).ravel()[self.scale_pair]
-            S23 = S32.T * theta[self.Lind2][:, None]
+            S23 = S32.T * self.lam2.values(theta)[:, None]
         else:
-            lam = theta[self.Lind2]
+            lam = self.lam2.values(theta)
             H = np.bincount(self.scale_target, weights=lam[self.scale_e1] * lam[self.scale_e2] * H[self.scale_src],
                             minlength=H.size)
-            S23 = self.lambda2t(theta) @ S32.T
+            S23 = self.lam2.Lambdat(theta) @ S32.T
         H[self.diag_pos] += 1.0
         ld2 = self.fill.factor(H)
         if ld2 is None:
             return None, S32.T
         return ld2, self.fill.solve_L(S23)
 
-    def lambda2t(self, theta: np.ndarray) -> sp.csc_matrix:
-        """Lambda2' (block 2's rows and columns of Lambdat) at theta."""
-        Lt2 = self.Lt2.copy()
-        Lt2.data = theta[self.Lind2]
-        return Lt2
-
-    def solve(self, theta: np.ndarray):
-        """The PLS solution at theta from the blocked factor (``pls.PLSState``; u and b in lme4's
-        order, RZX in the factor's block order), residuals computed explicitly."""
+    def pls_state(self, theta: np.ndarray) -> PLSState:
+        """The PLS solution at theta from the blocked factor (u and b in lme4's order, RZX in the
+        factor's block order), residuals computed explicitly."""
         theta = np.array(theta, dtype=float)
         f = self._factor(theta)
         if f is None:
             raise ModelError("the blocked factor is not positive definite at theta")
         p = self.p
         RX, beta, u, RZX1 = self.modes(theta, f)
-        rt = self.base.reTrms
-        b = rt.Lambdat_at(theta).T @ u
+        d = self.design
+        b = d.lam.Lambdat(theta).T @ u
         RZX = np.vstack([RZX1, f.L32t[:, :p]])
         ldRX2 = 2.0 * float(np.sum(np.log(np.diag(RX)))) if p else 0.0
-        base = self.base
-        eta = base.X @ beta + rt.Zt.T @ b
-        wres = base.sqrtw * (base.y - base.offset - eta)  # the residuals computed explicitly, as lme4 does
-        return PLSState(theta=theta, beta=beta, u=u, b=b, eta=eta, wrss=float(wres @ wres), ussq=float(u @ u),
+        eta = d.X @ beta + d.Zt.T @ b
+        return PLSState(theta=theta, beta=beta, u=u, b=b, eta=eta, wrss=self.resp.wrss(eta), ussq=float(u @ u),
                         ldL2=f.ld1 + f.ld2, ldRX2=ldRX2, RX=RX, RZX=RZX)
+
+    def cond_var_blocks(self, theta: np.ndarray, columns: list[np.ndarray]) -> np.ndarray:
+        """By the CHOLMOD objective of the same design and response (built when first needed)."""
+        if self._cholmod is None:
+            self._cholmod = CholmodObjective(self.design, self.resp, self.start)
+        return self._cholmod.cond_var_blocks(theta, columns)
 
     def modes(self, theta: np.ndarray, f: _Factor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """RX, beta, the spherical modes u (lme4's order) and block 1's RZX, by back-substitution
@@ -575,12 +658,12 @@ class BlockedDevfun:
         p = self.p
         RX = f.L33[:p, :p].T.copy()
         beta = lapack.dtrtrs(RX, f.L33[p, :p].copy(), lower=0)[0] if p else np.zeros(0)
-        u = np.zeros(self.base.reTrms.Gp[-1])
+        u = np.zeros(self.design.q)
         r1 = self.A31[-1] - beta @ self.A31[:p]
         if self.q2:
             u2 = self.fill.solve_Lt(f.L32t @ np.r_[-beta, 1.0])
             u[self.idx2] = u2
-            r1 = r1 - self.A21r.T @ (self.lambda2t(theta).T @ u2)
+            r1 = r1 - self.A21r.T @ (self.lam2.Lambdat(theta).T @ u2)
         u1, RZX1 = self.block1.solve(theta, r1, self.A31[:p])
         u[self.idx1] = u1
         return RX, beta, u, RZX1
@@ -588,6 +671,10 @@ class BlockedDevfun:
     def memory_plan(self) -> str:
         """What the blocks were estimated to need, one line each."""
         return "\n".join(p.describe() for p in self.plan)
+
+    def planned_bytes(self) -> float:
+        return sum(p.bytes for p in self.plan)
+
 
 
 def _check_memory(plan: list[BlockPlan], limit: tuple[float, str]) -> None:
@@ -606,16 +693,6 @@ def _abt(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """``A @ B.T`` for C-ordered A and B by scipy's BLAS, without copies (numpy's ``@`` would wake
     numpy's own OpenBLAS threads, which slow the LAPACK calls that follow; see pylme.tiled)."""
     return blas.dgemm(1.0, A.T, B.T, trans_a=1)
-
-
-def _lambdat_block(Lambdat: sp.csc_matrix, idx: np.ndarray) -> tuple[sp.csc_matrix, np.ndarray]:
-    """Lambdat[idx][:, idx] (its structure) and the positions of its entries in Lambdat's storage."""
-    marker = Lambdat.copy()
-    marker.data = np.arange(marker.nnz, dtype=float) + 1.0
-    sub = marker[idx][:, idx].tocsc()
-    sub.sort_indices()
-    pos = sub.data.astype(np.int64) - 1
-    return sub, pos
 
 
 @dataclass
@@ -641,8 +718,13 @@ def _block_diagonal(Z1t: sp.csr_matrix, nl: int, nc: int) -> np.ndarray:
     return out
 
 
-def blocked_size(devfun: LmerDevfun) -> int:
+def blocked_size(design: LmmDesign) -> int:
     """The order of block 2 and [X y]: what is left after the largest term is eliminated."""
-    sizes = [t.nl * t.nc for t in devfun.reTrms.terms]
-    return devfun.reTrms.Zt.shape[0] - max(sizes) + devfun.p + 1
+    sizes = [t.nl * t.nc for t in design.reTrms.terms]
+    return design.q - max(sizes) + design.p + 1
 
+
+def BlockedDevfun(devfun: Objective, fill: str = "auto", memory_limit: float | None = None) -> BlockedObjective:
+    """The blocked objective of another objective's design and response, from its start
+    (``BlockedDevfun(pylme.lmer(..., devFunOnly=True), fill=...)``)."""
+    return BlockedObjective(devfun.design, devfun.resp, devfun.start, fill, memory_limit)

@@ -28,8 +28,10 @@ class ConvCheck:
     warnings: list[str] = field(default_factory=list)
 
 
-def deriv12(fun: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e-4, fx: float | None = None) -> Derivs:
-    """Gradient and Hessian by central differences, as lme4's deriv12 (no bounds)."""
+def deriv12(many: Callable[[np.ndarray], np.ndarray], x: np.ndarray, delta: float = 1e-4,
+            fx: float | None = None) -> Derivs:
+    """Gradient and Hessian by central differences, as lme4's deriv12 (no bounds); ``many``
+    evaluates the function at each row of an array of points (``Objective.many``)."""
     x = np.asarray(x, dtype=float)
     nx = x.size
     eye = np.eye(nx) * delta
@@ -37,8 +39,7 @@ def deriv12(fun: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e
     points = [x] if fx is None else []
     points += [x + s * eye[j] for j in range(nx) for s in (1, -1)]
     points += [x + si * eye[i] + sj * eye[j] for i, j in pairs for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
-    many = getattr(fun, "many", None)  # an objective that evaluates a batch of points in one call
-    values = many(np.array(points)) if many else np.array([fun(p) for p in points])
+    values = np.asarray(many(np.array(points)))
     if fx is None:
         fx, values = values[0], values[1:]
     fadd, fsub = values[: 2 * nx : 2], values[1 : 2 * nx : 2]

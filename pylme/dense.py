@@ -8,12 +8,12 @@ theta, with ``S = blockdiag(Lambda, I_p, 1)``:
     M = S' G S + blockdiag(I_q, 0, 0),    L L' = M   (one LAPACK dpotrf)
 
 and ``ldL2 = 2 sum log diag L[:q]``, ``ldRX2 = 2 sum log diag L[q:q+p]``, ``pwrss = L[-1, -1]^2``;
-the criterion is ``LmerDevfun.deviance_from`` of these. M is not formed by matrix products: its
+the criterion is the response's (pylme.response) of these. M is not formed by matrix products: its
 entries are quadratic in theta, so a map precomputed from Lambda's pattern (``scaled_gram_map``)
 sums ``theta_a theta_b G_ij`` into M's lower triangle in one ``np.bincount``. The criterion is the
-CHOLMOD objective's (``pls.LmerDevfun``) to rounding (1e-12 relative over the corpus), at about a
+CHOLMOD objective's (``pls.CholmodObjective``) to rounding (1e-12 relative over the corpus), at about a
 quarter of its cost per evaluation; ``many`` evaluates checkConv's finite-difference points in one
-batch. The fit at the optimum is the CHOLMOD objective's PLS solution (``solve``), residuals
+batch. The fit at the optimum is the CHOLMOD objective's PLS solution (``pls_state``), residuals
 computed explicitly, as lme4 reports it.
 """
 from __future__ import annotations
@@ -21,55 +21,66 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from .pls import CriterionTerms, LmerDevfun, PLSState, SparseProduct
+from .design import LmmDesign, SparseProduct
+from .objective import Objective, PLSState
+from .pls import CholmodObjective
+from .reterms import LambdaMap
+from .response import CriterionTerms, LmerResp
 
 MAX_DIM = 300  # the largest q + p + 1 for which the dense objective is used
 MAX_LAMBDA_NNZ = 2000  # and the most entries of Lambda (M's terms are built from pairs of them)
 
 
-class DenseDevfun:
-    """The profiled criterion of ``devfun`` by one dense Cholesky factor of the scaled Gram matrix."""
+class DenseObjective(Objective):
+    """The profiled criterion by one dense Cholesky factor of the scaled Gram matrix."""
 
-    def __init__(self, devfun: LmerDevfun):
-        self.devfun = devfun
-        self.lower = devfun.lower
-        self.start = devfun.start
-        self.q, self.p = devfun.Ztw.shape[0], devfun.p
+    def __init__(self, design: LmmDesign, resp: LmerResp, start: np.ndarray | None = None,
+                 cholmod: CholmodObjective | None = None):
+        """``cholmod``: the CHOLMOD objective of the same design and response, if already built
+        (it solves the PLS problem at the optimum and where M breaks down)."""
+        self.design, self.resp = design, resp
+        self.cholmod = CholmodObjective(design, resp, start) if cholmod is None else cholmod
+        self.start = self.cholmod.start if start is None else start
+        self.nevals = 0
+        self.q, self.p = design.q, design.p
         q, p = self.q, self.p
         self.m = m = q + p + 1
-        self._ztw = SparseProduct.of_csc(devfun.Ztw)
-        self._Q = np.linalg.qr(devfun.Xw)[0] if p else np.zeros((devfun.n, 0))
+        self._ztw = SparseProduct.of_csc(design.Ztw)
+        self._Q = np.linalg.qr(design.Xw)[0] if p else np.zeros((design.n, 0))
         self.G = np.zeros((m, m))
-        self.G[:q, :q] = (devfun.Ztw @ devfun.Ztw.T).toarray()
-        self.G[:q, q : q + p] = devfun.ZtX
-        self.G[q : q + p, :q] = devfun.ZtX.T
-        self.G[q : q + p, q : q + p] = devfun.XtX
-        self._map = scaled_gram_map(devfun.reTrms.Lambdat, devfun.reTrms.Lind, self.G, q)
-        self._t = np.ones(len(devfun.reTrms.theta0) + 1)  # theta, then 1
-        self._set_response(devfun.yw)
+        self.G[:q, :q] = (design.Ztw @ design.Ztw.T).toarray()
+        self.G[:q, q : q + p] = design.ZtX
+        self.G[q : q + p, :q] = design.ZtX.T
+        self.G[q : q + p, q : q + p] = design.XtX
+        self._map = scaled_gram_map(design.lam, self.G, q)
+        self._t = np.ones(design.lam.ntheta + 1)  # theta, then 1
+        self._set_response(resp.yw)
 
     def _set_response(self, yw: np.ndarray) -> None:
         """The last row and column of G for the weighted response ``yw``: O(n (q + p))."""
         r = yw - self._Q @ (self._Q.T @ yw)
-        col = np.concatenate([self._ztw(r), self.devfun.Xw.T @ r, [r @ r]])
+        col = np.concatenate([self._ztw(r), self.design.Xw.T @ r, [r @ r]])
         self.G[-1, :] = col
         self.G[:, -1] = col
         self._values = np.append(self.G.reshape(-1), 1.0)[self._map[3]]
 
-    def with_response(self, y: np.ndarray, devfun: LmerDevfun | None = None) -> DenseDevfun:
-        """The same objective for a new response (``devfun``: its CHOLMOD objective, if built)."""
+    def with_response(self, resp: LmerResp) -> DenseObjective:
         new = copy.copy(self)
-        new.devfun = self.devfun.with_response(y) if devfun is None else devfun
+        new.resp = resp
+        new.cholmod = self.cholmod.with_response(resp)
         new.G, new._t = self.G.copy(), self._t.copy()
-        new._set_response(new.devfun.yw)
+        new.nevals = 0
+        new._set_response(resp.yw)
         return new
 
-    def solve(self, theta: np.ndarray) -> PLSState:
+    def pls_state(self, theta: np.ndarray) -> PLSState:
         """The PLS solution at theta, from the CHOLMOD objective (what the fitted model reports)."""
-        return self.devfun.solve(theta)
+        return self.cholmod.pls_state(theta)
+
+    def cond_var_blocks(self, theta: np.ndarray, columns: list[np.ndarray]) -> np.ndarray:
+        return self.cholmod.cond_var_blocks(theta, columns)
 
     def factor(self, theta: np.ndarray) -> tuple[np.ndarray, int]:
         """The lower Cholesky factor of M at theta and LAPACK's info. M's lower triangle (Fortran
@@ -93,29 +104,30 @@ class DenseDevfun:
             L = np.linalg.cholesky(M.reshape(k, self.m, self.m).transpose(0, 2, 1))
         except np.linalg.LinAlgError:
             return np.array([self(theta) for theta in thetas])
+        self.nevals += k
         d = np.diagonal(L, axis1=1, axis2=2)
         logd = np.log(d[:, :-1]).cumsum(axis=1)
         ldL2 = 2.0 * logd[:, self.q - 1]
-        st = CriterionTerms(ldL2, 2.0 * logd[:, -1] - ldL2, d[:, -1] ** 2)
-        return self.devfun.deviance_from(st, self.devfun.REML)
+        return self.deviance(CriterionTerms(ldL2, 2.0 * logd[:, -1] - ldL2, d[:, -1] ** 2))
 
-    def __call__(self, theta: np.ndarray) -> float:
+    def criterion(self, theta: np.ndarray) -> float:
         """The criterion (REML or ML, as the CHOLMOD objective's); that objective's value where M is
         not positive definite to rounding (e.g. X not of full rank)."""
+        self.nevals += 1
         L, info = self.factor(theta)
         if info:
-            return self.devfun(theta)
+            return self.cholmod(theta)
         d = L.diagonal()
         logd = np.log(d[:-1]).tolist()
-        st = CriterionTerms(2.0 * sum(logd[: self.q]), 2.0 * sum(logd[self.q :]), float(d[-1]) ** 2)
-        return self.devfun.deviance_from(st, self.devfun.REML)
+        return self.deviance(CriterionTerms(2.0 * sum(logd[: self.q]), 2.0 * sum(logd[self.q :]), float(d[-1]) ** 2))
 
 
-def scaled_gram_map(Lambdat: sp.csc_matrix, Lind: np.ndarray, G: np.ndarray, q: int) -> tuple[np.ndarray, ...]:
+def scaled_gram_map(lam: LambdaMap, G: np.ndarray, q: int) -> tuple[np.ndarray, ...]:
     """The lower triangle of ``M = S' G S + blockdiag(I_q, 0)``, ``S = blockdiag(Lambda, I)``, as a
     sum of terms ``theta[i1] theta[i2] G.flat[gidx]`` into ``M`` (Fortran order) at ``flat``
     (theta extended by a 1; G.flat extended by a 1, at m * m, for the identity). Structural zeros
     of the Z'Z block are left out, so the terms follow the sparsity of Lambda' Z'Z Lambda."""
+    Lambdat, Lind = lam.pattern, lam.Lind
     m = G.shape[0]
     nt = int(Lind.max()) + 1
     row, col = Lambdat.indices, np.repeat(np.arange(q), np.diff(Lambdat.indptr))  # Lambda[col, row]
@@ -133,8 +145,7 @@ def scaled_gram_map(Lambdat: sp.csc_matrix, Lind: np.ndarray, G: np.ndarray, q: 
     return tuple(np.concatenate(parts) for parts in zip(quad, lin, const, eye))
 
 
-def dense_devfun(devfun: LmerDevfun) -> DenseDevfun | None:
-    """The dense objective of a small model (``q + p + 1 <= MAX_DIM``, Lambda with at most
-    ``MAX_LAMBDA_NNZ`` entries), else None."""
-    small = devfun.Ztw.shape[0] + devfun.p + 1 <= MAX_DIM and devfun.reTrms.Lambdat.nnz <= MAX_LAMBDA_NNZ
-    return DenseDevfun(devfun) if small else None
+def is_small(design: LmmDesign) -> bool:
+    """Whether the dense objective suits the design: ``q + p + 1 <= MAX_DIM`` and Lambda with at
+    most ``MAX_LAMBDA_NNZ`` entries."""
+    return design.q + design.p + 1 <= MAX_DIM and design.lam.nnz <= MAX_LAMBDA_NNZ

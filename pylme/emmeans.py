@@ -107,10 +107,10 @@ def df_method(fm, lmer_df: str = "kenward-roger", pbkrtest_limit: int = 3000, lm
     if mode == "kenward-roger":
         return _kenward_roger(fm, V)
     if mode == "satterthwaite":
-        from .satterthwaite import _t_test, satterthwaite_info
+        from .satterthwaite import satterthwaite_info, t_test
 
         info = satterthwaite_info(fm)
-        return DfMethod(mode, V, lambda L: _t_test(info, L)["df"])
+        return DfMethod(mode, V, lambda L: t_test(info, L)["df"])
     return DfMethod(mode, V, lambda L: math.inf)
 
 

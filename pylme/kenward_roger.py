@@ -35,7 +35,7 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from .errors import ModelError, PylmeWarning
-from .satterthwaite import _f_row, _qform, _t_row
+from .tables import f_row, qform, t_row
 
 __all__ = ["REML_ONLY", "KenwardRogerInfo", "Lb_ddf", "f_test", "t_test", "vcovAdj"]
 
@@ -98,7 +98,7 @@ def _information_blocks(fm, Phi: np.ndarray):
     """pbkrtest's P_r, Q_rs (r <= s, as a dict) and the expected information matrix."""
     rt = fm.lmod.reTrms
     X = np.asarray(fm.lmod.X, dtype=float)
-    mv = _Marginal(rt.Zt, rt.Lambdat_at(fm.theta), fm.sigma() ** 2)
+    mv = _Marginal(rt.Zt, rt.lam.Lambdat(fm.theta), fm.sigma() ** 2)
     D = _derivative_patterns(rt)
     k = len(D) + 1  # the residual variance last
     TT = mv.solve(X)  # V^-1 X
@@ -213,11 +213,11 @@ def t_test(fm, L: np.ndarray, rhs: float = 0.0, confint: bool = False, level: fl
     """One t-test of ``L beta = rhs`` (lmerTest's contest1D with ddf = "Kenward-Roger"):
     standard error from the adjusted covariance, df from ``Lb_ddf``."""
     if np.any(np.isnan(L)):
-        return _t_row(np.nan, np.nan, np.nan, rhs, confint, level)
+        return t_row(np.nan, np.nan, np.nan, rhs, confint, level)
     info = vcovAdj(fm)
     estimate = float(L @ info.beta)
-    se = np.sqrt(max(_qform(L, info.vcov_adj), 0.0))
-    return _t_row(estimate, se, Lb_ddf(info, L), rhs, confint, level)
+    se = np.sqrt(max(qform(L, info.vcov_adj), 0.0))
+    return t_row(estimate, se, Lb_ddf(info, L), rhs, confint, level)
 
 
 def f_test(fm, L: np.ndarray, rhs=0.0) -> dict | None:
@@ -228,7 +228,7 @@ def f_test(fm, L: np.ndarray, rhs=0.0) -> dict | None:
     if k == 0:
         return None
     if np.any(np.isnan(L)):
-        return _f_row(np.nan, np.nan, np.nan, np.nan)
+        return f_row(np.nan, np.nan, np.nan, np.nan)
     info = vcovAdj(fm)
     rhs = np.broadcast_to(np.asarray(rhs, dtype=float), (k,))
     beta = info.beta
@@ -243,4 +243,4 @@ def f_test(fm, L: np.ndarray, rhs=0.0) -> dict | None:
     Lb = Lf @ beta
     wald = float(Lb @ np.linalg.solve(Lf @ info.vcov_adj @ Lf.T, Lb))
     ddf, scaling = _ddf_scaling(*_A1_A2(info, Lf), q)
-    return _f_row(wald / q, q, ddf, info.sigma, scaling)
+    return f_row(wald / q, q, ddf, info.sigma, scaling)

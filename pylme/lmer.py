@@ -21,9 +21,12 @@ from .model_matrix import DesignSpec, check_scale_x, design, drop_rank_deficient
 from .memory import check_memory_limit
 from .modelframe import ModelFrame, as_data_frame, model_frame
 from .optimizer import OptSummary, lbfgsb, optwrap
-from .blocked import MIN_ROWS, BlockedDevfun
-from .dense import MAX_DIM, MAX_LAMBDA_NNZ, dense_devfun
-from .pls import LmerDevfun
+from .blocked import MIN_ROWS, BlockedObjective
+from .dense import MAX_DIM, MAX_LAMBDA_NNZ, DenseObjective, is_small
+from .design import LmmDesign, lmm_design
+from .objective import Objective
+from .pls import CholmodObjective
+from .response import LmerResp, lmer_resp
 from .progress import progress_bar
 from .reterms import ReTrms, mk_reterms
 
@@ -160,11 +163,11 @@ def check_zdims(reTrms: ReTrms, n: int) -> None:
             )
 
 
-def mkLmerDevfun(lmod: LmerFormula, start: np.ndarray | None = None) -> LmerDevfun:
-    """The profiled criterion as a function of theta, with lme4's starting value in ``start``."""
-    devfun = LmerDevfun(lmod.X, lmod.y, lmod.reTrms, lmod.REML, lmod.weights, lmod.offset)
-    devfun.start = _start(lmod, start)
-    return devfun
+def mkLmerDevfun(lmod: LmerFormula, start: np.ndarray | None = None) -> CholmodObjective:
+    """The profiled criterion as a function of theta (the CHOLMOD objective of the model's design
+    and response), with lme4's starting value in ``start``."""
+    resp = lmer_resp(lmod.y, lmod.weights, lmod.offset, lmod.REML)
+    return CholmodObjective(lmm_design(lmod.X, lmod.reTrms, resp), resp, _start(lmod, start))
 
 
 def _start(lmod: LmerFormula, start: np.ndarray | dict | None) -> np.ndarray:
@@ -203,7 +206,7 @@ class OptResult:
     runs: list[OptSummary]
     derivs: Derivs | None
     warnings: list[str]
-    objective: object = None  # what was optimised (choose_objective); None: nothing was
+    objective: Objective | None = None  # what was optimised (choose_objective); None: nothing was
 
     @property
     def par(self) -> np.ndarray:
@@ -220,40 +223,42 @@ METHODS = ("auto", "cholmod", "dense", "blocked")
 OPTIMIZERS = ("nloptwrap", "L-BFGS-B")
 
 
-def choose_objective(devfun: LmerDevfun, method: str = "auto", memory_limit: float | None = None,
-                     optimizer: str = "nloptwrap"):
+def choose_objective(design: LmmDesign, resp: LmerResp, method: str = "auto", memory_limit: float | None = None,
+                     optimizer: str = "nloptwrap", start: np.ndarray | None = None,
+                     cholmod: CholmodObjective | None = None) -> Objective:
     """The function of theta that the optimiser minimises, all equal to lme4's criterion to rounding:
-    'cholmod' (devfun itself, pylme.pls), 'dense' (one dense Cholesky of a small model, pylme.dense),
-    'blocked' (pylme.blocked) or 'auto': dense where the model is small enough (q + p + 1 at most
+    'cholmod' (pylme.pls), 'dense' (one dense Cholesky of a small model, pylme.dense), 'blocked'
+    (pylme.blocked) or 'auto': dense where the model is small enough (q + p + 1 at most
     dense.MAX_DIM, Lambda with at most dense.MAX_LAMBDA_NNZ entries), else blocked from
     blocked.MIN_ROWS observations on, else CHOLMOD. ``optimizer='L-BFGS-B'`` needs the gradient,
-    which the blocked objective with a dense block 2 has (pylme.gradient): 'auto' gives that one."""
+    which the blocked objective with a dense block 2 has (pylme.gradient): 'auto' gives that one.
+    ``cholmod``: the CHOLMOD objective of this design and response, if built (it is reused)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, not {method!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))} or None, not {optimizer!r}")
     if optimizer == "L-BFGS-B":
-        return _gradient_objective(devfun, method, memory_limit)
-    if method == "cholmod":
-        return devfun
+        return _gradient_objective(design, resp, method, memory_limit, start)
     if method == "blocked":
-        return BlockedDevfun(devfun, memory_limit=memory_limit)
-    dense = dense_devfun(devfun)
-    if dense is not None:
-        return dense
+        return BlockedObjective(design, resp, start, memory_limit=memory_limit)
+    if method != "cholmod" and is_small(design):
+        return DenseObjective(design, resp, start, cholmod)
     if method == "dense":
         raise ModelError(f"method='dense' is for small models (q + p + 1 <= {MAX_DIM}, at most {MAX_LAMBDA_NNZ} "
-                         f"entries in Lambda); this one has q + p + 1 = {devfun.Ztw.shape[0] + devfun.p + 1} and "
-                         f"{devfun.reTrms.Lambdat.nnz} entries in Lambda: use 'auto', 'cholmod' or 'blocked'")
-    return BlockedDevfun(devfun, memory_limit=memory_limit) if devfun.n >= MIN_ROWS else devfun
+                         f"entries in Lambda); this one has q + p + 1 = {design.q + design.p + 1} and "
+                         f"{design.lam.nnz} entries in Lambda: use 'auto', 'cholmod' or 'blocked'")
+    if method == "auto" and design.n >= MIN_ROWS:
+        return BlockedObjective(design, resp, start, memory_limit=memory_limit)
+    return cholmod or CholmodObjective(design, resp, start)
 
 
-def _gradient_objective(devfun: LmerDevfun, method: str, memory_limit: float | None) -> BlockedDevfun:
+def _gradient_objective(design: LmmDesign, resp: LmerResp, method: str, memory_limit: float | None,
+                        start: np.ndarray | None) -> BlockedObjective:
     """The blocked objective with its gradient (a dense or no block 2), or a ModelError saying why not."""
     if method not in ("auto", "blocked"):
         raise ModelError(f"optimizer='L-BFGS-B' uses the gradient of the blocked objective; method={method!r} "
                          "has none: use method='auto' or 'blocked'")
-    objective = BlockedDevfun(devfun, memory_limit=memory_limit)
+    objective = BlockedObjective(design, resp, start, memory_limit=memory_limit)
     if not objective.has_gradient:
         raise ModelError(f"optimizer='L-BFGS-B' needs block 2 dense (its inverse gives the gradient); this model's "
                          f"block 2 ({', '.join(objective.terms2)}; order {objective.q2}) is factored "
@@ -261,15 +266,16 @@ def _gradient_objective(devfun: LmerDevfun, method: str, memory_limit: float | N
     return objective
 
 
-def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose: int = 0) -> OptResult:
+def optimizeLmer(devfun: CholmodObjective, control: LmerControl | None = None, verbose: int = 0) -> OptResult:
     """The optimiser from the start on the objective ``lmerControl(method=, optimizer=)`` selects
     (choose_objective): BOBYQA (nloptwrap, lme4's default and path) with lme4's restart_edge when a
     boundary theta should move, or L-BFGS-B on the analytic gradient; then lme4's boundary check (a
     theta within boundary.tol of its bound is set to it if that is better)."""
     control = control or LmerControl()
-    objective = choose_objective(devfun, control.method, control.memory_limit, control.optimizer)
+    objective = choose_objective(devfun.design, devfun.resp, control.method, control.memory_limit, control.optimizer,
+                                 devfun.start, devfun)
     lower = objective.lower
-    bar = progress_bar(None, "lmer evaluations", None if isinstance(objective, BlockedDevfun) else False)
+    bar = progress_bar(None, "lmer evaluations", None if objective.reports_progress else False)
     run = _optwrap(objective, objective.start, control, verbose, bar)
     runs = [run]
     if control.restart_edge and control.optimizer == "nloptwrap":
@@ -293,7 +299,7 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose
     return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings, objective)
 
 
-def _no_optimization(devfun: LmerDevfun) -> OptResult:
+def _no_optimization(devfun: Objective) -> OptResult:
     """lme4's ``optimizer = NULL``: the fit at the starting theta, convergence code 1000."""
     start = np.asarray(devfun.start, dtype=float)
     summary = OptSummary("none", {}, start.copy(), devfun.lower, par=start, fval=devfun(start), feval=1,
@@ -301,7 +307,7 @@ def _no_optimization(devfun: LmerDevfun) -> OptResult:
     return OptResult(summary, [summary], None, [])
 
 
-def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbose: int, progress=None,
+def _optwrap(devfun: Objective, start: np.ndarray, control: LmerControl, verbose: int, progress=None,
              keep_log: bool = True) -> OptResult:
     """lme4's optwrap: optimise, warn on a bad return code, compute derivatives at the end
     (L-BFGS-B: the analytic gradient and central differences of it, else lme4's deriv12).
@@ -313,14 +319,14 @@ def _optwrap(devfun: LmerDevfun, start: np.ndarray, control: LmerControl, verbos
     else:
         summary = optwrap(devfun, start, devfun.lower, control.optCtrl, verbose=verbose, keep_log=keep_log,
                           progress=progress)
-        derivs = deriv12(devfun, summary.par, fx=summary.fval) if control.calc_derivs else None
+        derivs = deriv12(devfun.many, summary.par, fx=summary.fval) if control.calc_derivs else None
     msgs = []
     if summary.conv != 0:
         msgs.append(f"convergence code {summary.conv} from {summary.optimizer}: {summary.message}")
     return OptResult(summary, [summary], derivs, msgs, devfun)
 
 
-def _check_boundary(devfun: LmerDevfun, run: OptResult, tol: float) -> OptResult:
+def _check_boundary(devfun: Objective, run: OptResult, tol: float) -> OptResult:
     par = run.summary.par
     lower = devfun.lower
     diff = par - lower
@@ -337,7 +343,7 @@ def _check_boundary(devfun: LmerDevfun, run: OptResult, tol: float) -> OptResult
     return replace(run, summary=summary)
 
 
-def checkConv(opt: OptResult, devfun: LmerDevfun, control: LmerControl | None = None) -> ConvCheck:
+def checkConv(opt: OptResult, devfun: Objective, control: LmerControl | None = None) -> ConvCheck:
     control = control or LmerControl()
     return check_conv(
         opt.derivs, opt.par, devfun.lower,
@@ -347,12 +353,14 @@ def checkConv(opt: OptResult, devfun: LmerDevfun, control: LmerControl | None = 
     )
 
 
-def mkMerMod(lmod: LmerFormula, devfun: LmerDevfun, opt: OptResult, conv: ConvCheck, control: LmerControl):
-    """The fitted model at theta-hat."""
+def mkMerMod(lmod: LmerFormula, devfun: Objective, opt: OptResult, conv: ConvCheck, control: LmerControl):
+    """The fitted model at theta-hat, solved by the objective that was optimised (``devfun`` where
+    nothing was): blocked on its own factor, dense by its CHOLMOD objective."""
     from .model import LmerMod
 
-    solver = devfun if opt.objective is None else opt.objective  # blocked: on its own factor; dense: by devfun
-    return LmerMod(lmod=lmod, devfun=devfun, opt=opt, conv=conv, control=control, state=solver.solve(opt.par))
+    objective = devfun if opt.objective is None else opt.objective
+    return LmerMod(lmod=lmod, objective=objective, opt=opt, conv=conv, control=control,
+                   state=objective.pls_state(opt.par))
 
 
 def lmer(

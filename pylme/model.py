@@ -15,9 +15,9 @@ import pandas as pd
 from .convergence import ConvCheck, is_singular
 from .errors import DataError
 from .lmer import LmerControl, LmerFormula, OptResult, emit
-from .pls import LmerDevfun, PLSState
+from .objective import Objective, PLSState
+from .pls import CholmodObjective
 from .record import FitRecord
-from .reterms import lambda_block
 from .varcorr import VarCorr, VarCorrTerm, unique_names
 
 
@@ -48,13 +48,21 @@ class LmerMod:
     """A linear mixed model fitted by ``pylme.lmer``."""
 
     lmod: LmerFormula
-    devfun: LmerDevfun
+    objective: Objective  # what was optimised (the CHOLMOD objective where nothing was)
     opt: OptResult
     conv: ConvCheck
     control: LmerControl
     state: PLSState
 
     # ------------------------------------------------------------ basic quantities
+    @property
+    def devfun(self) -> CholmodObjective:
+        """lme4's ``getME(fm, "devfun")``: the CHOLMOD objective of this fit's design and response
+        (what ``lmer(..., devFunOnly=True)`` gives), made when first asked for."""
+        if "_devfun" not in self.__dict__:
+            self.__dict__["_devfun"] = CholmodObjective(self.objective.design, self.objective.resp)
+        return self.__dict__["_devfun"]
+
     @property
     def REML(self) -> bool:
         return self.lmod.REML
@@ -111,7 +119,7 @@ class LmerMod:
         return float(np.sqrt(self.state.pwrss / denom))
 
     def REMLcrit(self) -> float:
-        return self.devfun.deviance_from(self.state, REML=True)
+        return self.objective.deviance(self.state, REML=True)
 
     def deviance(self, REML: bool | None = None) -> float:
         """ML deviance; for a REML fit lme4 warns and returns the REML criterion unless REML=False."""
@@ -123,14 +131,14 @@ class LmerMod:
                 stacklevel=2,
             )
             return self.REMLcrit()
-        return self.devfun.deviance_from(self.state, REML=bool(REML))
+        return self.objective.deviance(self.state, REML=bool(REML))
 
     def npar(self) -> int:
         return self.p + len(self.theta) + 1
 
     def logLik(self, REML: bool | None = None) -> LogLik:
         reml = self.REML if REML is None else REML
-        return LogLik(-self.devfun.deviance_from(self.state, reml) / 2, self.npar(), self.n)
+        return LogLik(-self.objective.deviance(self.state, reml) / 2, self.npar(), self.n)
 
     def AIC(self) -> float:
         return -2 * float(self.logLik()) + 2 * self.npar()
@@ -149,7 +157,7 @@ class LmerMod:
 
     @property
     def _offset(self) -> np.ndarray:
-        return self.devfun.offset
+        return self.objective.resp.offset
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False,
                 se_fit: bool = False, interval: str = "none", level: float = 0.95):
@@ -171,7 +179,7 @@ class LmerMod:
         """Response residuals, or Pearson residuals (weighted; divided by sigma when scaled)."""
         res = self.lmod.y - self.fitted().to_numpy()
         if type == "pearson":
-            res = res * self.devfun.sqrtw
+            res = res * self.objective.resp.sqrtw
         elif type != "response":
             raise ValueError(f"residual type {type!r} not available for lmer fits: use 'response' or 'pearson'")
         if scaled:
@@ -188,25 +196,15 @@ class LmerMod:
         return pd.DataFrame(V, index=names, columns=names)
 
     # ------------------------------------------------------------ random effects
-    def _Lambda_blocks(self) -> list[np.ndarray]:
-        offs = self.lmod.reTrms.theta_offsets
-        return [lambda_block(self.theta[start : start + t.ntheta], t.nc)
-                for t, start in zip(self.lmod.reTrms.terms, offs)]
-
     def VarCorr(self) -> VarCorr:
         """Per term sigma^2 Lambda Lambda', named as lme4 names VarCorr's components."""
         s2 = self.sigma() ** 2
         rt = self.lmod.reTrms
         groups = unique_names([t.group for t in rt.terms])
         terms = [
-            VarCorrTerm(g, t.cnms, s2 * (L @ L.T)) for g, t, L in zip(groups, rt.terms, self._Lambda_blocks())
+            VarCorrTerm(g, t.cnms, s2 * (L @ L.T)) for g, t, L in zip(groups, rt.terms, rt.lam.blocks(self.theta))
         ]
         return VarCorr(terms, self.sigma())
-
-    def _b_by_term(self) -> list[np.ndarray]:
-        rt = self.lmod.reTrms
-        Gp = rt.Gp
-        return [self.state.b[Gp[i] : Gp[i + 1]].reshape(t.nl, t.nc) for i, t in enumerate(rt.terms)]
 
     def _factor_columns(self, fac_index: int) -> tuple[list[str], np.ndarray]:
         """Column names and, per level, the positions in b of a grouping factor's effects."""
@@ -235,7 +233,7 @@ class LmerMod:
         cache = self.__dict__.setdefault("_condvar_cache", {})
         if fac_index not in cache:
             _, pos = self._factor_columns(fac_index)
-            blocks = self.devfun.cond_var_blocks(self.theta, list(pos))
+            blocks = self.objective.cond_var_blocks(self.theta, list(pos))
             cache[fac_index] = self.sigma() ** 2 * blocks
         return cache[fac_index]
 
@@ -258,7 +256,7 @@ class LmerMod:
     def getME(self, name: str):
         """lme4's getME: the model's components by their lme4 names."""
         rt, st = self.lmod.reTrms, self.state
-        Lambdat = rt.Lambdat_at(self.theta)
+        Lambdat = rt.lam.Lambdat(self.theta)
         table = {
             "X": lambda: pd.DataFrame(self.lmod.X, columns=self.lmod.fixef_names),
             "Z": lambda: rt.Zt.T.tocsc(),
@@ -280,7 +278,7 @@ class LmerMod:
             "lower": lambda: rt.lower,
             "flist": lambda: {k: pd.Categorical.from_codes(f.codes, f.levels) for k, f in rt.flist.items()},
             "cnms": lambda: rt.cnms_list,
-            "weights": lambda: self.devfun.sqrtw**2,
+            "weights": lambda: self.objective.resp.weights,
             "offset": lambda: self._offset,
             "REML": lambda: self.p if self.REML else 0,
             "is_REML": lambda: self.REML,
@@ -300,6 +298,7 @@ class LmerMod:
         return table[name]()
 
     def _factor_at_theta(self):
+        """lme4's L: CHOLMOD's factor at theta-hat, whichever objective was optimised."""
         self.devfun.update_factor(self.theta)
         return self.devfun.factor
 
@@ -341,10 +340,8 @@ class LmerMod:
 
     def refit(self, newresp) -> "LmerMod":
         """Refit to a new response (same design), starting from this fit's theta, as lme4's refit.
-        The fit's dense (pylme.dense) or blocked (pylme.blocked) objective is reused with the new
-        response's cross-products; the fit is solved at the optimum as lmer's."""
-        from .blocked import BlockedDevfun
-        from .dense import DenseDevfun
+        The objective that was optimised is reused with the new response's cross-products; the fit
+        is solved at the optimum as lmer's."""
         from .lmer import _optwrap, checkConv, choose_objective, mkMerMod
 
         try:
@@ -357,15 +354,15 @@ class LmerMod:
             raise DataError("newresp has missing or infinite values")
         lmod = copy.copy(self.lmod)
         lmod.y = y
-        devfun = self.devfun.with_response(y)
-        fitted = self.opt.objective
-        if isinstance(fitted, (DenseDevfun, BlockedDevfun)):
-            objective = fitted.with_response(y, devfun)
+        resp = self.objective.resp.with_y(y)
+        if self.opt.objective is None:  # nothing was optimised: the objective lmerControl selects
+            objective = choose_objective(self.objective.design, resp, self.control.method, self.control.memory_limit,
+                                         self.control.optimizer)
         else:
-            objective = choose_objective(devfun, self.control.method, self.control.memory_limit, self.control.optimizer)
+            objective = self.opt.objective.with_response(resp)
         run = _optwrap(objective, self.theta, self.control, 0, keep_log=False)
         conv = checkConv(run, objective, self.control)
-        fm = mkMerMod(lmod, devfun, run, conv, self.control)
+        fm = mkMerMod(lmod, objective, run, conv, self.control)
         emit([], conv.messages, [], run.warnings + conv.warnings)
         return fm
 

@@ -109,6 +109,43 @@ def column_blocks(columns: dict[str, list[str]], rn_width: int, width: int) -> l
     return blocks
 
 
-def format_signif(value: float, digits: int) -> str:
-    """R's ``format(signif(x, digits))`` for a single number as printed in headers."""
-    return format_number(float(f"{value:.{digits}g}"), digits)
+def named_vector(names: list[str], values: list[str], gap: int = 1, width: int = 80) -> list[str]:
+    """R's print of a named vector: a common column width, right-aligned, wrapped at ``width``."""
+    w = max(len(s) for s in names + values)
+    per_line = max(1, width // (w + gap))
+    lines = []
+    for start in range(0, len(names), per_line):
+        chunk = slice(start, start + per_line)
+        lines.append("".join(n.rjust(w) + " " * gap for n in names[chunk]))
+        lines.append("".join(v.rjust(w) + " " * gap for v in values[chunk]))
+    return lines
+
+
+def format_pvals(p: np.ndarray, digits: int) -> list[str]:
+    """R's format.pval(p, digits) with eps = .Machine$double.eps: the p-values from 1e-3 up
+    (1e-4 when digits > 1) formatted together, the smaller ones together, those below eps as
+    "< 2e-16"."""
+    eps = float(np.finfo(float).eps)
+    out = ["NA"] * len(p)
+    ok = ~np.isnan(p)
+    tiny = ok & (p < eps)
+    rest = ok & ~tiny
+    expo = np.floor(np.log10(np.where(p > 0, p, 1e-50)))
+    fixp = (expo >= -3) | ((expo == -4) & (digits > 1))
+    for group in (rest & fixp, rest & ~fixp):
+        for i, text in zip(np.flatnonzero(group), format_numbers(p[group], digits) if group.any() else []):
+            out[i] = text
+    if tiny.any():
+        d = max(1, digits - 2)
+        nc = max((len(out[i]) for i in np.flatnonzero(rest)), default=0)
+        if rest.any() and d > 1 and d + 6 > nc:
+            d = max(1, nc - 7)
+        sep = "" if d == 1 and (not rest.any() or nc <= 6) else " "
+        for i in np.flatnonzero(tiny):
+            out[i] = "<" + sep + format_numbers([eps], d)[0]
+    return out
+
+
+def signif_stars(p: float) -> str:
+    """R's significance codes (symnum with the cutpoints of printCoefmat)."""
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else " "

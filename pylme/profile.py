@@ -28,7 +28,7 @@ from scipy import stats
 
 from .errors import ModelError, PylmeWarning
 from .optimizer import optwrap
-from .pls import LmerDevfun
+from .pls import CholmodObjective
 from .progress import progress_bar
 from .splines import PolySpline, back_spline, interp_spline
 from .varcorr import sdcor_to_theta, theta_to_sdcor
@@ -44,16 +44,16 @@ class Devfun2:
     profiled out, sigma is not. Keeps beta of the last evaluation (lme4 records it)."""
 
     def __init__(self, fm_ml):
-        self.devfun: LmerDevfun = fm_ml.devfun
+        self.objective = fm_ml.objective
         self.ncs = [t.nc for t in fm_ml.lmod.reTrms.terms]
         self.beta = fm_ml.state.beta
 
     def __call__(self, pars: np.ndarray) -> float:
         sigma = pars[-1]
-        st = self.devfun.solve(sdcor_to_theta(pars[:-1], self.ncs, sigma))
+        st = self.objective.pls_state(sdcor_to_theta(pars[:-1], self.ncs, sigma))
         self.beta = st.beta
-        n = self.devfun.n
-        return st.ldL2 - self.devfun.ldW + st.pwrss / sigma**2 + n * np.log(2 * np.pi * sigma**2)
+        resp = self.objective.resp
+        return st.ldL2 - resp.ldW + st.pwrss / sigma**2 + resp.n * np.log(2 * np.pi * sigma**2)
 
 
 @dataclass
@@ -273,19 +273,19 @@ def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, ctrl:
 
 def _profile_fixed(fm_ml, j: int, opt: np.ndarray, base: float, walk: _Walk) -> np.ndarray:
     """Rows (zeta, parameters) along fixed effect ``j``: its column moved into the offset."""
-    lmod, devfun = fm_ml.lmod, fm_ml.devfun
+    lmod, objective = fm_ml.lmod, fm_ml.objective
     X = lmod.X
     Xj = X[:, j]
-    dropped = LmerDevfun(np.delete(X, j, axis=1), lmod.y, lmod.reTrms, False, devfun.sqrtw**2, devfun.offset)
+    dropped = CholmodObjective(objective.design.with_X(np.delete(X, j, axis=1)), objective.resp.with_REML(False))
     ncs = [t.nc for t in lmod.reTrms.terms]
     est = opt[len(fm_ml.theta) + 1 + j]
     std = float(np.sqrt(fm_ml.vcov().to_numpy()[j, j]))
 
     def zeta(value: float, prev_row: np.ndarray | None = None) -> np.ndarray:
-        fixed = dropped.with_response(lmod.y - Xj * value)
+        fixed = dropped.with_response(dropped.resp.with_y(lmod.y - Xj * value))
         res = optwrap(fixed, fm_ml.theta, lmod.reTrms.lower, fm_ml.control.optCtrl, keep_log=False)
-        st = fixed.solve(res.par)
-        sigma = np.sqrt(st.pwrss / fixed.n)
+        st = fixed.pls_state(res.par)
+        sigma = np.sqrt(st.pwrss / fixed.design.n)
         with np.errstate(invalid="ignore"):
             z = np.sign(value - est) * np.sqrt(res.fval - base)
         return np.concatenate([[z], theta_to_sdcor(res.par, ncs, sigma), np.insert(st.beta, j, value)])

@@ -20,7 +20,7 @@ from scipy.stats import chi2
 from .anova import AnovaTable, refit_ml
 from .errors import DataError, ModelError
 from .formula import Node, deparse, expand_double_verts, expand_terms, parse, update_formula
-from .satterthwaite import F_COLUMNS
+from .tables import F_COLUMNS
 
 
 class ReductionTable(AnovaTable):

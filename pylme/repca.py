@@ -13,7 +13,6 @@ import pandas as pd
 import scipy.linalg
 
 from .printing import format_numbers, render_table
-from .reterms import lambda_block
 
 
 class Prcomp:
@@ -80,8 +79,8 @@ def rePCA(fm) -> PrcompList:
     vectors (rotation) of its terms' relative covariance factors put block-diagonally."""
     rt = fm.lmod.reTrms
     blocks: dict[str, list[np.ndarray]] = {}
-    for t, start in zip(rt.terms, rt.theta_offsets):
-        blocks.setdefault(t.group, []).append(lambda_block(fm.theta[start:start + t.ntheta], t.nc))
+    for t, T in zip(rt.terms, rt.lam.blocks(fm.theta)):
+        blocks.setdefault(t.group, []).append(T)
     out = PrcompList()
     for name, Ts in blocks.items():
         u, d, _ = np.linalg.svd(scipy.linalg.block_diag(*Ts))

@@ -5,10 +5,14 @@ Each bar term ``(lhs | g)`` contributes, for every level of ``g``, ``nc`` random
 number of levels (``rev(order(nl))``, ties reversed), only when the numbers differ.
 The relative covariance factor of a term is lower triangular with ``nc(nc+1)/2``
 parameters, column-major; ``Lambdat`` is block diagonal with one block per level.
+``LambdaMap`` (``ReTrms.lam``) is the one owner of theta -> Lambda: its values, Lambdat, a term's
+block and the rows and columns of a subset of terms; the objectives build their own products of
+Lambda from its pattern and ``Lind``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -100,10 +104,72 @@ class ReTrms:
     def theta_offsets(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum([t.ntheta for t in self.terms])])
 
-    def Lambdat_at(self, theta: np.ndarray) -> sp.csc_matrix:
-        lam = self.Lambdat.copy()
-        lam.data = np.asarray(theta, dtype=float)[self.Lind]
-        return lam
+    @cached_property
+    def lam(self) -> "LambdaMap":
+        """The map theta -> Lambda of these terms."""
+        return LambdaMap(self.Lambdat, self.Lind, tuple(t.nc for t in self.terms), tuple(t.nl for t in self.terms))
+
+
+@dataclass(frozen=True)
+class LambdaMap:
+    """theta -> Lambda (lme4's ``Lambdat@x <- theta[Lind]``): Lambdat's fixed pattern (block
+    diagonal, upper triangular, CSC), the 0-based theta index of each stored entry, and the terms'
+    numbers of columns and levels (in lme4's term order). Nothing is dropped when a theta is 0: the
+    pattern is the same at every theta."""
+
+    pattern: sp.csc_matrix
+    Lind: np.ndarray
+    ncs: tuple[int, ...]
+    nls: tuple[int, ...]
+
+    @property
+    def nnz(self) -> int:
+        return int(self.Lind.size)
+
+    @property
+    def ntheta(self) -> int:
+        return int(sum(nc * (nc + 1) // 2 for nc in self.ncs))
+
+    @property
+    def theta_offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum([nc * (nc + 1) // 2 for nc in self.ncs])]).astype(int)
+
+    @property
+    def Gp(self) -> np.ndarray:
+        """Where each term's random effects start in b (and its end)."""
+        return np.concatenate([[0], np.cumsum([nc * nl for nc, nl in zip(self.ncs, self.nls)])]).astype(int)
+
+    def values(self, theta: np.ndarray) -> np.ndarray:
+        """Lambdat's stored values at theta (in its storage order)."""
+        return np.asarray(theta, dtype=float)[self.Lind]
+
+    def Lambdat(self, theta: np.ndarray) -> sp.csc_matrix:
+        """Lambdat at theta, on the fixed pattern."""
+        out = self.pattern.copy()
+        out.data = self.values(theta)
+        return out
+
+    def block(self, theta: np.ndarray, k: int) -> np.ndarray:
+        """Term k's lower-triangular relative covariance factor (nc x nc) at theta."""
+        off = self.theta_offsets
+        return lambda_block(np.asarray(theta, dtype=float)[off[k] : off[k + 1]], self.ncs[k])
+
+    def blocks(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Every term's factor at theta, in term order."""
+        return [self.block(theta, k) for k in range(len(self.ncs))]
+
+    def sub(self, keep: list[int]) -> "LambdaMap":
+        """The map of terms ``keep`` alone: their rows and columns of Lambdat, in the order of
+        ``keep``, with their entries' theta indices (into the whole theta)."""
+        Gp = self.Gp
+        idx = np.concatenate([np.arange(Gp[k], Gp[k + 1]) for k in keep] + [np.zeros(0, int)])
+        marker = self.pattern.copy()
+        marker.data = np.arange(marker.nnz, dtype=float) + 1.0
+        sub = marker[idx][:, idx].tocsc()
+        sub.sort_indices()
+        pos = sub.data.astype(np.int64) - 1
+        sub.data = np.ones(pos.size)  # a pattern: its values are set per theta
+        return LambdaMap(sub, self.Lind[pos], tuple(self.ncs[k] for k in keep), tuple(self.nls[k] for k in keep))
 
 
 def theta_positions(nc: int) -> tuple[np.ndarray, np.ndarray]:

@@ -44,10 +44,10 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .errors import FitMessage, ModelError, PylmeWarning
 from .printing import zapsmall
+from .tables import F_COLUMNS, T_COLUMNS, f_row, qform, t_row
 
 __all__ = [
     "SatterthwaiteInfo",
@@ -64,8 +64,6 @@ __all__ = [
     "satterthwaite_table",
 ]
 
-T_COLUMNS = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
-F_COLUMNS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
 
 _EPS = float(np.finfo(float).eps)
 _ZERO_TOL = math.sqrt(_EPS / 7e-7)  # below this |x| the step is absolute, not relative
@@ -157,20 +155,11 @@ class SatterthwaiteInfo:
     warnings: list[str] = field(default_factory=list)
 
 
-def _solve_keep_count(devfun, theta):
-    """devfun.solve without counting the evaluation as an optimiser's."""
-    n = devfun.nevals
-    try:
-        return devfun.solve(theta)
-    finally:
-        devfun.nevals = n
-
-
 def deviance_varpar(fm, varpar: np.ndarray) -> float:
     """The deviance (REML criterion for REML fits) at theta with sigma given, not profiled."""
     varpar = np.asarray(varpar, dtype=float)
     theta, sigma2 = varpar[:-1], varpar[-1] ** 2
-    st = _solve_keep_count(fm.devfun, theta)
+    st = fm.objective.pls_state(theta)
     n = fm.n
     dev = st.ldL2 + st.pwrss / sigma2 + n * math.log(2.0 * math.pi * sigma2)
     if not fm.REML:
@@ -181,7 +170,7 @@ def deviance_varpar(fm, varpar: np.ndarray) -> float:
 def vcov_beta_varpar(fm, varpar: np.ndarray) -> np.ndarray:
     """sigma^2 (RX'RX)^-1 at theta (the covariance of beta-hat given the variance parameters)."""
     varpar = np.asarray(varpar, dtype=float)
-    st = _solve_keep_count(fm.devfun, varpar[:-1])
+    st = fm.objective.pls_state(varpar[:-1])
     RXi = np.linalg.inv(st.RX) if fm.p else np.zeros((0, 0))
     return varpar[-1] ** 2 * (RXi @ RXi.T)
 
@@ -241,25 +230,6 @@ def satterthwaite_info(fm, tol: float = 1e-8) -> SatterthwaiteInfo:
 
 
 # ---------------------------------------------------------------- tests of contrasts
-def _qform(x: np.ndarray, A: np.ndarray) -> float:
-    return float(x @ A @ x)
-
-
-def _p_t(tstat, df):
-    return 2.0 * stats.t.sf(np.abs(tstat), df)
-
-
-def _t_row(estimate, se, df, rhs, confint, level):
-    with np.errstate(all="ignore"):
-        tstat = (estimate - rhs) / se
-    row = {"Estimate": estimate, "Std. Error": se, "df": df, "t value": tstat}
-    if confint:
-        fac = stats.t.isf((1.0 - level) / 2.0, df)
-        row["lower"], row["upper"] = estimate - se * fac, estimate + se * fac
-    row["Pr(>|t|)"] = _p_t(tstat, df) if not np.isnan(tstat) else np.nan
-    return row
-
-
 def _width_check(L: np.ndarray, fm) -> None:
     names = list(fm.lmod.fixef_names)
     p = len(names)
@@ -287,7 +257,7 @@ def _method(fm, ddf: str) -> _Method:
     """Satterthwaite's tests (this module) or Kenward-Roger's (pylme.kenward_roger)."""
     if ddf == "Satterthwaite":
         info = satterthwaite_info(fm)
-        return _Method("Satterthwaite's", info.names, partial(_t_test, info), partial(_f_test, info))
+        return _Method("Satterthwaite's", info.names, partial(t_test, info), partial(_f_test, info))
     if ddf == "Kenward-Roger":  # the adjusted covariance is computed when a test first needs it
         from . import kenward_roger as kr
 
@@ -295,18 +265,18 @@ def _method(fm, ddf: str) -> _Method:
     raise ValueError(f"ddf must be one of {', '.join(map(repr, DDF_METHODS))}, not {ddf!r}")
 
 
-def _t_test(info: SatterthwaiteInfo, L: np.ndarray, rhs: float = 0.0, confint: bool = False,
+def t_test(info: SatterthwaiteInfo, L: np.ndarray, rhs: float = 0.0, confint: bool = False,
             level: float = 0.95) -> dict:
     """One t-test of ``L beta = rhs`` with Satterthwaite's df (lmerTest's contest1D)."""
     if np.any(np.isnan(L)):
-        return _t_row(np.nan, np.nan, np.nan, rhs, confint, level)
+        return t_row(np.nan, np.nan, np.nan, rhs, confint, level)
     estimate = float(L @ info.beta)
-    var_con = _qform(L, info.vcov_beta)
-    grad = np.array([_qform(L, J) for J in info.jac])
-    denom = _qform(grad, info.vcov_varpar)
+    var_con = qform(L, info.vcov_beta)
+    grad = np.array([qform(L, J) for J in info.jac])
+    denom = qform(grad, info.vcov_varpar)
     with np.errstate(divide="ignore", invalid="ignore"):
         ddf = 2.0 * var_con**2 / denom
-    return _t_row(estimate, math.sqrt(var_con), float(ddf), rhs, confint, level)
+    return t_row(estimate, math.sqrt(var_con), float(ddf), rhs, confint, level)
 
 
 def contest1D(fm, L, rhs: float = 0.0, confint: bool = False, level: float = 0.95,
@@ -325,16 +295,6 @@ def contest1D(fm, L, rhs: float = 0.0, confint: bool = False, level: float = 0.9
     if L.size == 0:
         return pd.DataFrame(columns=cols, dtype=float)
     return pd.DataFrame([method.t_test(L, rhs, confint, level)], columns=cols)
-
-
-def _f_row(F, ndf, ddf, sigma, scaling: float = 1.0):
-    """lmerTest's F-table row: Mean Sq from the unscaled F, the F value scaled (Kenward-Roger's
-    F scaling; 1 for Satterthwaite)."""
-    ms = F * sigma**2
-    F = F * scaling
-    with np.errstate(all="ignore"):
-        pval = stats.f.sf(F, ndf, ddf) if np.isfinite(F) else np.nan
-    return {"Sum Sq": ms * ndf, "Mean Sq": ms, "NumDF": ndf, "DenDF": ddf, "F value": F, "Pr(>F)": pval}
 
 
 def _combine_df(nu: np.ndarray, tol: float = 1e-8) -> float:
@@ -356,10 +316,10 @@ def _f_test(info: SatterthwaiteInfo, L: np.ndarray, rhs=0.0, eps: float = math.s
     if k == 0:
         return None
     if np.any(np.isnan(L)):
-        return _f_row(np.nan, np.nan, np.nan, np.nan)
+        return f_row(np.nan, np.nan, np.nan, np.nan)
     if k == 1:
-        t = _t_test(info, L[0], float(rhs[0]))
-        return _f_row(t["t value"] ** 2, 1, t["df"], info.sigma)
+        t = t_test(info, L[0], float(rhs[0]))
+        return f_row(t["t value"] ** 2, 1, t["df"], info.sigma)
     beta = info.beta
     if np.any(rhs != 0):
         beta = beta - np.linalg.pinv(L, rcond=eps) @ rhs
@@ -375,14 +335,14 @@ def _f_test(info: SatterthwaiteInfo, L: np.ndarray, rhs=0.0, eps: float = math.s
         return None
     PtL = (P.T @ L)[:q]
     if q == 1:
-        t = _t_test(info, PtL[0], float(rhs[0]))
-        return _f_row(t["t value"] ** 2, 1, t["df"], info.sigma)
+        t = t_test(info, PtL[0], float(rhs[0]))
+        return f_row(t["t value"] ** 2, 1, t["df"], info.sigma)
     F = float(np.sum((PtL @ beta) ** 2 / d[:q]) / q)
     nu = np.empty(q)
     for m in range(q):
-        grad = np.array([_qform(PtL[m], J) for J in info.jac])
-        nu[m] = 2.0 * d[m] ** 2 / _qform(grad, info.vcov_varpar)
-    return _f_row(F, q, _combine_df(nu), info.sigma)
+        grad = np.array([qform(PtL[m], J) for J in info.jac])
+        nu[m] = 2.0 * d[m] ** 2 / qform(grad, info.vcov_varpar)
+    return f_row(F, q, _combine_df(nu), info.sigma)
 
 
 def contestMD(fm, L, rhs=0.0, ddf: str = "Satterthwaite") -> pd.DataFrame:

@@ -60,5 +60,5 @@ def _u_to_response(fm, drawn: list[int]):
     """``(Lambdat Zt)'`` restricted to the drawn terms: maps spherical effects u* to the rows."""
     rt = fm.lmod.reTrms
     rows = np.concatenate([np.arange(rt.Gp[i], rt.Gp[i + 1]) for i in drawn])
-    Lambdat = rt.Lambdat_at(fm.theta).tocsr()[rows][:, rows]
+    Lambdat = rt.lam.Lambdat(fm.theta).tocsr()[rows][:, rows]
     return (Lambdat @ rt.Zt.tocsr()[rows]).T.tocsr()

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .formula import deparse, expand_double_verts, parse
-from .printing import format_numbers, render_table, zapsmall
+from .printing import format_numbers, format_pvals, named_vector, render_table, signif_stars, zapsmall
 
 
 def method_title(fm) -> str:
@@ -20,18 +20,6 @@ def _header(fm) -> list[str]:
     return lines
 
 
-def _named_vector(names: list[str], values: list[str], gap: int = 1, width: int = 80) -> list[str]:
-    """R's print of a named vector: a common column width, right-aligned, wrapped at ``width``."""
-    w = max(len(s) for s in names + values)
-    per_line = max(1, width // (w + gap))
-    lines = []
-    for start in range(0, len(names), per_line):
-        chunk = slice(start, start + per_line)
-        lines.append("".join(n.rjust(w) + " " * gap for n in names[chunk]))
-        lines.append("".join(v.rjust(w) + " " * gap for v in values[chunk]))
-    return lines
-
-
 def _aic_table(fm, digits: int) -> list[str]:
     if fm.REML:
         value = round(fm.REMLcrit(), digits)
@@ -40,7 +28,7 @@ def _aic_table(fm, digits: int) -> list[str]:
     vals = [round(v, digits) for v in (fm.AIC(), fm.BIC(), ll, fm.deviance(REML=False))]
     names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
     strs = format_numbers(vals, 7) + [str(fm.n - fm.npar())]
-    return _named_vector(names, strs)
+    return named_vector(names, strs)
 
 
 def _groups_line(fm) -> str:
@@ -55,7 +43,7 @@ def print_merMod(fm, digits: int = 4) -> str:
     fe = fm.fixef()
     if len(fe):
         lines.append("Fixed Effects:")
-        lines += _named_vector(list(fe.index), format_numbers(fe.to_numpy(), digits), gap=2)
+        lines += named_vector(list(fe.index), format_numbers(fe.to_numpy(), digits), gap=2)
     else:
         lines.append("No fixed effect coefficients")
     lines += _fit_messages(fm)
@@ -113,7 +101,7 @@ def _residual_quantiles(fm, digits: int) -> list[str]:
     res = fm.residuals(type="pearson", scaled=True).to_numpy()
     q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
     q = zapsmall(q, digits + 1)
-    return _named_vector(["Min", "1Q", "Median", "3Q", "Max"], format_numbers(q, digits))
+    return named_vector(["Min", "1Q", "Median", "3Q", "Max"], format_numbers(q, digits))
 
 
 def coef_table(coefs: pd.DataFrame, digits: int = 4) -> str:
@@ -130,41 +118,12 @@ def coef_table(coefs: pd.DataFrame, digits: int = 4) -> str:
     cols["t value"] = format_numbers(np.round(coefs["t value"].to_numpy(), max(1, min(5, digits - 1))), digits)
     if "df" in coefs:  # lmerTest's columns: then the p-value with significance stars
         p = coefs["Pr(>|t|)"].to_numpy()
-        cols["Pr(>|t|)"] = _format_pvals(p, max(1, min(5, digits - 1)))
-        stars = [_stars(v) for v in p]
+        cols["Pr(>|t|)"] = format_pvals(p, max(1, min(5, digits - 1)))
+        stars = [signif_stars(v) for v in p]
         cols[""] = [st.ljust(max(map(len, stars))) for st in stars]  # R's format() of the codes
         table = render_table(cols, row_names=list(coefs.index), right_all=True)
         return table + "\n---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
     return render_table(cols, row_names=list(coefs.index), right_all=True)
-
-
-def _format_pvals(p: np.ndarray, digits: int) -> list[str]:
-    """R's format.pval(p, digits) with eps = .Machine$double.eps: the p-values from 1e-3 up
-    (1e-4 when digits > 1) formatted together, the smaller ones together, those below eps as
-    "< 2e-16"."""
-    eps = float(np.finfo(float).eps)
-    out = ["NA"] * len(p)
-    ok = ~np.isnan(p)
-    tiny = ok & (p < eps)
-    rest = ok & ~tiny
-    expo = np.floor(np.log10(np.where(p > 0, p, 1e-50)))
-    fixp = (expo >= -3) | ((expo == -4) & (digits > 1))
-    for group in (rest & fixp, rest & ~fixp):
-        for i, text in zip(np.flatnonzero(group), format_numbers(p[group], digits) if group.any() else []):
-            out[i] = text
-    if tiny.any():
-        d = max(1, digits - 2)
-        nc = max((len(out[i]) for i in np.flatnonzero(rest)), default=0)
-        if rest.any() and d > 1 and d + 6 > nc:
-            d = max(1, nc - 7)
-        sep = "" if d == 1 and (not rest.any() or nc <= 6) else " "
-        for i in np.flatnonzero(tiny):
-            out[i] = "<" + sep + format_numbers([eps], d)[0]
-    return out
-
-
-def _stars(p: float) -> str:
-    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else " "
 
 
 def _correlation(fm, cor_max: int = 12) -> list[str]:

@@ -41,7 +41,6 @@ import warnings
 from pathlib import Path
 
 import pylme
-from pylme.blocked import BlockedDevfun
 
 MODELS = {
     "dyestuff": ("Dyestuff", "Yield ~ 1 + (1 | Batch)", True),
@@ -202,13 +201,13 @@ def large_one(name: str, method: str, with_lme4: bool) -> dict:
         warnings.simplefilter("ignore")
         fm = pylme.lmer(des.formula, des.data, REML=des.REML, control=pylme.lmerControl(method=method))
     fit = time.perf_counter() - t0
-    blocked = fm.opt.objective if isinstance(fm.opt.objective, BlockedDevfun) else None
+    plan = fm.objective.memory_plan()
     sd = dict(zip([t.group for t in fm.lmod.reTrms.terms], (fm.theta * fm.sigma()).tolist()))
     row = {"model": name, "formula": des.formula, "n": len(des.data), "generate_s": generated, "fit_s": fit,
            "evals": fm.opt.summary.feval, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
            "rss_before_fit_gb": rss0,
-           "estimated_blocks_gb": None if blocked is None else sum(p.bytes for p in blocked.plan) / 2**30,
-           "memory_plan": None if blocked is None else blocked.memory_plan(),
+           "estimated_blocks_gb": fm.objective.planned_bytes() / 2**30 if plan else None,
+           "memory_plan": plan or None,
            "criterion": fm.REMLcrit() if des.REML else fm.deviance(REML=False),
            "sd": sd, "sigma": fm.sigma(), "truth": {"sd": des.truth["sd"], "sigma": des.truth["sigma"]}}
     if with_lme4:

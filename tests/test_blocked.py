@@ -16,8 +16,13 @@ from conformance.cases import select
 from conformance.engines import GoldenEngine
 from conformance.large_designs import grades, state_test
 from pylme.blocked import BlockedDevfun, blocked_size, unique_keys
-from pylme.dense import DenseDevfun
-from pylme.lmer import choose_objective
+from pylme.dense import DenseObjective
+from pylme.lmer import choose_objective as _choose_objective
+
+def choose_objective(devfun, method):
+    """The objective lmerControl(method=) selects for devfun's design and response."""
+    return _choose_objective(devfun.design, devfun.resp, method, cholmod=devfun)
+
 
 CASES = [c for c in select() if not c.id.startswith("prop_") and c.model != "classroom_childid_level_per_row"]
 
@@ -36,7 +41,7 @@ def test_blocked_objective_equals_cholmod(case, fill):
         assert blocked(np.array(theta)) == pytest.approx(dev(np.array(theta)), rel=1e-10)
     if ref.devfun_at:  # the PLS solution (beta, b, pwrss) read off the blocked factor
         theta = np.array(ref.devfun_at[-1]["theta"])
-        st, st0 = blocked.solve(theta), dev.solve(theta)
+        st, st0 = blocked.pls_state(theta), dev.pls_state(theta)
         scale = max(1.0, np.max(np.abs(st0.b), initial=0.0))
         np.testing.assert_allclose(st.beta, st0.beta, rtol=1e-8, atol=1e-10 * max(1.0, np.max(np.abs(st0.beta), initial=0)))
         np.testing.assert_allclose(st.b, st0.b, rtol=0, atol=1e-8 * scale)
@@ -57,13 +62,13 @@ def test_blocked_fit_reaches_lme4s_optimum():
 def test_auto_chooses_blocked_for_large_models_dense_for_small_ones():
     big = pylme.lmer("y ~ service + (1 | s) + (1 | d) + (1 | dept:service)", pylme.datasets.load("InstEval"),
                      devFunOnly=True)
-    assert blocked_size(big) == 1128 + 28 + 2 + 1  # d, dept:service, X (p = 2), y: the dense Schur complement
+    assert blocked_size(big.design) == 1128 + 28 + 2 + 1  # d, dept:service, X (p = 2), y: the dense Schur complement
     assert isinstance(choose_objective(big, "auto"), BlockedDevfun)
     assert choose_objective(big, "cholmod") is big
     with pytest.raises(pylme.ModelError, match=r"method='dense' is for small models .* q \+ p \+ 1 = 4131 and 4128 entries in Lambda"):
         choose_objective(big, "dense")
     small = pylme.lmer("Reaction ~ Days + (Days | Subject)", pylme.datasets.load("sleepstudy"), devFunOnly=True)
-    assert isinstance(choose_objective(small, "auto"), DenseDevfun)  # q + p + 1 = 36 + 2 + 1
+    assert isinstance(choose_objective(small, "auto"), DenseObjective)  # q + p + 1 = 36 + 2 + 1
     assert choose_objective(small, "cholmod") is small
     assert isinstance(choose_objective(small, "blocked"), BlockedDevfun)
     # between the two: fewer than 10,000 rows but q + p + 1 > 300 (1,190 rows, 312 + 107 random effects)
@@ -75,7 +80,7 @@ def test_auto_chooses_blocked_for_large_models_dense_for_small_ones():
     many = pd.DataFrame({"g": pd.Categorical(rng.integers(0, 50, 20_000)), "x": rng.normal(size=20_000)})
     many["y"] = many["x"] + rng.normal(size=50)[many["g"].cat.codes] + rng.normal(size=20_000)
     tall = pylme.lmer("y ~ x + (x | g)", many, devFunOnly=True)
-    assert isinstance(choose_objective(tall, "auto"), DenseDevfun)
+    assert isinstance(choose_objective(tall, "auto"), DenseObjective)
     with pytest.raises(ValueError, match="method must be one of 'auto', 'cholmod', 'dense', 'blocked', not 'qr'"):
         choose_objective(small, "qr")
 
@@ -154,7 +159,7 @@ def test_vector_term_in_the_fill_block(fill):
     for theta in ([1.0, 1.0, 0.0, 1.0], [1.3, 0.6, -0.4, 0.2], [0.0, 0.5, 0.3, 0.0]):
         theta = np.array(theta)
         assert blocked(theta) == pytest.approx(dev(theta), rel=1e-10)
-    st, st0 = blocked.solve(theta), dev.solve(theta)
+    st, st0 = blocked.pls_state(theta), dev.pls_state(theta)
     np.testing.assert_allclose(st.beta, st0.beta, rtol=1e-9)
     np.testing.assert_allclose(st.b, st0.b, rtol=0, atol=1e-9)
 

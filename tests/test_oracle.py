@@ -67,13 +67,13 @@ def test_oracle_equals_pylme_objective_bundled(name, dataset, formula, weights, 
     oracle = DenseOracle(formula, data, REML=REML, weights=weights)
     devfun = pylme.lmer(formula, data, REML=REML, weights=weights, devFunOnly=True)
     for theta in _thetas(np.asarray(devfun.lower), devfun.start):
-        dense, pls = oracle.fit_at(theta), devfun.solve(theta)
-        crit = devfun.criterion(pls)
+        dense, pls = oracle.fit_at(theta), devfun.pls_state(theta)
+        crit = devfun.deviance(pls)
         assert _rel(dense.criterion, crit) <= REL, (theta, dense.criterion, crit)
         # the by-products agree too: beta (GLS = PLS), r'V^-1 r = pwrss, log|V| = ldL2 - ldW
         assert np.allclose(dense.beta, pls.beta, rtol=1e-8, atol=1e-8 * np.max(np.abs(pls.beta))), theta
         assert _rel(dense.rss, pls.pwrss) <= 1e-9
-        assert _rel(dense.logdet_V, pls.ldL2 - devfun.ldW) <= 1e-9
+        assert _rel(dense.logdet_V, pls.ldL2 - devfun.resp.ldW) <= 1e-9
         if REML:
             assert _rel(dense.logdet_XtVinvX, pls.ldRX2) <= 1e-9
         b = oracle.Lambda(theta) @ dense.u

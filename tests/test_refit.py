@@ -13,7 +13,7 @@ import pytest
 
 import pylme
 from conformance.tolerances import BETA_SE, CRITERION_ABS, SIGMA_REL, THETA_ABS
-from pylme.dense import DenseDevfun
+from pylme.dense import DenseObjective
 
 MODELS = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True),
@@ -44,11 +44,11 @@ def _thetas(lower: np.ndarray, k: int = 5) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("dataset,formula,REML", MODELS, ids=lambda v: str(v))
 def test_refit_objective_is_fresh_objective(dataset, formula, REML):
-    """The refit's CHOLMOD objective (its devfun, which solves at the optimum) is the fresh fit's, bit for bit."""
+    """The refit's objective and its PLS solution (by the CHOLMOD objective) are the fresh fit's, bit for bit."""
     fm, refitted, fresh = _fits(dataset, formula, REML)
     for theta in _thetas(fresh.lmod.reTrms.lower):
         assert refitted.devfun(theta) == fresh.devfun(theta)
-        a, b = refitted.devfun.solve(theta), fresh.devfun.solve(theta)
+        a, b = refitted.objective.pls_state(theta), fresh.objective.pls_state(theta)
         for name in ("beta", "u", "b", "eta", "RX", "RZX"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     # the original fit is untouched by its refit (nothing shared is overwritten)
@@ -62,13 +62,13 @@ def test_refit_dense_objective_is_fresh_objective(dataset, formula, REML):
     dense objective is still the original's."""
     fm, refitted, fresh = _fits(dataset, formula, REML)
     new, own = refitted.opt.objective, fresh.opt.objective
-    assert isinstance(new, DenseDevfun) and isinstance(own, DenseDevfun)
+    assert isinstance(new, DenseObjective) and isinstance(own, DenseObjective)
     for theta in _thetas(fresh.lmod.reTrms.lower) + [fresh.theta]:
         assert new(theta) == own(theta)
-        assert new(theta) == pytest.approx(fresh.devfun(theta), rel=1e-12, abs=0)
+        assert new(theta) == pytest.approx(own.cholmod(theta), rel=1e-12, abs=0)
     assert fm.opt.objective(fm.theta) == fm.opt.fval
     # the reported fit is the CHOLMOD solution at the dense objective's optimum
-    assert refitted.opt.fval == pytest.approx(refitted.devfun(refitted.theta), rel=1e-12, abs=0)
+    assert refitted.opt.fval == pytest.approx(new.cholmod(refitted.theta), rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("dataset,formula,REML", MODELS, ids=lambda v: str(v))
@@ -90,7 +90,7 @@ def test_refit_of_a_large_model_reuses_the_blocks():
     response's [X y] cross-products, which is a fresh fit's blocked objective bit for bit (cross map,
     fill block and its order reused), and reaches the fresh fit within the conformance tolerances."""
     from conformance.large_designs import grades
-    from pylme.blocked import BlockedDevfun
+    from pylme.blocked import BlockedObjective
 
     des = grades(n=20_000, n_students=1_500, n_instr=400, n_dept=20)
     with warnings.catch_warnings():
@@ -100,7 +100,7 @@ def test_refit_of_a_large_model_reuses_the_blocks():
         refitted = fm.refit(y)
         fresh = pylme.lmer(des.formula.replace("gr.pt", "ynew", 1), des.data.assign(ynew=y))
     new, own = refitted.opt.objective, fresh.opt.objective
-    assert isinstance(new, BlockedDevfun) and isinstance(own, BlockedDevfun)
+    assert isinstance(new, BlockedObjective) and isinstance(own, BlockedObjective)
     assert new.cross is fm.opt.objective.cross  # reused, not rebuilt
     for theta in _thetas(fresh.lmod.reTrms.lower) + [fresh.theta]:
         assert new(theta) == own(theta)
@@ -127,7 +127,7 @@ def test_blocked_objective_for_a_new_response_has_its_own_workspace(fill):
     fresh = BlockedDevfun(pylme.lmer(des.formula.replace("gr.pt", "ynew", 1), des.data.assign(ynew=y),
                                      weights=w, devFunOnly=True), fill=fill)
     fitted = BlockedDevfun(dev, fill=fill)
-    new = fitted.with_response(y)
+    new = fitted.with_response(fitted.resp.with_y(y))
     assert new.fill is not fitted.fill and new.fill.kind == fill
     thetas = _thetas(dev.lower, k=8)
     for theta in thetas:
