@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(r-base-core r-base-dev r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-jsonlite r-cran-emmeans r-cran-dfoptim r-cran-optimx libsuitesparse-dev)
+APT_PACKAGES=(r-base-core r-base-dev r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-jsonlite r-cran-emmeans r-cran-dfoptim r-cran-optimx r-cran-mlmrev r-cran-glmmtmb libsuitesparse-dev)
 if ! dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
