@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .blocked import BlockedDevfun
 from .errors import DataError, FormulaError, PylmeError
 from .formula import parse_mixed
 from .lmer import LmerControl, LmerFormula, _start, choose_objective, fit_lmer, lFormula, mkLmerDevfun
@@ -76,6 +77,13 @@ class RowSetDesign:
         rows = np.flatnonzero(~spec.data.index.isin(lmod.frame.dropped))
         return cls(lmod, devfun, objective, rows)
 
+    def prepare(self) -> None:
+        """Do CHOLMOD's symbolic analysis once for all the responses (each fit copies it), where the
+        fit at the optimum is solved by CHOLMOD (not by the blocked factor, whose models may be too
+        large for it). In the process that fits: a pickled design leaves the factor behind."""
+        if not isinstance(self.objective, BlockedDevfun):
+            self.devfun.factor
+
 
 def objective_for(design: RowSetDesign, y: np.ndarray) -> tuple[LmerFormula, object, object]:
     """lFormula's output, the CHOLMOD objective and the optimised objective for the response ``y``
@@ -103,24 +111,34 @@ def fit_response(spec: ManySpec, design: RowSetDesign, y: np.ndarray):
 # ---------------------------------------------------------------- the table
 def table_row(fm, ddf: str | None = None) -> dict:
     """One response's row: criterion, theta, sigma, per coefficient estimate, SE and t (df and p
-    with ``ddf``), singular flag, convergence code and messages."""
-    row = {"nobs": fm.n, "criterion": fm.devfun.deviance_from(fm.state, fm.REML), "sigma": fm.sigma()}
-    row.update({f"theta.{k}": v for k, v in zip(fm._theta_names(), fm.theta)})
+    with ``ddf``), singular flag, convergence code and messages. Read off the fit's PLS solution
+    with numpy (``fm.vcov()``'s diagonal without its DataFrame: this runs once per response)."""
+    st, names = fm.state, fm.lmod.fixef_names
+    sigma = fm.sigma()
+    row = {"nobs": fm.n, "criterion": fm.devfun.deviance_from(st, fm.REML), "sigma": sigma}
+    row.update(zip(_prefixed("theta", fm._theta_names()), fm.theta.tolist()))
     if ddf is None:
-        beta = fm.state.beta
-        se = np.sqrt(np.diag(fm.vcov().to_numpy()))
-        coefs = pd.DataFrame({"Estimate": beta, "Std. Error": se, "t value": beta / se}, index=fm.lmod.fixef_names)
+        se = sigma * np.sqrt(np.sum(np.linalg.inv(st.RX) ** 2, axis=1)) if fm.p else np.zeros(0)
+        columns = {"beta": st.beta, "se": se, "t": st.beta / se}
     else:
         from .satterthwaite import satterthwaite_table
 
         coefs = satterthwaite_table(fm, ddf)
-    short = {"Estimate": "beta", "Std. Error": "se", "t value": "t", "df": "df", "Pr(>|t|)": "p"}
-    for name, values in coefs.items():
-        row.update({f"{short[name]}.{k}": v for k, v in values.items()})
+        columns = {short: coefs[name].to_numpy() for name, short in _COEF_COLUMNS.items()}
+    for short, values in columns.items():
+        row.update(zip(_prefixed(short, names), values.tolist()))
     row["singular"] = fm.isSingular()
     row["conv"] = fm.conv.code if fm.opt.summary.conv == 0 else fm.opt.summary.conv
     row["messages"] = "; ".join(fm.messages + fm.warnings)
     return row
+
+
+#: lmerTest's coefficient columns and the table's prefixes for them
+_COEF_COLUMNS = {"Estimate": "beta", "Std. Error": "se", "df": "df", "t value": "t", "Pr(>|t|)": "p"}
+
+
+def _prefixed(prefix: str, names: list[str]) -> list[str]:
+    return [f"{prefix}.{name}" for name in names]
 
 
 def error_row(exc: BaseException) -> dict:
@@ -134,6 +152,7 @@ def _fit_chunk(shared: tuple[ManySpec, dict], task: tuple) -> list[tuple[int, di
     design = designs[key]
     if isinstance(design, BaseException):  # the row set's own error (too few rows, say)
         return [(j, error_row(design)) for j in columns]
+    design.prepare()
     return [(j, _row_of(spec, design, y[design.rows])) for j, y in zip(columns, Y.T)]
 
 
@@ -178,6 +197,7 @@ class ManyFits:
         if key not in self._designs:
             self._designs[key] = RowSetDesign.build(self.spec, y)
         design = self._designs[key]
+        design.prepare()
         fm = fit_response(self.spec, design, y[design.rows])
         data = self.spec.data.assign(**{self.spec.response: column.to_numpy()})
         data.attrs = dict(self.spec.data.attrs)
