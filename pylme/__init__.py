@@ -27,6 +27,9 @@ from .bootstrap import BootMer, bootMer
 from .read_r import read_r
 from .emmeans import emmeans, ref_grid
 from .model import LmerMod
+from .family import Family, Gamma, binomial, gaussian, inverse_gaussian, negative_binomial, poisson
+from .glmer import GlmerControl, glFormula, glmer, glmerControl, mkGlmerDevfun
+from .glmer_model import GlmerMod
 from .record import FitRecord
 
 
@@ -96,4 +99,6 @@ __all__ = [
     "emmeans", "ref_grid", "pairs", "contrast", "drop1", "ranova", "step", "hatvalues", "influence", "cooks_distance",
     "rePCA", "allFit", "BootMer", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
     "ConvergenceWarning", "SingularFitMessage", "FitMessage", "set_collation", "get_collation",
+    "glmer", "glFormula", "mkGlmerDevfun", "GlmerMod", "GlmerControl", "glmerControl", "Family", "binomial",
+    "poisson", "Gamma", "inverse_gaussian", "gaussian", "negative_binomial",
 ]
