@@ -18,5 +18,5 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test,engines,bench]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test,engines,bench,cluster]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import pylme, sksparse.cholmod, nlopt, rpy2.robjects" >/dev/null
