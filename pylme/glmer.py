@@ -406,7 +406,7 @@ def glmer(
     theta = devfun.reTrms.theta0.copy() if theta_start is None else theta_start
     runs = []
     if control.optimizer is None:
-        opt = _finish_without_optimizer(devfun, theta, fixef_start, nAGQ)
+        opt = _finish_without_optimizer(devfun, theta, fixef_start, nAGQ, control.calc_derivs)
     else:
         if control.nAGQ0initStep:
             opt = optimizeGlmer(devfun, control, theta, 1, verbose) if nAGQ == 0 else _stage1(devfun, control, theta, verbose)
@@ -437,15 +437,20 @@ def _stage1(devfun: GlmerDevfun, control: GlmerControl, theta: np.ndarray, verbo
         control.boundary_tol = saved
 
 
-def _finish_without_optimizer(devfun: GlmerDevfun, theta: np.ndarray, fixef: np.ndarray | None,
-                              nAGQ: int) -> GlmerOpt:
-    """``optimizer=None``: the deviance at ``start`` (theta; and fixef for nAGQ >= 1)."""
+def _finish_without_optimizer(devfun: GlmerDevfun, theta: np.ndarray, fixef: np.ndarray | None, nAGQ: int,
+                              calc_derivs: bool) -> GlmerOpt:
+    """``optimizer=None``: the deviance at ``start`` (theta; and fixef for nAGQ >= 1, else the
+    nAGQ = 0 fit's beta at theta), with the derivatives there as after an optimisation."""
     if nAGQ == 0:
         return _no_optimization(devfun, theta)
-    devfun(theta) if fixef is None else None
+    devfun(theta)
     beta = devfun.pirls.beta.copy() if fixef is None else fixef
     devfun.update(nAGQ)
-    return _no_optimization(devfun, np.concatenate([theta, beta]))
+    opt = _no_optimization(devfun, np.concatenate([theta, beta]))
+    if calc_derivs:
+        opt.derivs = deriv12(devfun, opt.par, fx=opt.fval)
+        devfun(opt.par)
+    return opt
 
 
 def mkGlmerDevfun(glmod: GlmerFormula, control: GlmerControl | None = None) -> GlmerDevfun:
