@@ -28,6 +28,9 @@ from .many import ManyFits, lmer_many
 from .read_r import read_r
 from .emmeans import emmeans, ref_grid
 from .model import LmerMod
+from .family import Family, Gamma, binomial, gaussian, inverse_gaussian, negative_binomial, poisson
+from .glmer import GlmerControl, glFormula, glmer, glmerControl, mkGlmerDevfun
+from .glmer_model import GlmerMod
 from .record import FitRecord
 
 
@@ -97,4 +100,6 @@ __all__ = [
     "emmeans", "ref_grid", "pairs", "contrast", "drop1", "ranova", "step", "hatvalues", "influence", "cooks_distance",
     "rePCA", "allFit", "BootMer", "lmer_many", "ManyFits", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
     "ConvergenceWarning", "SingularFitMessage", "FitMessage", "set_collation", "get_collation",
+    "glmer", "glFormula", "mkGlmerDevfun", "GlmerMod", "GlmerControl", "glmerControl", "Family", "binomial",
+    "poisson", "Gamma", "inverse_gaussian", "gaussian", "negative_binomial",
 ]
