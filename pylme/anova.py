@@ -73,17 +73,13 @@ def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
 def refit_ml(fm):
     """lme4's refitML: the same model by maximum likelihood, the optimiser started at the REML
     theta (no restart_edge or boundary check, as refitML), on the objective lmer would use."""
-    from .lmer import _optwrap, checkConv, choose_objective, mkMerMod
+    from .lmer import refit_lmer
 
     if not fm.REML:
         return fm
     lmod = copy.copy(fm.lmod)
     lmod.REML = False
-    resp = fm.objective.resp.with_REML(False)
-    objective = choose_objective(fm.objective.design, resp, fm.control.method, fm.control.memory_limit,
-                                 fm.control.optimizer)
-    run = _optwrap(objective, fm.theta, fm.control, 0)
-    return mkMerMod(lmod, objective, run, checkConv(run, objective, fm.control), fm.control)
+    return refit_lmer(fm, lmod, fm.objective.resp.with_REML(False))
 
 
 def anova(*models, names: list[str] | None = None, refit: bool = True, boundary: bool = False) -> AnovaTable:

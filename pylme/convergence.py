@@ -50,6 +50,11 @@ def deriv12(many: Callable[[np.ndarray], np.ndarray], x: np.ndarray, delta: floa
     return Derivs(g, H)
 
 
+def one_by_one(fun: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], np.ndarray]:
+    """A function of one point as one of a batch of points (rows), evaluated in order (deriv12)."""
+    return lambda points: np.array([fun(p) for p in points])
+
+
 def derivs_from_gradient(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray,
                          delta: float = 1e-4) -> Derivs:
     """The analytic gradient at x and the Hessian by central differences of it (step 1e-4, as

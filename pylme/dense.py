@@ -41,8 +41,9 @@ class DenseObjective(Objective):
         """``cholmod``: the CHOLMOD objective of the same design and response, if already built
         (it solves the PLS problem at the optimum and where M breaks down)."""
         self.design, self.resp = design, resp
-        self.cholmod = CholmodObjective(design, resp, start) if cholmod is None else cholmod
-        self.start = self.cholmod.start if start is None else start
+        self._cholmod = CholmodObjective(design, resp, start) if cholmod is None else cholmod
+        self._cholmod_of = self._cholmod  # the CHOLMOD objective for some response, to copy from
+        self.start = self._cholmod.start if start is None else start
         self.nevals = 0
         self.q, self.p = design.q, design.p
         q, p = self.q, self.p
@@ -66,10 +67,20 @@ class DenseObjective(Objective):
         self.G[:, -1] = col
         self._values = np.append(self.G.reshape(-1), 1.0)[self._map[3]]
 
+    @property
+    def cholmod(self) -> CholmodObjective:
+        """The CHOLMOD objective of this design and response (made from another response's when
+        first needed: for the fit at the optimum)."""
+        if self._cholmod is None:
+            self._cholmod = self._cholmod_of.with_response(self.resp)
+        return self._cholmod
+
+    def prepare(self) -> None:
+        self.cholmod.prepare()
+
     def with_response(self, resp: LmerResp) -> DenseObjective:
         new = copy.copy(self)
-        new.resp = resp
-        new.cholmod = self.cholmod.with_response(resp)
+        new.resp, new._cholmod, new._cholmod_of = resp, None, self.cholmod
         new.G, new._t = self.G.copy(), self._t.copy()
         new.nevals = 0
         new._set_response(resp.yw)

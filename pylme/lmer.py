@@ -266,19 +266,30 @@ def _gradient_objective(design: LmmDesign, resp: LmerResp, method: str, memory_l
     return objective
 
 
-def optimizeLmer(devfun: CholmodObjective, control: LmerControl | None = None, verbose: int = 0) -> OptResult:
-    """The optimiser from the start on the objective ``lmerControl(method=, optimizer=)`` selects
-    (choose_objective): BOBYQA (nloptwrap, lme4's default and path) with lme4's restart_edge when a
-    boundary theta should move, or L-BFGS-B on the analytic gradient; then lme4's boundary check (a
-    theta within boundary.tol of its bound is set to it if that is better)."""
+def optimizeLmer(devfun: CholmodObjective, control: LmerControl | None = None, verbose: int = 0,
+                 objective: Objective | None = None) -> OptResult:
+    """lme4's optimizeLmer: the optimiser from the start on the objective ``lmerControl(method=,
+    optimizer=)`` selects for devfun's design and response (choose_objective; or ``objective``,
+    one built already), with lme4's restart_edge and boundary check (see ``optimize``)."""
     control = control or LmerControl()
-    objective = choose_objective(devfun.design, devfun.resp, control.method, control.memory_limit, control.optimizer,
-                                 devfun.start, devfun)
+    if objective is None:
+        objective = choose_objective(devfun.design, devfun.resp, control.method, control.memory_limit,
+                                     control.optimizer, devfun.start, devfun)
+    return optimize(objective, objective.start, control, verbose)
+
+
+def optimize(objective: Objective, start: np.ndarray, control: LmerControl, verbose: int = 0,
+             edge_checks: bool = True, keep_log: bool = True) -> OptResult:
+    """The optimiser on ``objective`` from ``start``: BOBYQA (nloptwrap, lme4's default and path)
+    or L-BFGS-B on the analytic gradient; with ``edge_checks`` (optimizeLmer; not refit or
+    refitML, which call lme4's optwrap alone) lme4's restart_edge when a boundary theta should
+    move and its boundary check (a theta within boundary.tol of its bound is set to it if that is
+    better). ``keep_log=False`` keeps no log of the evaluations."""
     lower = objective.lower
-    bar = progress_bar(None, "lmer evaluations", None if objective.reports_progress else False)
-    run = _optwrap(objective, objective.start, control, verbose, bar)
+    bar = progress_bar(None, "lmer evaluations", None if objective.reports_progress and edge_checks else False)
+    run = _optwrap(objective, start, control, verbose, bar, keep_log)
     runs = [run]
-    if control.restart_edge and control.optimizer == "nloptwrap":
+    if edge_checks and control.restart_edge and control.optimizer == "nloptwrap":
         on_bound = np.flatnonzero(run.summary.par == lower)
         if on_bound.size:
             d0 = objective(run.summary.par)
@@ -291,10 +302,10 @@ def optimizeLmer(devfun: CholmodObjective, control: LmerControl | None = None, v
             if any(g < 0 for g in grads):
                 if verbose:
                     print("some theta parameters on the boundary, restarting")
-                run = _optwrap(objective, run.summary.par, control, verbose, bar)
+                run = _optwrap(objective, run.summary.par, control, verbose, bar, keep_log)
                 runs.append(run)
     bar.close()
-    if control.boundary_tol > 0:
+    if edge_checks and control.boundary_tol > 0:
         run = _check_boundary(objective, run, control.boundary_tol)
     return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings, objective)
 
@@ -380,11 +391,42 @@ def lmer(
     devfun = mkLmerDevfun(lmod, start)
     if devFunOnly:
         return devfun
-    opt = optimizeLmer(devfun, control, verbose) if control.optimizer else _no_optimization(devfun)
-    conv = checkConv(opt, devfun, control)
-    fm = mkMerMod(lmod, devfun, opt, conv, control)
+    objective = (choose_objective(devfun.design, devfun.resp, control.method, control.memory_limit,
+                                  control.optimizer, devfun.start, devfun) if control.optimizer else None)
+    fm = fit_lmer(lmod, devfun, control, verbose, objective)
     fm.emit_messages()
     return fm
+
+
+def fit_lmer(lmod: LmerFormula, devfun: Objective, control: LmerControl, verbose: int = 0,
+             objective: Objective | None = None, start: np.ndarray | None = None, edge_checks: bool = True,
+             keep_log: bool = True):
+    """The one fit driver (lme4's optimizeLmer -> checkConv -> mkMerMod), used by lmer, refit,
+    refitML (and so profile, bootMer, update, drop1, ...) and pylme.many's fits of many responses:
+    optimise ``objective`` from ``start`` (its own start when None; see ``optimize``), check
+    convergence and make the fitted model, without emitting the fit's messages. Without an
+    objective (``lmerControl(optimizer=None)``) the model is ``devfun`` evaluated at its start."""
+    if objective is None:
+        opt = _no_optimization(devfun)
+    else:
+        opt = optimize(objective, objective.start if start is None else start, control, verbose, edge_checks, keep_log)
+    conv = checkConv(opt, objective or devfun, control)
+    return mkMerMod(lmod, devfun, opt, conv, control)
+
+
+def refit_lmer(fm, lmod: LmerFormula, resp: LmerResp, keep_log: bool = True):
+    """lme4's refit and refitML: the fit's model for the response ``resp`` (a new y, or the ML
+    criterion), optimised from the fit's theta by the optimiser alone (lme4's optwrap: no
+    restart_edge or boundary check), on the fit's objective for that response (or the one
+    lmerControl selects, where the fit was not optimised)."""
+    control = fm.control
+    if fm.opt.objective is None:
+        objective = choose_objective(fm.objective.design, resp, control.method, control.memory_limit,
+                                     control.optimizer or "nloptwrap")
+    else:
+        objective = fm.opt.objective.with_response(resp)
+    return fit_lmer(lmod, objective, control, objective=objective, start=fm.theta, edge_checks=False,
+                    keep_log=keep_log)
 
 
 def emit(messages: list[str], singular: list[str], data_warnings: list[str], conv_warnings: list[str]) -> None:

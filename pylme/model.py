@@ -342,7 +342,7 @@ class LmerMod:
         """Refit to a new response (same design), starting from this fit's theta, as lme4's refit.
         The objective that was optimised is reused with the new response's cross-products; the fit
         is solved at the optimum as lmer's."""
-        from .lmer import _optwrap, checkConv, choose_objective, mkMerMod
+        from .lmer import refit_lmer
 
         try:
             y = np.asarray(newresp, dtype=float).reshape(-1)
@@ -354,16 +354,9 @@ class LmerMod:
             raise DataError("newresp has missing or infinite values")
         lmod = copy.copy(self.lmod)
         lmod.y = y
-        resp = self.objective.resp.with_y(y)
-        if self.opt.objective is None:  # nothing was optimised: the objective lmerControl selects
-            objective = choose_objective(self.objective.design, resp, self.control.method, self.control.memory_limit,
-                                         self.control.optimizer)
-        else:
-            objective = self.opt.objective.with_response(resp)
-        run = _optwrap(objective, self.theta, self.control, 0, keep_log=False)
-        conv = checkConv(run, objective, self.control)
-        fm = mkMerMod(lmod, objective, run, conv, self.control)
-        emit([], conv.messages, [], run.warnings + conv.warnings)
+        fm = refit_lmer(self, lmod, self.objective.resp.with_y(y), keep_log=False)
+        conv = fm.conv
+        emit([], conv.messages, [], fm.opt.warnings + conv.warnings)
         return fm
 
     def anova(self, *others, type: int | str | None = None, ddf: str = "lme4", **kwargs):

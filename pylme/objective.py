@@ -96,6 +96,10 @@ class Objective(Protocol):
         """The criterion and its gradient in theta."""
         raise ModelError(f"{type(self).__name__} has no analytic gradient")
 
+    def prepare(self) -> None:
+        """Do once the work that every objective made from this one by ``with_response`` reuses
+        (CHOLMOD's symbolic analysis, where CHOLMOD solves at the optimum): many responses."""
+
     @property
     def reports_progress(self) -> bool:
         """Whether a fit on it is long enough for a progress bar on a terminal."""

@@ -52,10 +52,23 @@ class CholmodObjective(Objective):
         new.nevals = 0
         return new
 
+    def __getstate__(self) -> dict:
+        """Pickled without CHOLMOD's factor (which cannot be), redone on first use where unpickled:
+        a design sent to other processes (pylme.many, pylme.parallel)."""
+        return {**self.__dict__, "_cholmod": None}
+
+    def __getstate__(self) -> dict:
+        """Pickled without CHOLMOD's factor (which cannot be), redone on first use where unpickled:
+        a design sent to other processes (pylme.many, pylme.parallel)."""
+        return {**self.__dict__, "_cholmod": None}
+
     @property
     def factor(self):
         """CHOLMOD's factor (symbolic analysis done on first use)."""
         return self._cholmod_parts()[2]
+
+    def prepare(self) -> None:
+        self._cholmod_parts()
 
     def _cholmod_parts(self) -> tuple:
         if self._cholmod is None:
@@ -122,18 +135,23 @@ class CholmodObjective(Objective):
         """Blocks of ``Lambda (Lambda'Z'ZLambda + I)^-1 Lambda'`` for groups of random effects
         (see ``Objective.cond_var_blocks``), by solves with CHOLMOD's factor at theta."""
         self.update_factor(theta)
-        F = self.factor
-        Lambdat = self.design.lam.Lambdat(theta).tocsc()
-        idx = np.asarray(columns)
-        nlev, k = idx.shape
-        out = np.empty((nlev, k, k))
-        per = max(1, chunk // max(k, 1))
-        for start in range(0, nlev, per):
-            block = idx[start : start + per]
-            rhs = Lambdat[:, block.ravel()].toarray()
-            Y = F.solve_L(F.apply_P(rhs), use_LDLt_decomposition=False).reshape(-1, len(block), k)
-            out[start : start + len(block)] = np.einsum("qli,qlj->lij", Y, Y)
-        return out
+        return cond_var_blocks(self.factor, self.design.lam.Lambdat(theta).tocsc(), columns, chunk)
+
+
+def cond_var_blocks(F, Lambdat: sp.csc_matrix, columns: list[np.ndarray], chunk: int = 2048) -> np.ndarray:
+    """Blocks of ``Lambda (L L')^-1 Lambda'`` for CHOLMOD's factor F (``P (L L') P'``) and Lambdat,
+    for groups of random effects (``columns``: per level, the indices into b, all of one length
+    k): (levels, k, k), in chunks of about ``chunk`` right-hand sides."""
+    idx = np.asarray(columns)
+    nlev, k = idx.shape
+    out = np.empty((nlev, k, k))
+    per = max(1, chunk // max(k, 1))
+    for start in range(0, nlev, per):
+        block = idx[start : start + per]
+        rhs = Lambdat[:, block.ravel()].toarray()
+        Y = F.solve_L(F.apply_P(rhs), use_LDLt_decomposition=False).reshape(-1, len(block), k)
+        out[start : start + len(block)] = np.einsum("qli,qlj->lij", Y, Y)
+    return out
 
 
 def lambdat_zt_map(lam: LambdaMap, Zt: sp.csc_matrix) -> tuple[sp.csc_matrix, SparseProduct]:

@@ -31,7 +31,7 @@ def _aic_table(fm, digits: int) -> list[str]:
     return named_vector(names, strs)
 
 
-def _groups_line(fm) -> str:
+def groups_line(fm) -> str:
     groups = "; ".join(f"{k}, {v}" for k, v in fm.ngrps().items())
     return f"Number of obs: {fm.nobs()}, groups:  {groups}"
 
@@ -39,7 +39,7 @@ def _groups_line(fm) -> str:
 def print_merMod(fm, digits: int = 4) -> str:
     """print(fm): title, formula, criterion, random effects (Std.Dev.), fixed effects."""
     lines = _header(fm) + _aic_table(fm, 4)
-    lines += ["Random effects:", fm.VarCorr().format(("Std.Dev.",), digits), _groups_line(fm)]
+    lines += ["Random effects:", fm.VarCorr().format(("Std.Dev.",), digits), groups_line(fm)]
     fe = fm.fixef()
     if len(fe):
         lines.append("Fixed Effects:")
@@ -84,20 +84,20 @@ class Summary:
             title = method_title(fm) + f". t-tests use {self.ddf}'s method"
             lines[:1] = [f"{title} [", "lmerModLmerTest]"] if len(title) + 5 + 15 > 80 else [
                 f"{title} ['lmerModLmerTest']"]
-        lines += ["Scaled residuals: "] + _residual_quantiles(fm, digits) + [""]
-        lines += ["Random effects:", fm.VarCorr().format(("Variance", "Std.Dev."), digits), _groups_line(fm)]
+        lines += ["Scaled residuals: "] + residual_quantiles(fm, digits) + [""]
+        lines += ["Random effects:", fm.VarCorr().format(("Variance", "Std.Dev."), digits), groups_line(fm)]
         if fm.na_message:
             lines.append(f"({len(fm.na_action)} observations deleted due to missingness)")
         if len(self.coefficients):
             lines += ["", "Fixed effects:", coef_table(self.coefficients, digits)]
-            lines += _correlation(fm)
+            lines += correlation_lines(fm)
         lines += _fit_messages(fm)
         return "\n".join(lines)
 
     __repr__ = __str__
 
 
-def _residual_quantiles(fm, digits: int) -> list[str]:
+def residual_quantiles(fm, digits: int) -> list[str]:
     res = fm.residuals(type="pearson", scaled=True).to_numpy()
     q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
     q = zapsmall(q, digits + 1)
@@ -126,7 +126,7 @@ def coef_table(coefs: pd.DataFrame, digits: int = 4) -> str:
     return render_table(cols, row_names=list(coefs.index), right_all=True)
 
 
-def _correlation(fm, cor_max: int = 12) -> list[str]:
+def correlation_lines(fm, cor_max: int = 12) -> list[str]:
     V = fm.vcov().to_numpy()
     p = V.shape[0]
     if p <= 1:
