@@ -20,18 +20,11 @@ import pylme
 from pylme.extract import inference_record
 from pylme.record import FitRecord
 
+from . import external_engines
 from .cases import Case
+from .outcomes import error_record
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
-
-
-class Unsupported(Exception):
-    """The engine cannot express this case's model."""
-
-
-def _error_record(engine: str, version: str, case: Case, exc: BaseException) -> FitRecord:
-    return FitRecord(engine=engine, engine_version=version, formula=case.formula, REML=case.REML,
-                     error=f"{type(exc).__name__}: {exc}")
 
 
 #: inference judged on the engine's own fit; the rest (intervals and tables that are functions of
@@ -61,7 +54,7 @@ class PylmeEngine:
             fm = self._fit(case, data)
             return _with_inference(fm.record(), fm, [k for k in case.inference if k in OWN_FIT_INFERENCE])
         except pylme.PylmeError as exc:
-            return _error_record(self.name, pylme.__version__, case, exc)
+            return error_record(self.name, pylme.__version__, case, exc)
 
     def objective(self, case: Case, data: pd.DataFrame, thetas: list[list[float]]) -> list[float]:
         """pylme's criterion at each theta (lme4's devFunOnly counterpart)."""
@@ -138,7 +131,5 @@ def make_engine(name: str):
     if name == "golden":
         return GoldenEngine()
     if name in ("statsmodels", "mixedlm"):
-        from . import external_engines
-
         return external_engines.make(name)
     raise ValueError(f"unknown engine {name!r}: use pylme, lme4, golden, statsmodels or mixedlm")

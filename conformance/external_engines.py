@@ -61,7 +61,7 @@ from pylme.record import FitRecord
 from pylme.varcorr import unique_names
 
 from .cases import Case
-from .engines import Unsupported, _error_record
+from .outcomes import Unsupported, error_record
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on the diagonal of theta
 _QUIET = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
@@ -287,7 +287,7 @@ class StatsmodelsEngine:
                 fitted = np.asarray(res.fittedvalues) + offset
                 resid = np.asarray(res.resid)
         except Exception as exc:  # noqa: BLE001 - a failed fit is the engine's answer on this case
-            return _error_record(self.name, self.version, case, exc)
+            return error_record(self.name, self.version, case, exc)
 
         scale = float(res.scale)
         k_re = re_term.nc
@@ -351,9 +351,9 @@ class MixedlmEngine:
         except ValueError as exc:
             if "only supported" in str(exc) or "not supported" in str(exc):
                 raise Unsupported(f"mixedlm: {exc}") from exc
-            return _error_record(self.name, self.version, case, exc)
+            return error_record(self.name, self.version, case, exc)
         except Exception as exc:  # noqa: BLE001 - a failed fit is the engine's answer on this case
-            return _error_record(self.name, self.version, case, exc)
+            return error_record(self.name, self.version, case, exc)
         messages = [line for line in out.getvalue().splitlines() if line.strip()]
         warns = _warning_texts(caught)
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from .cases import Case
 from .compare import CaseResult, compare
-from .engines import Unsupported, make_engine
+from .engines import make_engine
+from .outcomes import Unsupported
 
 
 @dataclass(frozen=True)

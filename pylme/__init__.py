@@ -20,7 +20,9 @@ from .errors import (
     PylmeWarning,
     SingularFitMessage,
 )
-from .lmer import LmerControl, lFormula, lmer, lmerControl, mkLmerDevfun, mkMerMod, optimizeLmer, checkConv
+from .fitting import LmerControl, checkConv, lmerControl, optimizeLmer
+from .lformula import lFormula, mkLmerDevfun
+from .lmer import lmer, mkMerMod
 from .anova import anova
 from .collation import get_collation, set_collation
 from .bootstrap import BootMer, bootMer

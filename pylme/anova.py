@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.stats import chi2
 
 from .errors import DataError, FitMessage
+from .fitting import refit_lmer
 from .formula import deparse, expand_double_verts, parse
 from .modelframe import formula_columns
 from .printing import format_pvals, signif_stars
@@ -73,8 +74,6 @@ def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
 def refit_ml(fm):
     """lme4's refitML: the same model by maximum likelihood, the optimiser started at the REML
     theta (no restart_edge or boundary check, as refitML), on the objective lmer would use."""
-    from .lmer import refit_lmer
-
     if not fm.REML:
         return fm
     lmod = copy.copy(fm.lmod)

@@ -24,7 +24,9 @@ from .evaluate import Evaluator, Logical
 from .factors import Factor
 from .family import Family, as_family
 from .formula import expand_dot, expand_terms, parse_mixed
-from .lmer import LmerFormula, _offset, check_zdims, emit
+from .glmer_model import GlmerMod
+from .lformula import LmerFormula, check_zdims, offset_sum
+from .lmer import lmer
 from .model_matrix import check_scale_x, design, drop_rank_deficient, numeric_columns
 from .modelframe import as_data_frame, model_frame
 from .optimizer import OptSummary, optwrap
@@ -103,7 +105,7 @@ def glFormula(formula: str, data: pd.DataFrame, family="gaussian", weights=None,
         k = len(col_dropped)
         messages.append(f"fixed-effect model matrix is rank deficient so dropping {k} column{'s' if k > 1 else ''}"
                         f" / coefficient{'s' if k > 1 else ''}")
-    off = _offset(fixed.offsets, frame, mf.offset, mf.states)
+    off = offset_sum(fixed.offsets, frame, mf.offset, mf.states)
     w = np.ones(n) if mf.weights is None else np.asarray(mf.weights, dtype=float)
     if np.any(w < 0):
         raise DataError(f"weights must be >= 0: {int(np.sum(w < 0))} negative prior weights")
@@ -384,8 +386,6 @@ def glmer(
 ):
     """Fit a generalized linear mixed model as lme4's ``glmer`` does (Laplace by default;
     ``nAGQ=0``: beta inside PIRLS; ``nAGQ>1``: adaptive Gauss-Hermite quadrature)."""
-    from .glmer_model import GlmerMod
-
     control = control or GlmerControl()
     fam = as_family(family)
     nAGQ = int(nAGQ)
@@ -394,8 +394,6 @@ def glmer(
     if fam.family == "gaussian" and fam.link_name == "identity":
         warnings.warn("calling glmer() with family=gaussian (identity link) as a shortcut to lmer() is deprecated; "
                       "please call lmer() directly", FutureWarning, stacklevel=2)
-        from .lmer import lmer
-
         return lmer(formula, data, REML=True, weights=weights, offset=offset)
     glmod = glFormula(formula, data, fam, weights, offset)
     data_warnings = check_response(glmod.y, control.check_response_not_const)
@@ -456,11 +454,6 @@ def _finish_without_optimizer(devfun: GlmerDevfun, theta: np.ndarray, fixef: np.
 def mkGlmerDevfun(glmod: GlmerFormula, control: GlmerControl | None = None) -> GlmerDevfun:
     """lme4's mkGlmerDevfun: PIRLS at the starting theta (nAGQ = 0), then the stage-1 deviance."""
     return GlmerDevfun(glmod, control or GlmerControl())
-
-
-def emit_glmer(fm) -> None:
-    """Report lme4's messages and warnings for a glmer fit."""
-    emit(fm.lmod.messages, fm.conv.messages, fm.lmod.warnings + fm.data_warnings, fm.opt.warnings + fm.conv.warnings)
 
 
 __all__ = ["glmer", "glFormula", "mkGlmerDevfun", "optimizeGlmer", "GlmerControl", "glmerControl", "GlmerDevfun",

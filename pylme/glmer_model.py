@@ -25,15 +25,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .fitting import emit
 from .formula import deparse, expand_double_verts, parse
-from .model import LmerMod, LogLik
+from .model import LogLik, MerMod
 from .printing import format_numbers, format_pvals, named_vector, render_table, signif_stars
 from .summary import correlation_lines, groups_line, residual_quantiles
 from .varcorr import VarCorr
 
 
 @dataclass
-class GlmerMod(LmerMod):
+class GlmerMod(MerMod):
     """A generalized linear mixed model fitted by ``pylme.glmer``."""
 
     nAGQ: int = 1
@@ -46,7 +47,7 @@ class GlmerMod(LmerMod):
         return self.objective
 
     @property
-    def _offset(self) -> np.ndarray:
+    def offset(self) -> np.ndarray:
         return self.objective.offset
 
     def _factor_at_theta(self):
@@ -66,9 +67,9 @@ class GlmerMod(LmerMod):
         return self.lmod.warnings + self.data_warnings + self.opt.warnings + self.conv.warnings
 
     def emit_messages(self) -> None:
-        from .glmer import emit_glmer
-
-        emit_glmer(self)
+        """Report lme4's messages and warnings for a glmer fit."""
+        emit(self.lmod.messages, self.conv.messages, self.lmod.warnings + self.data_warnings,
+             self.opt.warnings + self.conv.warnings)
 
     def sigma(self) -> float:
         """1 without a dispersion parameter; else sqrt(pwrss / n) (lme4's sigmaML)."""
@@ -113,7 +114,7 @@ class GlmerMod(LmerMod):
         """lme4's residuals of a glmerMod: 'deviance' (default), 'pearson', 'working', 'response'."""
         fam, y, mu = self.family, self.lmod.y, self.state.mu
         w = self.lmod.prior_weights
-        eta = self.state.eta + self._offset
+        eta = self.state.eta + self.offset
         if type == "deviance":
             d = np.sqrt(np.maximum(fam.dev_resids(y, mu, w), 0.0))
             res = np.where(y > mu, d, -d)

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from sksparse.cholmod import cholesky_AAt
 
 from .errors import DataError
+from .fitting import fit_formula, lmerControl
 
 _CHUNK = 2_000_000  # entries of CL computed at a time
 
@@ -149,8 +150,6 @@ def influence(fm, groups=None, maxfun: int = 1000) -> InfluenceMerMod:
     """lme4's ``influence(fm, groups)``: the model refitted with each observation (``groups``
     None) or each level of ``groups`` (a column, or several pasted together) deleted, from
     theta-hat with at most ``maxfun`` evaluations (lme4's default 1000)."""
-    from .lmer import lmer, lmerControl
-
     data = fm.lmod.data
     name, labels = _deletion_groups(data, groups)
     deleted = list(pd.unique(labels))
@@ -160,7 +159,7 @@ def influence(fm, groups=None, maxfun: int = 1000) -> InfluenceMerMod:
         keep = (labels != d).to_numpy()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fits.append(lmer(fm.formula, data.loc[keep], REML=fm.REML,
-                             weights=_subset_argument(fm.lmod.weights_arg, keep),
-                             offset=_subset_argument(fm.lmod.offset_arg, keep), start=fm.theta, control=control))
+            fits.append(fit_formula(type(fm), fm.formula, data.loc[keep], REML=fm.REML,
+                                    weights=_subset_argument(fm.lmod.weights_arg, keep),
+                                    offset=_subset_argument(fm.lmod.offset_arg, keep), start=fm.theta, control=control))
     return InfluenceMerMod(fm, name, deleted, fits)

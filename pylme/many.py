@@ -26,7 +26,9 @@ import pandas as pd
 
 from .errors import DataError, FormulaError, PylmeError
 from .formula import parse_mixed
-from .lmer import LmerControl, LmerFormula, _start, choose_objective, fit_lmer, lFormula, mkLmerDevfun
+from .fitting import LmerControl, choose_objective, fit_lmer
+from .lformula import LmerFormula, get_start, lFormula, mkLmerDevfun
+from .model import LmerMod
 from .objective import Objective
 from .pls import CholmodObjective
 from .modelframe import as_data_frame
@@ -91,14 +93,14 @@ def objective_for(design: RowSetDesign, y: np.ndarray) -> tuple[LmerFormula, Obj
     lmod = copy.copy(design.lmod)
     lmod.y = y
     objective = (design.objective or design.devfun).with_response(design.devfun.resp.with_y(y))
-    objective.start = _start(lmod, None)  # lme4's start depends on the response
+    objective.start = get_start(lmod, None)  # lme4's start depends on the response
     return lmod, objective
 
 
 def fit_response(spec: ManySpec, design: RowSetDesign, y: np.ndarray):
     """The fit of one response (its values on the design's rows) by lmer's steps."""
     lmod, objective = objective_for(design, y)
-    return fit_lmer(lmod, objective, spec.control, objective=objective if design.objective else None)
+    return fit_lmer(LmerMod, lmod, objective, spec.control, objective=objective if design.objective else None)
 
 
 # ---------------------------------------------------------------- the table
@@ -301,7 +303,7 @@ def _row_key(y: np.ndarray) -> bytes:
 def _fit_alone(spec: ManySpec, column: pd.Series):
     """lmer on one response column the many-fit path does not take (lmer's errors are raised)."""
     lmod = spec.lformula(column.to_numpy())
-    return fit_lmer(lmod, mkLmerDevfun(lmod), spec.control)
+    return fit_lmer(LmerMod, lmod, mkLmerDevfun(lmod), spec.control)
 
 
 def _alone_row(spec: ManySpec, column: pd.Series) -> dict:

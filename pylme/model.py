@@ -14,7 +14,9 @@ import pandas as pd
 
 from .convergence import ConvCheck, is_singular
 from .errors import DataError
-from .lmer import LmerControl, LmerFormula, OptResult, emit
+from .fitting import LmerControl, OptResult, emit, fit_formula, refit_lmer
+from .formula import names_in, update_formula
+from .lformula import LmerFormula
 from .objective import Objective, PLSState
 from .pls import CholmodObjective
 from .record import FitRecord
@@ -44,8 +46,13 @@ class Ranef(dict):
 
 
 @dataclass
-class LmerMod:
-    """A linear mixed model fitted by ``pylme.lmer``."""
+class MerMod:
+    """A fitted mixed model (lme4's merMod): the results at the optimum, and the extractors that do
+    not depend on the family (fixed and random effects, VarCorr, getME, the fit's record of
+    messages). ``LmerMod`` (here) and ``GlmerMod`` (pylme.glmer_model) add their family's parts,
+    which these extractors read: ``REML``, ``sigma()``, ``offset``, ``fitted()``, ``npar()``,
+    ``logLik()``, ``devfun`` and lme4's factor L. The analyses (pylme.anova, satterthwaite,
+    profile, ...) take a fitted model."""
 
     lmod: LmerFormula
     objective: Objective  # what was optimised (the CHOLMOD objective where nothing was)
@@ -55,18 +62,6 @@ class LmerMod:
     state: PLSState
 
     # ------------------------------------------------------------ basic quantities
-    @property
-    def devfun(self) -> CholmodObjective:
-        """lme4's ``getME(fm, "devfun")``: the CHOLMOD objective of this fit's design and response
-        (what ``lmer(..., devFunOnly=True)`` gives), made when first asked for."""
-        if "_devfun" not in self.__dict__:
-            self.__dict__["_devfun"] = CholmodObjective(self.objective.design, self.objective.resp)
-        return self.__dict__["_devfun"]
-
-    @property
-    def REML(self) -> bool:
-        return self.lmod.REML
-
     @property
     def formula(self) -> str:
         return self.lmod.formula.text
@@ -113,33 +108,6 @@ class LmerMod:
         """Fixed-effects estimates, named as R names X's columns."""
         return pd.Series(self.state.beta, index=self.lmod.fixef_names, name="fixef")
 
-    def sigma(self) -> float:
-        """Residual standard deviation (REML: pwrss/(n-p); ML: pwrss/n)."""
-        denom = self.n - self.p if self.REML else self.n
-        return float(np.sqrt(self.state.pwrss / denom))
-
-    def REMLcrit(self) -> float:
-        return self.objective.deviance(self.state, REML=True)
-
-    def deviance(self, REML: bool | None = None) -> float:
-        """ML deviance; for a REML fit lme4 warns and returns the REML criterion unless REML=False."""
-        if self.REML and REML is None:
-            warnings.warn(
-                "deviance() is deprecated for REML fits; use REMLcrit for the REML criterion or "
-                "deviance(.,REML=FALSE) for deviance calculated at the REML fit",
-                FutureWarning,
-                stacklevel=2,
-            )
-            return self.REMLcrit()
-        return self.objective.deviance(self.state, REML=bool(REML))
-
-    def npar(self) -> int:
-        return self.p + len(self.theta) + 1
-
-    def logLik(self, REML: bool | None = None) -> LogLik:
-        reml = self.REML if REML is None else REML
-        return LogLik(-self.objective.deviance(self.state, reml) / 2, self.npar(), self.n)
-
     def AIC(self) -> float:
         return -2 * float(self.logLik()) + 2 * self.npar()
 
@@ -154,46 +122,6 @@ class LmerMod:
 
     def isSingular(self, tol: float = 1e-4) -> bool:
         return is_singular(self.theta, self.lmod.reTrms.lower, tol)
-
-    @property
-    def _offset(self) -> np.ndarray:
-        return self.objective.resp.offset
-
-    def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False,
-                se_fit: bool = False, interval: str = "none", level: float = 0.95):
-        """Predictions (lme4's predict.merMod): re_form None = all random effects, "~0" = none,
-        a formula such as "~(1|Subject)" = those terms only; new levels contribute 0 when allowed.
-        ``se_fit=True`` or ``interval="confidence"`` (with ``re_form="~0"``): a DataFrame with the
-        population-level fit, its standard error and Wald limits, conditional on theta-hat."""
-        from .predict import predict, predict_se
-
-        if se_fit or interval != "none":
-            return predict_se(self, newdata, re_form, se_fit, interval, level)
-        return predict(self, newdata, re_form, allow_new_levels)
-
-    def fitted(self) -> pd.Series:
-        """Fitted values X beta + Z b + offset, indexed as the data's complete rows."""
-        return pd.Series(self.state.eta + self._offset, index=self.lmod.frame.data.index)
-
-    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
-        """Response residuals, or Pearson residuals (weighted; divided by sigma when scaled)."""
-        res = self.lmod.y - self.fitted().to_numpy()
-        if type == "pearson":
-            res = res * self.objective.resp.sqrtw
-        elif type != "response":
-            raise ValueError(f"residual type {type!r} not available for lmer fits: use 'response' or 'pearson'")
-        if scaled:
-            res = res / self.sigma()
-        return pd.Series(res, index=self.lmod.frame.data.index)
-
-    resid = residuals
-
-    def vcov(self) -> pd.DataFrame:
-        """sigma^2 (RX'RX)^-1, the covariance of the fixed-effects estimates."""
-        RXinv = np.linalg.inv(self.state.RX) if self.p else np.zeros((0, 0))
-        V = self.sigma() ** 2 * (RXinv @ RXinv.T)
-        names = self.lmod.fixef_names
-        return pd.DataFrame(V, index=names, columns=names)
 
     # ------------------------------------------------------------ random effects
     def VarCorr(self) -> VarCorr:
@@ -279,7 +207,7 @@ class LmerMod:
             "flist": lambda: {k: pd.Categorical.from_codes(f.codes, f.levels) for k, f in rt.flist.items()},
             "cnms": lambda: rt.cnms_list,
             "weights": lambda: self.objective.resp.weights,
-            "offset": lambda: self._offset,
+            "offset": lambda: self.offset,
             "REML": lambda: self.p if self.REML else 0,
             "is_REML": lambda: self.REML,
             "n_rtrms": lambda: len(rt.terms),
@@ -296,11 +224,6 @@ class LmerMod:
         if name not in table:
             raise KeyError(f"getME: unknown component {name!r}; available: {', '.join(table)}")
         return table[name]()
-
-    def _factor_at_theta(self):
-        """lme4's L: CHOLMOD's factor at theta-hat, whichever objective was optimised."""
-        self.devfun.update_factor(self.theta)
-        return self.devfun.factor
 
     def _theta_names(self) -> list[str]:
         names = []
@@ -323,27 +246,119 @@ class LmerMod:
                 "nth": len(self.theta), "reTrms": len(self.lmod.reTrms.terms), "REML": self.p if self.REML else 0}
         return {"cmp": cmp, "dims": dims}
 
+    def rePCA(self):
+        """lme4's ``rePCA(fm)`` (see pylme.repca)."""
+        from .repca import rePCA
+
+        return rePCA(self)
+
+
+@dataclass
+class LmerMod(MerMod):
+    """A linear mixed model fitted by ``pylme.lmer``."""
+
+    # ------------------------------------------------------------ the LMM's criterion and residuals
+    @property
+    def devfun(self) -> CholmodObjective:
+        """lme4's ``getME(fm, "devfun")``: the CHOLMOD objective of this fit's design and response
+        (what ``lmer(..., devFunOnly=True)`` gives), made when first asked for."""
+        if "_devfun" not in self.__dict__:
+            self.__dict__["_devfun"] = CholmodObjective(self.objective.design, self.objective.resp)
+        return self.__dict__["_devfun"]
+
+    @property
+    def REML(self) -> bool:
+        return self.lmod.REML
+
+    @property
+    def offset(self) -> np.ndarray:
+        return self.objective.resp.offset
+
+    def sigma(self) -> float:
+        """Residual standard deviation (REML: pwrss/(n-p); ML: pwrss/n)."""
+        denom = self.n - self.p if self.REML else self.n
+        return float(np.sqrt(self.state.pwrss / denom))
+
+    def REMLcrit(self) -> float:
+        return self.objective.deviance(self.state, REML=True)
+
+    def deviance(self, REML: bool | None = None) -> float:
+        """ML deviance; for a REML fit lme4 warns and returns the REML criterion unless REML=False."""
+        if self.REML and REML is None:
+            warnings.warn(
+                "deviance() is deprecated for REML fits; use REMLcrit for the REML criterion or "
+                "deviance(.,REML=FALSE) for deviance calculated at the REML fit",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return self.REMLcrit()
+        return self.objective.deviance(self.state, REML=bool(REML))
+
+    def npar(self) -> int:
+        return self.p + len(self.theta) + 1
+
+    def logLik(self, REML: bool | None = None) -> LogLik:
+        reml = self.REML if REML is None else REML
+        return LogLik(-self.objective.deviance(self.state, reml) / 2, self.npar(), self.n)
+
+    def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False,
+                se_fit: bool = False, interval: str = "none", level: float = 0.95):
+        """Predictions (lme4's predict.merMod): re_form None = all random effects, "~0" = none,
+        a formula such as "~(1|Subject)" = those terms only; new levels contribute 0 when allowed.
+        ``se_fit=True`` or ``interval="confidence"`` (with ``re_form="~0"``): a DataFrame with the
+        population-level fit, its standard error and Wald limits, conditional on theta-hat."""
+        from .predict import predict, predict_se
+
+        if se_fit or interval != "none":
+            return predict_se(self, newdata, re_form, se_fit, interval, level)
+        return predict(self, newdata, re_form, allow_new_levels)
+
+    def fitted(self) -> pd.Series:
+        """Fitted values X beta + Z b + offset, indexed as the data's complete rows."""
+        return pd.Series(self.state.eta + self.offset, index=self.lmod.frame.data.index)
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Response residuals, or Pearson residuals (weighted; divided by sigma when scaled)."""
+        res = self.lmod.y - self.fitted().to_numpy()
+        if type == "pearson":
+            res = res * self.objective.resp.sqrtw
+        elif type != "response":
+            raise ValueError(f"residual type {type!r} not available for lmer fits: use 'response' or 'pearson'")
+        if scaled:
+            res = res / self.sigma()
+        return pd.Series(res, index=self.lmod.frame.data.index)
+
+    resid = residuals
+
+    def vcov(self) -> pd.DataFrame:
+        """sigma^2 (RX'RX)^-1, the covariance of the fixed-effects estimates."""
+        RXinv = np.linalg.inv(self.state.RX) if self.p else np.zeros((0, 0))
+        V = self.sigma() ** 2 * (RXinv @ RXinv.T)
+        names = self.lmod.fixef_names
+        return pd.DataFrame(V, index=names, columns=names)
+
+    def _factor_at_theta(self):
+        """lme4's L: CHOLMOD's factor at theta-hat, whichever objective was optimised."""
+        self.devfun.update_factor(self.theta)
+        return self.devfun.factor
+
     # ------------------------------------------------------------ refitting
+# ------------------------------------------------------------ refitting
     def update(self, formula: str | None = None, **kwargs) -> "LmerMod":
         """Refit with some arguments changed, as R's ``update(fm, REML = FALSE)``; a formula
         with ``.`` is read as R's update.formula reads it (``". ~ . - sex"``)."""
-        from .formula import names_in, update_formula
-        from .lmer import lmer
-
         if formula is not None and "." in names_in(formula):
             formula = update_formula(self.formula, formula)
         args = {"REML": self.REML, "weights": self.lmod.weights_arg, "offset": self.lmod.offset_arg,
                 "control": self.control}
         args.update(kwargs)
         data = args.pop("data", self.lmod.data)
-        return lmer(formula or self.formula, data, **args)
+        return fit_formula(type(self), formula or self.formula, data, **args)
 
     def refit(self, newresp) -> "LmerMod":
         """Refit to a new response (same design), starting from this fit's theta, as lme4's refit.
         The objective that was optimised is reused with the new response's cross-products; the fit
         is solved at the optimum as lmer's."""
-        from .lmer import refit_lmer
-
         try:
             y = np.asarray(newresp, dtype=float).reshape(-1)
         except (TypeError, ValueError) as exc:
@@ -421,12 +436,6 @@ class LmerMod:
         from .influence import influence
 
         return influence(self, groups, maxfun)
-
-    def rePCA(self):
-        """lme4's ``rePCA(fm)`` (see pylme.repca)."""
-        from .repca import rePCA
-
-        return rePCA(self)
 
     def allFit(self, optimizers=None, maxfun: int = 100_000, verbose: bool = True):
         """lme4's ``allFit(fm)`` (see pylme.allfit)."""

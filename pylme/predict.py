@@ -82,7 +82,7 @@ def _fixed_rows(fm, newdata: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarra
 
 def _predict_fitted(fm, keep: dict[int, list[int]]) -> pd.Series:
     rt = fm.lmod.reTrms
-    eta = fm.lmod.X @ fm.state.beta + fm.objective.resp.offset
+    eta = fm.lmod.X @ fm.state.beta + fm.offset
     for i, cols in keep.items():
         term = rt.terms[i]
         eta = eta + _row_effects(fm, i, term.factor.codes, term.Xi, cols)

@@ -15,9 +15,9 @@ import pylme
 from conformance.cases import select
 from conformance.engines import GoldenEngine
 from conformance.large_designs import grades, state_test
-from pylme.blocked import BlockedDevfun, blocked_size, unique_keys
+from pylme.blocked import BlockedDevfun, BlockedObjective, blocked_size, unique_keys
 from pylme.dense import DenseObjective
-from pylme.lmer import choose_objective as _choose_objective
+from pylme.fitting import choose_objective as _choose_objective
 
 def choose_objective(devfun, method):
     """The objective lmerControl(method=) selects for devfun's design and response."""
@@ -63,14 +63,14 @@ def test_auto_chooses_blocked_for_large_models_dense_for_small_ones():
     big = pylme.lmer("y ~ service + (1 | s) + (1 | d) + (1 | dept:service)", pylme.datasets.load("InstEval"),
                      devFunOnly=True)
     assert blocked_size(big.design) == 1128 + 28 + 2 + 1  # d, dept:service, X (p = 2), y: the dense Schur complement
-    assert isinstance(choose_objective(big, "auto"), BlockedDevfun)
+    assert isinstance(choose_objective(big, "auto"), BlockedObjective)
     assert choose_objective(big, "cholmod") is big
     with pytest.raises(pylme.ModelError, match=r"method='dense' is for small models .* q \+ p \+ 1 = 4131 and 4128 entries in Lambda"):
         choose_objective(big, "dense")
     small = pylme.lmer("Reaction ~ Days + (Days | Subject)", pylme.datasets.load("sleepstudy"), devFunOnly=True)
     assert isinstance(choose_objective(small, "auto"), DenseObjective)  # q + p + 1 = 36 + 2 + 1
     assert choose_objective(small, "cholmod") is small
-    assert isinstance(choose_objective(small, "blocked"), BlockedDevfun)
+    assert isinstance(choose_objective(small, "blocked"), BlockedObjective)
     # between the two: fewer than 10,000 rows but q + p + 1 > 300 (1,190 rows, 312 + 107 random effects)
     middle = pylme.lmer("mathgain ~ mathkind + (1 | classid) + (1 | schoolid)", pylme.datasets.load("classroom"),
                         devFunOnly=True)

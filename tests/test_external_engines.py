@@ -18,7 +18,8 @@ import pytest
 import pylme
 from conformance import run
 from conformance.cases import Case
-from conformance.engines import Unsupported, make_engine
+from conformance.engines import make_engine
+from conformance.outcomes import Unsupported
 from pylme.record import FitRecord
 from tests.reference_data import fits
 

@@ -52,7 +52,7 @@ import pylme
 from pylme import ModelError
 from pylme import kenward_roger as KR
 from pylme import satterthwaite as S
-from pylme.lmer import LmerControl
+from pylme.fitting import LmerControl
 
 KRM = "Kenward-Roger"
 

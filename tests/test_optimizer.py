@@ -78,7 +78,7 @@ def test_large_fits_count_evaluations_on_a_progress_bar(monkeypatch):
 
     from pylme.progress import _Silent, progress_bar
 
-    L = sys.modules["pylme.lmer"]  # the module (pylme.lmer is also the function's name)
+    L = sys.modules["pylme.fitting"]  # the module that runs the optimiser
 
     made = []
 

@@ -47,7 +47,7 @@ from lmertest_tables import F_COLS, T_COLS, WHERE, assert_row, assert_table, fit
 import pylme
 from pylme import ModelError
 from pylme import satterthwaite as S
-from pylme.lmer import LmerControl
+from pylme.fitting import LmerControl
 
 # The R function that produced REFERENCE (and that the live tests call through rpy2).
 R_RECORD = r"""
