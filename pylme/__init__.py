@@ -9,7 +9,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import datasets, plotting
+import importlib
+
 from .errors import (
     ConvergenceWarning,
     DataError,
@@ -28,6 +29,21 @@ from .read_r import read_r
 from .emmeans import emmeans, ref_grid
 from .model import LmerMod
 from .record import FitRecord
+
+
+_ON_FIRST_USE = ("datasets", "plotting")   # matplotlib, scipy.stats: most fits need neither
+
+
+def __getattr__(name: str):
+    """``pylme.datasets`` and ``pylme.plotting``, imported when first used, so that
+    ``import pylme`` loads only what a fit needs."""
+    if name in _ON_FIRST_USE:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'pylme' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ON_FIRST_USE))
 
 
 def _method(name: str):

@@ -54,3 +54,19 @@ def test_building_the_wheel_prints_no_warnings(wheel):
     _, output = wheel
     warnings = [line for line in output.splitlines() if "warn" in line.lower() and not _environment_note(line)]
     assert not warnings, "\n".join(warnings)
+
+
+def test_import_loads_what_a_fit_needs_and_no_more():
+    """``import pylme`` leaves plotting (matplotlib, scipy.stats), R files (rdata), the data sets,
+    splines and scipy's optimisers to their first use (scripts/bench_import.py times it)."""
+    probe = ("import sys, pylme; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "{'matplotlib', 'rdata', 'pylme', 'scipy'})))")
+    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                check=True).stdout.split())
+    for heavy in ("matplotlib", "rdata", "scipy.stats", "scipy.optimize", "scipy.interpolate",
+                  "scipy.special", "pylme.plotting", "pylme.datasets"):
+        assert heavy not in loaded, f"import pylme loads {heavy}"
+    assert {"pylme.lmer", "pylme.model", "pylme.pls"} <= loaded
+    # and they come when asked for
+    probe = "import sys, pylme; pylme.plotting; pylme.datasets.load('Dyestuff'); print('scipy.stats' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split() == ["True"]
