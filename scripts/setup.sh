@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(r-base-core r-base-dev r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-jsonlite r-cran-emmeans r-cran-dfoptim r-cran-optimx libsuitesparse-dev)
+APT_PACKAGES=(r-base-core r-base-dev r-cran-lme4 r-cran-lmertest r-cran-pbkrtest r-cran-jsonlite r-cran-emmeans r-cran-dfoptim r-cran-optimx r-cran-mlmrev r-cran-glmmtmb libsuitesparse-dev)
 if ! dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -20,7 +20,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 # -qq: errors only. setuptools notes on every editable install that it uses an import finder;
 # warnings about the packaging itself are caught by tests/test_packaging.py, which builds the wheel.
-.venv/bin/python -m pip install -qq -c constraints.txt -e ".[test,engines,bench]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -qq -c constraints.txt -e ".[test,engines,bench,cluster]" 2>&1 | grep -v "^WARNING: Location" || true
 # The harness's packages (conformance, r_reference) are not part of pylme's wheel: a .pth file puts
 # the repository's root on the environment's path, so they import from here, whatever the working folder.
 SITE_PACKAGES=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
