@@ -25,9 +25,13 @@ from .lmer import LmerControl, lFormula, lmer, lmerControl, mkLmerDevfun, mkMerM
 from .anova import anova
 from .collation import get_collation, set_collation
 from .bootstrap import BootMer, bootMer
+from .many import ManyFits, lmer_many
 from .read_r import read_r
 from .emmeans import emmeans, ref_grid
 from .model import LmerMod
+from .family import Family, Gamma, binomial, gaussian, inverse_gaussian, negative_binomial, poisson
+from .glmer import GlmerControl, glFormula, glmer, glmerControl, mkGlmerDevfun
+from .glmer_model import GlmerMod
 from .record import FitRecord
 
 
@@ -110,6 +114,8 @@ __all__ = [
     "deviance", "REMLcrit", "fitted", "residuals", "resid", "vcov", "nobs", "ngrps", "predict", "isSingular",
     "getME", "refit", "summary", "contest", "confint", "profile", "simulate", "bootMer",
     "emmeans", "ref_grid", "pairs", "contrast", "drop1", "ranova", "step", "hatvalues", "influence", "cooks_distance",
-    "rePCA", "allFit", "BootMer", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
+    "rePCA", "allFit", "BootMer", "lmer_many", "ManyFits", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
     "ConvergenceWarning", "SingularFitMessage", "FitMessage", "set_collation", "get_collation",
+    "glmer", "glFormula", "mkGlmerDevfun", "GlmerMod", "GlmerControl", "glmerControl", "Family", "binomial",
+    "poisson", "Gamma", "inverse_gaussian", "gaussian", "negative_binomial",
 ]

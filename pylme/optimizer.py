@@ -91,6 +91,8 @@ def optwrap(
     opt.set_maxeval(int(ctrl["maxeval"]))
     if "ftol_rel" in ctrl:
         opt.set_ftol_rel(ctrl["ftol_rel"])
+    if "initial_step" in ctrl:  # nlopt's first step per parameter (glmer: minqa's rhobeg, Nelder-Mead's xst)
+        opt.set_initial_step(ctrl["initial_step"])
 
     best: list = [x0.copy(), np.inf]
 
