@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2
 
 from .errors import DataError, FitMessage
 from .formula import deparse, expand_double_verts, parse
@@ -104,6 +103,8 @@ def anova(*models, names: list[str] | None = None, refit: bool = True, boundary:
     npar = np.array([m.npar() for m in models])
     chisq = np.concatenate([[np.nan], 2 * np.maximum(0.0, np.diff(ll))])
     df = np.concatenate([[np.nan], np.diff(npar).astype(float)])
+    from scipy.stats import chi2  # imported on first use, as scipy.stats is slow to import
+
     with np.errstate(invalid="ignore"):
         p = np.where(df == 0, np.nan, chi2.sf(chisq, df))
         if boundary:  # 50:50 mixture; chi-square with 0 df is a point mass at 0

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .formula import deparse, expand_double_verts, parse
 from .model import LmerMod, LogLik
@@ -240,6 +239,8 @@ class GlmerSummary:
     """summary(gm): lme4's GLMM layout with z values and Pr(>|z|)."""
 
     def __init__(self, fm: GlmerMod):
+        from scipy import stats  # imported on first use, as scipy.stats is slow to import
+
         self.fm = fm
         se = np.sqrt(np.diag(fm.vcov().to_numpy()))
         beta = fm.fixef().to_numpy()
