@@ -307,15 +307,28 @@ def optimizeGlmer(devfun: GlmerDevfun, control: GlmerControl, start: np.ndarray,
     ctrl = _stage1_control(start, control.optCtrl) if stage == 1 else _stage2_control(devfun, control.optCtrl)
     x0 = np.where(np.all(start == 0), 0.001, start) if stage == 1 else start
     summary = optwrap(devfun, x0, devfun.lower, ctrl, verbose=verbose)
-    summary.optimizer = control.optimizer[stage - 1] + " (pylme: nlopt BOBYQA)"
     derivs = None
     if stage == 2 and control.calc_derivs:
         derivs = deriv12(devfun, summary.par, fx=summary.fval)
+        if np.max(np.abs(derivs.gradient), initial=0.0) > control.check_conv_grad_tol:
+            summary, derivs = _restart(devfun, summary, derivs, ctrl, verbose)
+    summary.optimizer = control.optimizer[stage - 1] + " (pylme: nlopt BOBYQA)"
     devfun(summary.par)
     msgs = [f"convergence code {summary.conv} from {summary.optimizer}: {summary.message}"] if summary.conv else []
     if (stage == 2 or devfun.nAGQ == 0) and control.boundary_tol > 0:
         summary = _check_boundary(devfun, summary, control.boundary_tol)
     return GlmerOpt(summary, [summary], derivs, msgs, devfun)
+
+
+def _restart(devfun: GlmerDevfun, summary: OptSummary, derivs: Derivs, ctrl: dict, verbose: int):
+    """BOBYQA once more from where it stopped, when the gradient there is above checkConv's
+    tolerance (its trust region had shrunk in a flat direction); the better of the two runs."""
+    again = optwrap(devfun, summary.par, devfun.lower, ctrl, verbose=verbose)
+    if again.fval >= summary.fval:
+        return summary, derivs
+    again.feval += summary.feval
+    again.initial = summary.initial
+    return again, deriv12(devfun, again.par, fx=again.fval)
 
 
 def _check_boundary(devfun: GlmerDevfun, summary: OptSummary, tol: float) -> OptSummary:
