@@ -166,6 +166,9 @@ def fit_layer(ref: FitRecord, cand: FitRecord, engine: str = "pylme", glmm: bool
     sigma_limit = tol.GLMM_SIGMA_REL if glmm else tol.SIGMA_REL
     layer.check("sigma_rel", abs(cand.sigma / ref.sigma - 1), sigma_limit.value, "sigma (rel.)")
     _check_ranef(layer, cand, ref, ranef_limit.value)
+    if ref.family_theta is not None:
+        layer.check("nb_theta_rel", abs((cand.family_theta or np.nan) / ref.family_theta - 1),
+                    tol.GLMM_NB_THETA_REL.value, "negative binomial shape (rel.)")
     if cand.is_singular != ref.is_singular:
         layer.failures.append(f"isSingular {cand.is_singular} vs lme4's {ref.is_singular}")
     if _masked(cand.messages) != _masked(ref.messages):
