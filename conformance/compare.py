@@ -35,10 +35,12 @@ class Layer:
     metrics: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    limits: dict[str, float] = field(default_factory=dict)  # each checked metric's tolerance, for the report
 
     def check(self, metric: str, value: float, limit: float, what: str) -> None:
         """Record a metric and fail the layer when it exceeds its limit."""
         self.metrics[metric] = float(value)
+        self.limits[metric] = float(limit)
         if not (value <= limit):  # NaN fails too
             self.failures.append(f"{what}: {value:.3g} > {limit:.0e}")
 
@@ -143,6 +145,7 @@ def fit_layer(ref: FitRecord, cand: FitRecord, engine: str = "pylme", glmm: bool
     d_crit = cand.criterion - ref.criterion
     layer.metrics["d_criterion"] = d_crit
     crit_limit = tol.GLMM_CRITERION_REL.value * abs(ref.criterion) if glmm else tol.CRITERION_ABS.value
+    layer.limits["d_criterion"] = crit_limit
     if d_crit > crit_limit:
         layer.failures.append(f"criterion worse than lme4's by {d_crit:.3g} > {crit_limit:.0e}")
     elif d_crit < -crit_limit:
