@@ -37,8 +37,10 @@ def _judge(case: Case, data, ref, name: str) -> CaseResult:
         values = at = None
         if engine.exposes_objective and not ref.error and not cand.error:
             values = engine.objective(case, data, [p["theta"] for p in ref.devfun_at])
-            at = engine.at_theta(case, data, ref.theta)
-        return compare(case.id, name, ref, cand, values, at, case.lme4_unreliable, case.known_difference)
+            at = (engine.at_theta(case, data, ref.theta, list(ref.beta.values()), ref.family_theta) if case.is_glmer
+                  else engine.at_theta(case, data, ref.theta))
+        return compare(case.id, name, ref, cand, values, at, case.lme4_unreliable, case.known_difference,
+                       glmm=case.is_glmer)
     except Unsupported as exc:
         return CaseResult(case.id, name, "unsupported", notes=[str(exc)])
     except Exception as exc:

@@ -20,7 +20,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .errors import PylmeError, PylmeWarning
 from .parallel import run_tasks
@@ -148,6 +147,8 @@ def perc_labels(level: float) -> list[str]:
 def norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """boot's norm.inter: quantiles of the replicates, interpolated on the normal scale
     between order statistics when (R+1) alpha is not a whole number."""
+    from scipy.stats import norm  # imported on first use, as scipy.stats is slow to import
+
     t = np.sort(t[np.isfinite(t)])
     R = t.size
     if R == 0:
@@ -165,7 +166,7 @@ def norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         elif k >= R:
             out[i] = t[-1]
         else:
-            z, z1, z2 = stats.norm.ppf([a, k / (R + 1), (k + 1) / (R + 1)])
+            z, z1, z2 = norm.ppf([a, k / (R + 1), (k + 1) / (R + 1)])
             out[i] = t[k - 1] + (z - z1) / (z2 - z1) * (t[k] - t[k - 1])
     return out
 
@@ -181,7 +182,9 @@ def _basic(t: np.ndarray, t0: float, level: float) -> np.ndarray:
 def _norm(t: np.ndarray, t0: float, level: float) -> np.ndarray:
     t = t[np.isfinite(t)]
     bias = t.mean() - t0
-    half = stats.norm.ppf((1 + level) / 2) * np.sqrt(np.var(t, ddof=1))
+    from scipy.stats import norm  # imported on first use, as scipy.stats is slow to import
+
+    half = norm.ppf((1 + level) / 2) * np.sqrt(np.var(t, ddof=1))
     return np.array([t0 - bias - half, t0 - bias + half])
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from .errors import DataError, ModelError
 
@@ -143,6 +143,8 @@ def _binomial_dev(y, mu, wt):
 
 
 def _binomial_aic(y, n, mu, wt, dev):
+    from scipy import stats  # imported on first use, as scipy.stats is slow to import
+
     m = n if np.any(n > 1) else wt
     size = np.rint(m)
     k = np.rint(m * y)
@@ -174,6 +176,8 @@ def _poisson_dev(y, mu, wt):
 
 
 def _poisson_aic(y, n, mu, wt, dev):
+    from scipy import stats  # imported on first use, as scipy.stats is slow to import
+
     return -2.0 * float(np.sum(stats.poisson.logpmf(y, mu) * wt))
 
 
@@ -203,6 +207,8 @@ def _gamma_dev(y, mu, wt):
 
 
 def _gamma_aic(y, n, mu, wt, dev):
+    from scipy import stats  # imported on first use, as scipy.stats is slow to import
+
     disp = dev / np.sum(wt)
     return -2.0 * float(np.sum(wt * stats.gamma.logpdf(y, 1.0 / disp, scale=mu * disp))) + 2.0
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .fitting import emit
 from .formula import deparse, expand_double_verts, parse
@@ -39,6 +38,7 @@ class GlmerMod(MerMod):
 
     nAGQ: int = 1
     data_warnings: list[str] = field(default_factory=list)
+    nevals: int | None = None  # glmer_nb: the number of refits over theta (lme4's attr(fit, "nevals"))
 
     # ------------------------------------------------------------ basic quantities
     @property
@@ -246,14 +246,19 @@ class GlmerMod(MerMod):
 
         return glmer_record(self, devfun_pars)
 
-    def refit(self, newresp):
-        raise NotImplementedError("refit of a glmer fit: fit pylme.glmer again on the new response")
+    def refit(self, newresp=None):
+        """lme4's refit: the same model on a new response, optimised from this fit's estimates."""
+        from .glmer import refit_glmer
+
+        return refit_glmer(self, newresp)
 
 
 class GlmerSummary:
     """summary(gm): lme4's GLMM layout with z values and Pr(>|z|)."""
 
     def __init__(self, fm: GlmerMod):
+        from scipy import stats  # imported on first use, as scipy.stats is slow to import
+
         self.fm = fm
         se = np.sqrt(np.diag(fm.vcov().to_numpy()))
         beta = fm.fixef().to_numpy()

@@ -18,5 +18,11 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test,engines,bench,cluster]" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import pylme, sksparse.cholmod, nlopt, rpy2.robjects" >/dev/null
+# -qq: errors only. setuptools notes on every editable install that it uses an import finder;
+# warnings about the packaging itself are caught by tests/test_packaging.py, which builds the wheel.
+.venv/bin/python -m pip install -qq -c constraints.txt -e ".[test,engines,bench,cluster]" 2>&1 | grep -v "^WARNING: Location" || true
+# The harness's packages (conformance, r_reference) are not part of pylme's wheel: a .pth file puts
+# the repository's root on the environment's path, so they import from here, whatever the working folder.
+SITE_PACKAGES=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+pwd > "$SITE_PACKAGES/pylme-repository.pth"
+.venv/bin/python -c "import pylme, conformance, r_reference, sksparse.cholmod, nlopt, rpy2.robjects" >/dev/null
