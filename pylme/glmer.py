@@ -255,6 +255,11 @@ class GlmerDevfun:
         """Conditional covariance blocks of b at the last evaluation's weights (lme4's condVar)."""
         return self.pls.cond_var_blocks(columns, chunk)
 
+    def refit(self, fm, newresp=None, family=None):
+        """lme4's refit of the glmer fit ``fm`` (whose deviance function this is) to a new response
+        and/or family (``refit_glmer``): how a fitted model refits without importing this module."""
+        return refit_glmer(fm, newresp, family)
+
     def unsc(self) -> np.ndarray:
         """(RX'RX)^-1 of the last factorisation (lme4's pp$unsc())."""
         RXi = np.linalg.inv(self.pls.RX) if self.pls.p else np.zeros((0, 0))
@@ -479,7 +484,7 @@ def refit_glmer(fm, newresp=None, family=None):
         devfun.update(fm.nAGQ)
         opt = optimizeGlmer(devfun, control, np.concatenate([theta, fm.fixef().to_numpy()]), 2)
     conv = checkConv(opt, devfun, control) if control.calc_derivs else ConvCheck()
-    return GlmerMod(lmod=glmod, objective=devfun, opt=opt, conv=conv, control=control, state=devfun.last,
+    return type(fm)(lmod=glmod, objective=devfun, opt=opt, conv=conv, control=control, state=devfun.last,
                     nAGQ=fm.nAGQ, data_warnings=[])
 
 

@@ -248,9 +248,7 @@ class GlmerMod(MerMod):
 
     def refit(self, newresp=None):
         """lme4's refit: the same model on a new response, optimised from this fit's estimates."""
-        from .glmer import refit_glmer
-
-        return refit_glmer(self, newresp)
+        return self.objective.refit(self, newresp)
 
 
 class GlmerSummary:
