@@ -35,8 +35,11 @@ from .varcorr import sdcor_to_theta, theta_to_sdcor
 
 
 def profile_names(fm) -> list[str]:
-    """lme4's profile names: ``.sig01`` ... for the random-effect parameters, then ``.sigma``."""
-    return [f".sig{k + 1:02d}" for k in range(len(fm.theta))] + [".sigma"]
+    """lme4's profile names: ``.sig01`` ... for the random-effect parameters, then ``.sigma``
+    (not for a glmer family without a dispersion: binomial, Poisson, negative binomial)."""
+    family = getattr(fm, "family", None)
+    sigma = [".sigma"] if family is None or family.has_scale else []
+    return [f".sig{k + 1:02d}" for k in range(len(fm.theta))] + sigma
 
 
 class Devfun2:
@@ -143,6 +146,10 @@ def profile(
 ) -> LmerProfile:
     """``profile(fm)``: the likelihood profile of each parameter (all by default)."""
     from .anova import refit_ml
+
+    if getattr(fm, "family", None) is not None:
+        raise ModelError("profile of a glmer fit is not implemented yet: use confint(method='Wald') or "
+                         "confint(method='boot')")
 
     fm_ml = refit_ml(fm)
     dd = Devfun2(fm_ml)
