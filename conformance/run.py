@@ -33,11 +33,13 @@ def _judge(case: Case, data, ref, name: str) -> CaseResult:
     try:
         engine = make_engine(name)
         cand = engine.fit(case, data)
-        values = at = None
+        values = at = evidence = None
         if engine.exposes_objective and not ref.error and not cand.error:
             values = engine.objective(case, data, [p["theta"] for p in ref.devfun_at])
             at = engine.at_theta(case, data, ref.theta)
-        return compare(case.id, name, ref, cand, values, at, case.lme4_unreliable, case.known_difference)
+            if len(ref.theta) == len(cand.theta):
+                evidence = engine.evidence(case, data, ref.theta, cand.theta)
+        return compare(case.id, name, ref, cand, values, at, case.lme4_unreliable, case.known_difference, evidence)
     except Unsupported as exc:
         return CaseResult(case.id, name, "unsupported", notes=[str(exc)])
     except Exception as exc:
