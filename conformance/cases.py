@@ -45,6 +45,14 @@ class Case:
     known_difference: str | None = None
     inference: tuple[str, ...] = ()  # inference tables compared too (pylme.record.INFERENCE_KINDS)
     data_csv: str | None = field(default=None, repr=False)  # regression cases carry their data
+    family: str | None = None  # a glmer case: R's family name (binomial, poisson, Gamma, ...)
+    link: str | None = None  # its link (the family's default when None)
+    nAGQ: int = 1  # glmer's nAGQ
+    offset: str | None = None  # a column holding an offset (glmer cases)
+
+    @property
+    def is_glmer(self) -> bool:
+        return self.family is not None
 
     def load_data(self) -> pd.DataFrame:
         if self.data_csv is not None:
@@ -174,13 +182,34 @@ DERIVATIONS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "penicillin_no_F": lambda d: _keep_rows(d, d["sample"] != "F"),
     "cake_band": _cake_band,
     "classroom_scaled": lambda d: d.assign(mathkind100=d["mathkind"] / 100),
+    "cbpp_glmm": lambda d: _cbpp_glmm(d),
+    "grouse_glmm": lambda d: d.assign(log_h=np.log(d["HEIGHT"] / 100)),
+    "verbagg_sub": lambda d: _keep_rows(d, d["id"].cat.codes < 100),
+    "arabidopsis_glmm": lambda d: d.assign(gen=pd.Categorical(d["gen"].astype(str)),
+                                           rack=pd.Categorical(d["rack"].astype(str)),
+                                           nutrient=pd.Categorical(d["nutrient"].astype(str))),
+    "separation": lambda d: _separation(d),
 }
+
+
+def _cbpp_glmm(frame: pd.DataFrame) -> pd.DataFrame:
+    """cbpp with the proportion of new cases, an observation-level factor (lme4's ?cbpp
+    overdispersion model) and the log of the herd size (an offset)."""
+    return frame.assign(prop=frame["incidence"] / frame["size"], log_size=np.log(frame["size"]),
+                        obs=pd.Categorical([str(i + 1) for i in range(len(frame))],
+                                           categories=[str(i + 1) for i in range(len(frame))]))
+
+
+def _separation(frame: pd.DataFrame) -> pd.DataFrame:
+    """cbpp with a 0/1 outcome per herd and period that period 4 separates (no cases there)."""
+    y = (frame["incidence"] > 0).astype(float)
+    return frame.assign(any_case=np.where(frame["period"] == "4", 0.0, y))
 
 
 # ------------------------------------------------------------------ loading
 def _expand(model: dict, source_file: str) -> list[Case]:
     known = {"id", "dataset", "formula", "source", "data", "weights", "slow", "lme4_unreliable",
-             "known_difference", "REML", "data_csv", "inference"}
+             "known_difference", "REML", "data_csv", "inference", "family", "link", "nAGQ", "offset"}
     unknown = set(model) - known
     if unknown:
         raise ValueError(f"{source_file}: model {model.get('id')!r} has unknown fields {sorted(unknown)}")
@@ -190,6 +219,9 @@ def _expand(model: dict, source_file: str) -> list[Case]:
     if bad:
         raise ValueError(f"{source_file}: model {model['id']!r} names unknown inference {sorted(bad)}; "
                          f"known: {', '.join(INFERENCE_KINDS)}")
+    if model.get("family"):  # a glmer case: maximum likelihood only, one case
+        base = {k: v for k, v in model.items() if k not in ("id", "inference")}
+        return [Case(id=model["id"], model=model["id"], REML=False, **base)]
     fits = model.get("REML", [True, False])
     fits = fits if isinstance(fits, list) else [fits]
     base = {k: v for k, v in model.items() if k not in ("id", "REML", "inference")}

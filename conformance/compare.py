@@ -87,34 +87,40 @@ def _max_rel(a, b, floor: float = 0.0) -> float:
     return float(np.max(np.abs(a - b)) / scale) if scale > 0 else float(np.max(np.abs(a - b)))
 
 
-def objective_layer(ref: FitRecord, values: list[float]) -> Layer:
-    """Layer 1: the engine's objective at each theta where lme4 evaluated its deviance function."""
+def objective_layer(ref: FitRecord, values: list[float], glmm: bool = False) -> Layer:
+    """Layer 1: the engine's objective at each theta (glmer: each (theta, beta)) where lme4
+    evaluated its deviance function."""
     layer = Layer("objective")
     rel = [abs(v - p["value"]) / abs(p["value"]) for v, p in zip(values, ref.devfun_at)]
-    layer.check("max_rel", max(rel) if rel else np.nan, tol.OBJECTIVE_REL.value, "objective at lme4's thetas (rel.)")
+    limit = (tol.GLMM_OBJECTIVE_REL if glmm else tol.OBJECTIVE_REL).value
+    layer.check("max_rel", max(rel) if rel else np.nan, limit, "objective at lme4's thetas (rel.)")
     return layer.close()
 
 
-def derived_layer(ref: FitRecord, at: FitRecord) -> Layer:
-    """Layer 2: beta, sigma, ranef, condVar, vcov and fitted at lme4's theta."""
+def derived_layer(ref: FitRecord, at: FitRecord, glmm: bool = False) -> Layer:
+    """Layer 2: beta, sigma, ranef, condVar, vcov and fitted at lme4's theta (glmer: lme4's
+    (theta, beta), with the GLMM tolerances for what PIRLS and the Hessian give)."""
     layer = Layer("at_lme4_theta")
     limit = tol.DERIVED_REL.value
+    modes = tol.GLMM_MODES_REL.value if glmm else limit
+    condvar = tol.GLMM_CONDVAR_REL.value if glmm else limit
+    vcov = tol.GLMM_VCOV_REL.value if glmm else limit
     if list(at.beta) != list(ref.beta):
         layer.failures.append(f"fixed-effect names differ: {list(at.beta)} vs lme4's {list(ref.beta)}")
         return layer.close()
     layer.check("beta", _max_rel(list(at.beta.values()), list(ref.beta.values())), limit, "beta")
     layer.check("sigma", _max_rel(at.sigma, ref.sigma), limit, "sigma")
-    layer.check("vcov", _max_rel(at.vcov, ref.vcov), limit, "vcov")
-    layer.check("fitted", _max_rel(at.fitted, ref.fitted), limit, "fitted")
-    ranef, condvar = _ranef_vectors(at, ref)
+    layer.check("vcov", _max_rel(at.vcov, ref.vcov), vcov, "vcov")
+    layer.check("fitted", _max_rel(at.fitted, ref.fitted), modes, "fitted")
+    ranef, condvar_pairs = _ranef_vectors(at, ref)
     if ranef is None:
         layer.failures.append("random-effects names or levels differ from lme4's")
     else:
         # a column's modes are measured against their own size or their conditional SD,
         # whichever is larger: modes that are all rounding noise (~1e-13) have no size of their own
-        rel = [_max_rel(a, b, floor=np.max(sd, initial=0.0)) for (a, b), (_, sd) in zip(ranef, condvar)]
-        layer.check("ranef", max(rel, default=0.0), limit, "ranef")
-        layer.check("condVar", max((_max_rel(a, b) for a, b in condvar), default=0.0), limit, "condVar SDs")
+        rel = [_max_rel(a, b, floor=np.max(sd, initial=0.0)) for (a, b), (_, sd) in zip(ranef, condvar_pairs)]
+        layer.check("ranef", max(rel, default=0.0), modes, "ranef")
+        layer.check("condVar", max((_max_rel(a, b) for a, b in condvar_pairs), default=0.0), condvar, "condVar SDs")
     return layer.close()
 
 
@@ -135,18 +141,23 @@ def _ranef_vectors(cand: FitRecord, ref: FitRecord):
     return ranef, condvar
 
 
-def fit_layer(ref: FitRecord, cand: FitRecord, engine: str = "pylme") -> Layer:
-    """Layer 3: the engine's own optimum against lme4's."""
+def fit_layer(ref: FitRecord, cand: FitRecord, engine: str = "pylme", glmm: bool = False) -> Layer:
+    """Layer 3: the engine's own optimum against lme4's (glmer: the GLMM tolerances, the criterion
+    relative, and lme4's gradient warning set aside where the engine's optimum is better)."""
     layer = Layer("full_fit")
     d_crit = cand.criterion - ref.criterion
     layer.metrics["d_criterion"] = d_crit
-    if d_crit > tol.CRITERION_ABS.value:
-        layer.failures.append(f"criterion worse than lme4's by {d_crit:.3g} > {tol.CRITERION_ABS.value:.0e}")
-    elif d_crit < -tol.CRITERION_ABS.value:
+    crit_limit = tol.GLMM_CRITERION_REL.value * abs(ref.criterion) if glmm else tol.CRITERION_ABS.value
+    if d_crit > crit_limit:
+        layer.failures.append(f"criterion worse than lme4's by {d_crit:.3g} > {crit_limit:.0e}")
+    elif d_crit < -crit_limit:
         layer.notes.append(f"{engine} found a better optimum: criterion lower than lme4's by {-d_crit:.3g}")
+    theta_limit, beta_limit, se_limit, ranef_limit = (
+        (tol.GLMM_THETA_ABS, tol.GLMM_BETA_SE, tol.GLMM_SE_REL, tol.GLMM_RANEF_CONDSD) if glmm else
+        (tol.THETA_ABS, tol.BETA_SE, tol.SE_REL, tol.RANEF_CONDSD))
     if len(cand.theta) == len(ref.theta):
         layer.check("max_d_theta", float(np.max(np.abs(np.subtract(cand.theta, ref.theta)), initial=0.0)),
-                    tol.THETA_ABS.value, "max |d theta|")
+                    theta_limit.value, "max |d theta|")
     else:
         layer.failures.append(f"{len(cand.theta)} thetas vs lme4's {len(ref.theta)}")
     if list(cand.beta) != list(ref.beta):
@@ -154,16 +165,25 @@ def fit_layer(ref: FitRecord, cand: FitRecord, engine: str = "pylme") -> Layer:
     else:
         se = np.array(list(ref.beta_se.values()))
         d_beta = np.abs(np.subtract(list(cand.beta.values()), list(ref.beta.values())))
-        layer.check("max_d_beta_se", float(np.max(d_beta / se, initial=0.0)), tol.BETA_SE.value, "max |d beta|/SE")
+        layer.check("max_d_beta_se", float(np.max(d_beta / se, initial=0.0)), beta_limit.value, "max |d beta|/SE")
         layer.check("se_rel", float(np.max(np.abs(np.array(list(cand.beta_se.values())) / se - 1), initial=0.0)),
-                    tol.SE_REL.value, "standard errors (rel.)")
-    layer.check("sigma_rel", abs(cand.sigma / ref.sigma - 1), tol.SIGMA_REL.value, "sigma (rel.)")
-    _check_ranef(layer, cand, ref)
+                    se_limit.value, "standard errors (rel.)")
+    sigma_limit = tol.GLMM_SIGMA_REL if glmm else tol.SIGMA_REL
+    layer.check("sigma_rel", abs(cand.sigma / ref.sigma - 1), sigma_limit.value, "sigma (rel.)")
+    _check_ranef(layer, cand, ref, ranef_limit.value)
     if cand.is_singular != ref.is_singular:
         layer.failures.append(f"isSingular {cand.is_singular} vs lme4's {ref.is_singular}")
     if _masked(cand.messages) != _masked(ref.messages):
         layer.failures.append(f"messages {cand.messages} vs lme4's {ref.messages}")
-    if _masked(cand.warnings) != _masked(ref.warnings):
+    ref_warnings, cand_warnings = ref.warnings, cand.warnings
+    if glmm and d_crit <= 0 and any(w.startswith(_NOT_CONVERGED) for w in ref.warnings):
+        # lme4 stopped short and the engine's optimum is as low or lower: the gradient warnings (each
+        # engine's own) are not compared; the engine's stays in its record
+        ref_warnings = [w for w in ref.warnings if not w.startswith(_NOT_CONVERGED)]
+        cand_warnings = [w for w in cand.warnings if not w.startswith(_NOT_CONVERGED)]
+        layer.notes.append("lme4 warned that it stopped short (max|grad| above tol); the engine's optimum is as low "
+                           "or lower")
+    if _masked(cand_warnings) != _masked(ref_warnings):
         layer.failures.append(f"warnings {cand.warnings} vs lme4's {ref.warnings}")
     return layer.close()
 
@@ -226,7 +246,7 @@ def _postfit_diff(kind: str, col: str, a: np.ndarray, b: np.ndarray):
     return tol.STAT_REL.value, _max_rel(a, b)
 
 
-def _check_ranef(layer: Layer, cand: FitRecord, ref: FitRecord) -> None:
+def _check_ranef(layer: Layer, cand: FitRecord, ref: FitRecord, limit: float = tol.RANEF_CONDSD.value) -> None:
     ranef, condvar = _ranef_vectors(cand, ref)
     if ranef is None:
         layer.failures.append("random-effects names or levels differ from lme4's")
@@ -238,7 +258,10 @@ def _check_ranef(layer: Layer, cand: FitRecord, ref: FitRecord) -> None:
         worst = max(worst, float(np.max(np.abs(a - b) / scale, initial=0.0)))
         if np.any((sd == 0) & (np.abs(a - b) > 1e-8 * max(1.0, np.max(np.abs(b), initial=0.0)))):
             layer.failures.append("ranef with zero conditional SD differ")
-    layer.check("max_d_ranef_condsd", worst, tol.RANEF_CONDSD.value, "max |d ranef|/condSD")
+    layer.check("max_d_ranef_condsd", worst, limit, "max |d ranef|/condSD")
+
+
+_NOT_CONVERGED = "Model failed to converge"
 
 
 def _masked(messages: list[str]) -> list[str]:
@@ -255,6 +278,7 @@ def compare(
     at_theta: FitRecord | None = None,
     lme4_unreliable: str | None = None,
     known_difference: str | None = None,
+    glmm: bool = False,
     evidence: dict | None = None,
 ) -> CaseResult:
     """Judge one case: the layers that apply, and the verdict. ``known_difference`` notes an
@@ -275,13 +299,13 @@ def compare(
         result.notes.append(f"{engine} failed: {cand.error}")
         return result
     if objective_values is not None:
-        result.layers["objective"] = objective_layer(ref, objective_values)
+        result.layers["objective"] = objective_layer(ref, objective_values, glmm)
     if at_theta is not None and not lme4_unreliable:
-        result.layers["at_lme4_theta"] = derived_layer(ref, at_theta)
+        result.layers["at_lme4_theta"] = derived_layer(ref, at_theta, glmm)
     if lme4_unreliable:
         result.layers["full_fit"] = Layer("full_fit", notes=[f"not judged: lme4 unreliable here ({lme4_unreliable})"])
     else:
-        result.layers["full_fit"] = fit_layer(ref, cand, engine)
+        result.layers["full_fit"] = fit_layer(ref, cand, engine, glmm)
     tables = {**cand.inference, **(at_theta.inference if at_theta is not None else {})}
     if ref.inference and tables and not lme4_unreliable:
         result.layers["inference"] = inference_layer(ref.inference, tables, ref.beta_se)

@@ -54,6 +54,9 @@ class PylmeEngine:
     def _fit(self, case: Case, data: pd.DataFrame, **kwargs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if case.is_glmer:
+                return pylme.glmer(case.formula, data, family=_family(case), nAGQ=case.nAGQ, weights=case.weights,
+                                   offset=case.offset, **kwargs)
             return pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, **kwargs)
 
     def fit(self, case: Case, data: pd.DataFrame) -> FitRecord:
@@ -64,7 +67,13 @@ class PylmeEngine:
             return _error_record(self.name, pylme.__version__, case, exc)
 
     def objective(self, case: Case, data: pd.DataFrame, thetas: list[list[float]]) -> list[float]:
-        """pylme's criterion at each theta (lme4's devFunOnly counterpart)."""
+        """pylme's criterion at each theta (lme4's devFunOnly counterpart; glmer: at each (theta, beta))."""
+        if case.is_glmer:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                devfun = pylme.glmer(case.formula, data, family=_family(case), nAGQ=case.nAGQ, weights=case.weights,
+                                     offset=case.offset, devFunOnly=True)
+            return [float(devfun(np.asarray(t, dtype=float))) for t in thetas]
         devfun = pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, devFunOnly=True)
         return [float(devfun(np.asarray(t, dtype=float))) for t in thetas]
 
@@ -87,10 +96,18 @@ class PylmeEngine:
                 "decrement": cert.newton_decrement, "distance": float(abs(d @ derivs.Hessian @ d) / 2),
                 "own_verdict": own_cert.verdict}
 
-    def at_theta(self, case: Case, data: pd.DataFrame, theta: list[float]) -> FitRecord:
-        """pylme's fit with the given theta installed (no optimisation)."""
+    def at_theta(self, case: Case, data: pd.DataFrame, theta: list[float], beta: list[float] | None = None) -> FitRecord:
+        """pylme's fit with the given theta (glmer: and beta) installed (no optimisation)."""
+        if case.is_glmer:
+            start = {"theta": theta} if case.nAGQ == 0 else {"theta": theta, "fixef": beta}
+            return self._fit(case, data, start=start, control=pylme.glmerControl(optimizer=None)).record()
         fm = self._fit(case, data, start=theta, control=pylme.lmerControl(optimizer=None))
         return _with_inference(fm.record(), fm, [k for k in case.inference if k not in OWN_FIT_INFERENCE])
+
+
+def _family(case: Case):
+    """The case's family object (R's name and link)."""
+    return pylme.family.make_family(case.family, case.link)
 
 
 class Lme4Engine:
@@ -103,6 +120,8 @@ class Lme4Engine:
     def fit(self, case: Case, data: pd.DataFrame) -> FitRecord:
         import r_reference
 
+        if case.is_glmer:
+            return self._fit_glmer(case, data)
         rec = r_reference.fit(case.formula, data, REML=case.REML, weights=case.weights)
         if rec.error is None:
             theta = np.asarray(rec.theta)
@@ -111,6 +130,22 @@ class Lme4Engine:
                                                       weights=case.weights) + rec.devfun_at
             if case.inference:
                 rec.inference = r_reference.inference(case.formula, data, case.REML, list(case.inference))
+        return rec
+
+
+    @staticmethod
+    def _fit_glmer(case: Case, data: pd.DataFrame) -> FitRecord:
+        """lme4's glmer fit; its deviance function also at (0.5 theta-hat, beta-hat) and
+        (1.5 theta-hat + 0.1, beta-hat) (nAGQ = 0: of theta alone) for layer 1."""
+        import r_reference
+
+        kw = dict(family=case.family, link=case.link, nAGQ=case.nAGQ, weights=case.weights, offset=case.offset)
+        rec = r_reference.fit_glmer(case.formula, data, **kw)
+        if rec.error is None:
+            par = np.asarray(rec.devfun_at[-1]["theta"])
+            k = len(rec.theta)
+            extra = [np.concatenate([f * par[:k] + s, par[k:]]).tolist() for f, s in ((0.5, 0.0), (1.5, 0.1))]
+            rec.devfun_at = r_reference.glmer_devfun_values(case.formula, data, extra, **kw) + rec.devfun_at
         return rec
 
 
@@ -131,7 +166,9 @@ class GoldenEngine:
 
     def write(self, case: Case, rec: FitRecord) -> None:
         payload = {"case": case.id, "dataset": case.dataset, "data": case.data, "formula": case.formula,
-                   "REML": case.REML, "weights": case.weights, "R": rec.r_version, "lme4": rec.engine_version,
+                   "REML": case.REML, "weights": case.weights,
+                   **({"family": case.family, "link": case.link, "nAGQ": case.nAGQ, "offset": case.offset}
+                      if case.is_glmer else {}), "R": rec.r_version, "lme4": rec.engine_version,
                    "record": rec.to_dict()}
         GOLDEN_DIR.mkdir(exist_ok=True)
         self.path(case).write_text(json.dumps(payload, indent=1, allow_nan=True) + "\n")

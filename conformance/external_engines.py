@@ -246,6 +246,8 @@ class StatsmodelsEngine:
         return G, re_term, vc_terms
 
     def fit(self, case: Case, data: pd.DataFrame) -> FitRecord:
+        if case.is_glmer:
+            raise Unsupported("glmer cases are not scored for this engine")
         from statsmodels.regression.mixed_linear_model import MixedLM, VCSpec
 
         if case.weights:
@@ -333,6 +335,8 @@ class MixedlmEngine:
         self.version = importlib.metadata.version("mixedlm")
 
     def fit(self, case: Case, data: pd.DataFrame) -> FitRecord:
+        if case.is_glmer:
+            raise Unsupported("glmer cases are not scored for this engine")
         import mixedlm
         from mixedlm.formula.parser import parse_formula
 

@@ -36,10 +36,12 @@ def _judge(case: Case, data, ref, name: str) -> CaseResult:
         values = at = evidence = None
         if engine.exposes_objective and not ref.error and not cand.error:
             values = engine.objective(case, data, [p["theta"] for p in ref.devfun_at])
-            at = engine.at_theta(case, data, ref.theta)
-            if len(ref.theta) == len(cand.theta):
+            at = (engine.at_theta(case, data, ref.theta, list(ref.beta.values())) if case.is_glmer
+                  else engine.at_theta(case, data, ref.theta))
+            if not case.is_glmer and len(ref.theta) == len(cand.theta):
                 evidence = engine.evidence(case, data, ref.theta, cand.theta)
-        return compare(case.id, name, ref, cand, values, at, case.lme4_unreliable, case.known_difference, evidence)
+        return compare(case.id, name, ref, cand, values, at, case.lme4_unreliable, case.known_difference,
+                       glmm=case.is_glmer, evidence=evidence)
     except Unsupported as exc:
         return CaseResult(case.id, name, "unsupported", notes=[str(exc)])
     except Exception as exc:

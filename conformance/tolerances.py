@@ -81,6 +81,48 @@ TUKEY_P_ABS = Tolerance(
     "by its own (accurate to about 1e-9 absolute, measured against scipy)",
 )
 
+# glmer cases (judged with these in place of the lmer ones above)
+GLMM_OBJECTIVE_REL = Tolerance(
+    1e-8,
+    "the Laplace/AGQ deviance at the same (theta, beta): each PIRLS stops when the penalized deviance changes by "
+    "less than tolPwrss = 1e-7 relative, from a start (the last fit of stage 1) that differs between engines",
+)
+GLMM_MODES_REL = Tolerance(
+    1e-4,
+    "conditional modes (relative to their conditional SDs) and fitted means at the same (theta, beta): PIRLS stops "
+    "when the penalized deviance changes by less than 1e-7 relative; with a non-canonical link (probit, cloglog, "
+    "cauchit) it is Fisher scoring, which converges linearly, and the modes are then within ~1e-5 of each other",
+)
+GLMM_CONDVAR_REL = Tolerance(
+    1e-3,
+    "condVar comes from the factor of PIRLS's last iteration, whose weights are those of the mean before the last "
+    "update (lme4's definition): one Newton step short of the modes, it moves with where PIRLS started",
+)
+GLMM_VCOV_REL = Tolerance(
+    2e-3,
+    "vcov is lme4's use.hessian = TRUE: twice the inverse Hessian of the deviance by central differences with "
+    "step 1e-4; each deviance carries PIRLS's stopping noise (~1e-12 to 1e-9 relative, depending on where PIRLS "
+    "started), which the second differences divide by 1e-8: up to ~1e-3 of the Hessian on the corpus",
+)
+GLMM_CRITERION_REL = Tolerance(
+    1e-6, "pylme's optimum may not be above lme4's by more than 1e-6 of the deviance (the issue's criterion)"
+)
+GLMM_THETA_ABS = Tolerance(
+    2e-3,
+    "lme4's stage 2 is Nelder-Mead stopping at steps of 5e-4 x 0.02 and a deviance change of 1e-5 absolute; in flat "
+    "directions (binomial models with small variance components) theta moves by up to ~1e-3 within that",
+)
+GLMM_BETA_SE = Tolerance(1e-2, "fixed effects within a hundredth of their standard error (Nelder-Mead's stopping, as theta)")
+GLMM_SE_REL = Tolerance(
+    2e-3, "standard errors (finite-difference Hessian at each engine's own optimum), relative: they move with theta"
+)
+GLMM_SIGMA_REL = Tolerance(
+    1e-4,
+    "the dispersion of Gamma / inverse.gaussian / gaussian fits, sqrt(pwrss / n) (lme4's sigmaML), relative: it moves "
+    "with theta, which lme4's Nelder-Mead leaves within ~1e-3 in flat directions (inverse.gaussian: theta ~ 12)",
+)
+GLMM_RANEF_CONDSD = Tolerance(1e-2, "conditional modes within a hundredth of their conditional SD (as beta)")
+
 ALL = {
     "objective_rel": OBJECTIVE_REL,
     "derived_rel": DERIVED_REL,
@@ -99,4 +141,14 @@ ALL = {
     "refit_abs": REFIT_ABS,
     "refit_p_rel": REFIT_P_REL,
     "tukey_p_abs": TUKEY_P_ABS,
+    "glmm_objective_rel": GLMM_OBJECTIVE_REL,
+    "glmm_modes_rel": GLMM_MODES_REL,
+    "glmm_condvar_rel": GLMM_CONDVAR_REL,
+    "glmm_vcov_rel": GLMM_VCOV_REL,
+    "glmm_criterion_rel": GLMM_CRITERION_REL,
+    "glmm_theta_abs": GLMM_THETA_ABS,
+    "glmm_beta_se": GLMM_BETA_SE,
+    "glmm_se_rel": GLMM_SE_REL,
+    "glmm_sigma_rel": GLMM_SIGMA_REL,
+    "glmm_ranef_condsd": GLMM_RANEF_CONDSD,
 }

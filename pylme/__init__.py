@@ -9,7 +9,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import datasets, plotting
+import importlib
+
 from .errors import (
     ConvergenceWarning,
     DataError,
@@ -24,10 +25,29 @@ from .lmer import LmerControl, lFormula, lmer, lmerControl, mkLmerDevfun, mkMerM
 from .anova import anova
 from .collation import get_collation, set_collation
 from .bootstrap import BootMer, bootMer
+from .many import ManyFits, lmer_many
 from .read_r import read_r
 from .emmeans import emmeans, ref_grid
 from .model import LmerMod
+from .family import Family, Gamma, binomial, gaussian, inverse_gaussian, negative_binomial, poisson
+from .glmer import GlmerControl, glFormula, glmer, glmerControl, mkGlmerDevfun
+from .glmer_model import GlmerMod
 from .record import FitRecord
+
+
+_ON_FIRST_USE = ("datasets", "plotting")   # matplotlib, scipy.stats: most fits need neither
+
+
+def __getattr__(name: str):
+    """``pylme.datasets`` and ``pylme.plotting``, imported when first used, so that
+    ``import pylme`` loads only what a fit needs."""
+    if name in _ON_FIRST_USE:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'pylme' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ON_FIRST_USE))
 
 
 def _method(name: str):
@@ -94,6 +114,8 @@ __all__ = [
     "deviance", "REMLcrit", "fitted", "residuals", "resid", "vcov", "nobs", "ngrps", "predict", "isSingular",
     "getME", "refit", "summary", "contest", "confint", "profile", "simulate", "bootMer",
     "emmeans", "ref_grid", "pairs", "contrast", "drop1", "ranova", "step", "hatvalues", "influence", "cooks_distance",
-    "rePCA", "allFit", "BootMer", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
+    "rePCA", "allFit", "BootMer", "lmer_many", "ManyFits", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
     "ConvergenceWarning", "SingularFitMessage", "FitMessage", "set_collation", "get_collation",
+    "glmer", "glFormula", "mkGlmerDevfun", "GlmerMod", "GlmerControl", "glmerControl", "Family", "binomial",
+    "poisson", "Gamma", "inverse_gaussian", "gaussian", "negative_binomial",
 ]

@@ -8,11 +8,11 @@ the boundary of its space, the 50:50 mixture of chi-square(df - 1) and chi-squar
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2
 
 from .errors import DataError, FitMessage
 from .formula import deparse, expand_double_verts, parse
@@ -86,12 +86,43 @@ def refit_ml(fm):
     return mkMerMod(lmod, devfun, run, checkConv(run, objective, fm.control), fm.control)
 
 
-def anova(*models, names: list[str] | None = None, refit: bool = True, boundary: bool = False) -> AnovaTable:
+def caller_names(models) -> list[str]:
+    """The names the user's code binds to each model, as R labels anova's rows by the expressions
+    written in the call: the first frame outside pylme is searched (read only) for a variable that
+    is the model itself, its local variables first, then its module's. A model with no such name,
+    or with several, is called ``model<i>`` by its position."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "pylme":
+        frame = frame.f_back
+    scopes = [frame.f_locals, frame.f_globals] if frame is not None else []
+    names = []
+    for i, model in enumerate(models):
+        for scope in scopes:
+            bound = [k for k, v in scope.items() if v is model and not k.startswith("_")]
+            if bound:
+                break
+        names.append(bound[0] if scopes and len(bound) == 1 else f"model{i + 1}")
+    return names
+
+
+def anova(*models, names: list[str] | None = None, refit: bool = True, boundary: bool = False,
+          **named_models) -> AnovaTable:
     """lme4's ``anova(m1, m2, ...)``: npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq),
-    models ordered by their number of parameters; with one model, its sequential F table."""
-    if len(models) == 1:
-        return models[0].anova()
-    names = list(names) if names is not None else [f"model{i + 1}" for i in range(len(models))]
+    models ordered by their number of parameters; with one model, its sequential F table.
+
+    Rows are labelled as R labels them, by the caller's variable names for the models
+    (``anova(fm0, fm)`` gives rows ``fm0`` and ``fm``; see ``caller_names``); models passed by
+    keyword (``anova(small=fm0, large=fm)``) are labelled by the keywords, and ``names=`` sets
+    every label."""
+    for key, model in named_models.items():
+        if not hasattr(model, "logLik"):
+            raise TypeError(f"anova() got an unexpected keyword argument {key!r}: not a fitted model")
+    if len(models) + len(named_models) == 1:
+        return (models or tuple(named_models.values()))[0].anova()
+    if names is None:
+        names = caller_names(models) + list(named_models)
+    models = models + tuple(named_models.values())
+    names = list(names)
     if len(names) != len(models):
         raise ValueError("names and models have different lengths")
     _check_same_data(models, names)
@@ -104,6 +135,8 @@ def anova(*models, names: list[str] | None = None, refit: bool = True, boundary:
     npar = np.array([m.npar() for m in models])
     chisq = np.concatenate([[np.nan], 2 * np.maximum(0.0, np.diff(ll))])
     df = np.concatenate([[np.nan], np.diff(npar).astype(float)])
+    from scipy.stats import chi2  # imported on first use, as scipy.stats is slow to import
+
     with np.errstate(invalid="ignore"):
         p = np.where(df == 0, np.nan, chi2.sf(chisq, df))
         if boundary:  # 50:50 mixture; chi-square with 0 df is a point mass at 0

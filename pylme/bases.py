@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import BSpline
 
 from .errors import DataError
 from .factors import seq_len_out
@@ -164,6 +163,8 @@ def _extrapolate(aknots, x, order, state: SplineState, boundary: float, side: st
 
 def _design(aknots: np.ndarray, x: np.ndarray, order: int, deriv=0) -> np.ndarray:
     """R's ``splineDesign(aknots, x, order, derivs)``: each B-spline (or its derivative) at x."""
+    from scipy.interpolate import BSpline  # imported on first use: only bs() and ns() need it
+
     nb = aknots.size - order
     spline = BSpline(aknots, np.eye(nb), order - 1, extrapolate=True)
     derivs = np.broadcast_to(np.asarray(deriv), x.shape)

@@ -13,7 +13,6 @@ response, not those of lme4's bootMer.
 """
 from __future__ import annotations
 
-import multiprocessing
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,10 +20,9 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .errors import PylmeError, PylmeWarning
-from .progress import progress_bar
+from .parallel import run_tasks
 from .simulate import check_nsim, new_seed, simulate
 
 
@@ -59,18 +57,20 @@ def bootMer(
     use_u: bool | None = None,
     n_jobs: int = 1,
     progress: bool | None = None,
+    client=None,
 ) -> BootMer:
     """``bootMer(fm, FUN, nsim, seed)``: ``func(refit)`` on ``nsim`` parametric bootstrap samples.
 
     ``func`` returns a number, a sequence or a pandas Series (whose index names the
-    statistics). ``n_jobs > 1`` refits in forked worker processes; the result does not
-    depend on it. ``progress=None`` shows a progress bar on a terminal only.
+    statistics). ``n_jobs > 1`` refits in forked worker processes, ``client`` (a
+    ``dask.distributed.Client``) on its cluster's workers; the result does not depend on either.
+    ``progress=None`` shows a progress bar on a terminal only.
     """
     nsim = check_nsim(nsim)
     seed = new_seed() if seed is None else seed
     t0 = _as_series(func(fm))
     ys = simulate(fm, nsim, seed, re_form=re_form, use_u=use_u).to_numpy()
-    rows, notes = _refit_all(fm, func, ys, n_jobs, progress)
+    rows, notes = _refit_all(fm, func, ys, n_jobs, progress, client)
     values = np.full((nsim, len(t0)), np.nan)
     for k, row in enumerate(rows):
         if row is not None:
@@ -102,33 +102,27 @@ def _refit_one(fm, func: Callable, y: np.ndarray):
     return value, [str(w.message) for w in caught]
 
 
-_JOB: tuple = ()  # (fm, func, ys) for forked workers, which inherit it (func may be a lambda)
+def _refit_chunk(shared: tuple, task: tuple[int, np.ndarray]) -> tuple[int, list]:
+    """A chunk of replicates (responses by column), from the first one's number: their results."""
+    fm, func = shared
+    first, ys = task
+    return first, [_refit_one(fm, func, y) for y in ys.T]
 
 
-def _refit_range(bounds: tuple[int, int]):
-    fm, func, ys = _JOB
-    return [_refit_one(fm, func, ys[:, k]) for k in range(*bounds)]
-
-
-def _refit_all(fm, func: Callable, ys: np.ndarray, n_jobs: int, progress: bool | None):
+def _refit_all(fm, func: Callable, ys: np.ndarray, n_jobs: int, progress: bool | None, client=None):
+    """Every replicate's result, in order: here, in ``n_jobs`` forked processes or on a Dask
+    ``client`` (pylme.parallel: the fit and func sent once, each task a chunk of responses)."""
     nsim = ys.shape[1]
-    bar = progress_bar(nsim, "bootMer", progress)
-    results = []
-    if n_jobs > 1 and nsim > 1:
-        global _JOB
-        _JOB = (fm, func, ys)
-        edges = np.linspace(0, nsim, min(nsim, 4 * n_jobs) + 1).astype(int)
-        chunks = list(zip(edges[:-1], edges[1:]))
-        with multiprocessing.get_context("fork").Pool(n_jobs) as pool:
-            for part in pool.imap(_refit_range, chunks):
-                results += part
-                bar.update(len(part))
-        _JOB = ()
-    else:
-        for k in range(nsim):
-            results.append(_refit_one(fm, func, ys[:, k]))
-            bar.update(1)
-    bar.close()
+    if client is None and n_jobs <= 1:
+        pieces = nsim  # here: one replicate a task, for the progress bar
+    else:  # a few tasks per worker, so that a slow one does not hold up the end
+        pieces = 4 * (len(client.scheduler_info()["workers"]) if client is not None else n_jobs)
+    edges = np.linspace(0, nsim, min(nsim, max(pieces, 1)) + 1).astype(int)
+    tasks = [(a, ys[:, a:b]) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    results: list = [None] * nsim
+    for first, part in run_tasks(_refit_chunk, (fm, func), tasks, client=client, n_jobs=n_jobs, progress=progress,
+                                 desc="bootMer", sizes=[t[1].shape[1] for t in tasks]):
+        results[first : first + len(part)] = part
     return [r[0] for r in results], [m for r in results for m in r[1]]
 
 
@@ -153,6 +147,8 @@ def perc_labels(level: float) -> list[str]:
 def norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """boot's norm.inter: quantiles of the replicates, interpolated on the normal scale
     between order statistics when (R+1) alpha is not a whole number."""
+    from scipy.stats import norm  # imported on first use, as scipy.stats is slow to import
+
     t = np.sort(t[np.isfinite(t)])
     R = t.size
     if R == 0:
@@ -170,7 +166,7 @@ def norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         elif k >= R:
             out[i] = t[-1]
         else:
-            z, z1, z2 = stats.norm.ppf([a, k / (R + 1), (k + 1) / (R + 1)])
+            z, z1, z2 = norm.ppf([a, k / (R + 1), (k + 1) / (R + 1)])
             out[i] = t[k - 1] + (z - z1) / (z2 - z1) * (t[k] - t[k - 1])
     return out
 
@@ -186,7 +182,9 @@ def _basic(t: np.ndarray, t0: float, level: float) -> np.ndarray:
 def _norm(t: np.ndarray, t0: float, level: float) -> np.ndarray:
     t = t[np.isfinite(t)]
     bias = t.mean() - t0
-    half = stats.norm.ppf((1 + level) / 2) * np.sqrt(np.var(t, ddof=1))
+    from scipy.stats import norm  # imported on first use, as scipy.stats is slow to import
+
+    half = norm.ppf((1 + level) / 2) * np.sqrt(np.var(t, ddof=1))
     return np.array([t0 - bias - half, t0 - bias + half])
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from pylme.errors import DataError
 
-__all__ = ["list_datasets", "load"]
+__all__ = ["list_datasets", "load", "simulate_expression"]
 
 _PACKAGE = "pylme._data"
 _MANIFEST = "manifest.json"
@@ -120,3 +120,36 @@ def load(name: str) -> pd.DataFrame:
         )
     frame.attrs["name"] = name
     return frame
+
+
+def simulate_expression(n_responses: int, n_individuals: int = 60, n_tissues: int = 4, n_batches: int = 6,
+                        seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A simulated RNA-seq-shaped study (not a bundled data set): samples from ``n_individuals``
+    individuals in ``n_tissues`` tissues each, processed in ``n_batches`` batches at random, and
+    ``n_responses`` expression values per sample (one column each, named gene1, gene2, ...).
+
+    Each response has its own mean, tissue effects, age slope and individual and batch standard
+    deviations (some zero-ish, as real genes' are), with unit residual noise, so that
+    ``expr ~ tissue + age + (1 | individual) + (1 | batch)`` fits it. Returns (samples, responses),
+    the rows of both in the same order: the shape of variancePartition's examples and of the
+    many-fits benchmark (pylme.lmer_many, scripts/bench.py --many)."""
+    rng = np.random.default_rng(seed)
+    individual = np.repeat(np.arange(n_individuals), n_tissues)
+    tissue = np.tile(np.arange(n_tissues), n_individuals)
+    batch = rng.integers(0, n_batches, individual.size)
+    age = np.round(rng.uniform(20.0, 70.0, n_individuals), 1)[individual]
+    samples = pd.DataFrame({
+        "individual": pd.Categorical([f"ind{i + 1}" for i in individual], [f"ind{i + 1}" for i in range(n_individuals)]),
+        "tissue": pd.Categorical([f"T{t + 1}" for t in tissue], [f"T{t + 1}" for t in range(n_tissues)]),
+        "batch": pd.Categorical([f"B{b + 1}" for b in batch], [f"B{b + 1}" for b in range(n_batches)]),
+        "age": age,
+    })
+    k = n_responses
+    mean = rng.normal(5.0, 2.0, k)
+    tissue_eff = rng.normal(0.0, 0.5, (n_tissues, k))
+    slope = rng.normal(0.0, 0.01, k)
+    sd_ind, sd_batch = rng.uniform(0.0, 1.0, k), rng.uniform(0.0, 0.5, k)
+    expr = (mean + tissue_eff[tissue] + age[:, None] * slope
+            + rng.normal(size=(n_individuals, k))[individual] * sd_ind
+            + rng.normal(size=(n_batches, k))[batch] * sd_batch + rng.normal(size=(individual.size, k)))
+    return samples, pd.DataFrame(expr, columns=[f"gene{j + 1}" for j in range(k)])

@@ -264,13 +264,16 @@ def _gradient_objective(devfun: LmerDevfun, method: str, memory_limit: float | N
     return objective
 
 
-def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose: int = 0) -> OptResult:
+def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose: int = 0,
+                 objective=None) -> OptResult:
     """The optimiser from the start on the objective ``lmerControl(method=, optimizer=)`` selects
-    (choose_objective): BOBYQA (nloptwrap, lme4's default and path) with lme4's restart_edge when a
+    (choose_objective; or ``objective``, one built already, e.g. for a new response by
+    pylme.many): BOBYQA (nloptwrap, lme4's default and path) with lme4's restart_edge when a
     boundary theta should move, or L-BFGS-B on the analytic gradient; then lme4's boundary check (a
     theta within boundary.tol of its bound is set to it if that is better)."""
     control = control or LmerControl()
-    objective = choose_objective(devfun, control.method, control.memory_limit, control.optimizer)
+    if objective is None:
+        objective = choose_objective(devfun, control.method, control.memory_limit, control.optimizer)
     lower = objective.lower
     bar = progress_bar(None, "lmer evaluations", None if isinstance(objective, BlockedDevfun) else False)
     run = _optwrap(objective, objective.start, control, verbose, bar)
@@ -397,11 +400,18 @@ def lmer(
     devfun = mkLmerDevfun(lmod, start)
     if devFunOnly:
         return devfun
-    opt = optimizeLmer(devfun, control, verbose) if control.optimizer else _no_optimization(devfun)
-    conv = checkConv(opt, devfun, control)
-    fm = mkMerMod(lmod, devfun, opt, conv, control)
+    fm = fit_lmer(lmod, devfun, control, verbose)
     fm.emit_messages()
     return fm
+
+
+def fit_lmer(lmod: LmerFormula, devfun: LmerDevfun, control: LmerControl, verbose: int = 0, objective=None):
+    """lmer's steps after the objective: optimise (optimizeLmer; ``objective``: one built already),
+    checkConv and mkMerMod, without emitting the fit's messages. lmer and pylme.many's fits of many
+    responses go through here, so that they take the same steps."""
+    opt = optimizeLmer(devfun, control, verbose, objective) if control.optimizer else _no_optimization(devfun)
+    conv = checkConv(opt, devfun, control)
+    return mkMerMod(lmod, devfun, opt, conv, control)
 
 
 def emit(messages: list[str], singular: list[str], data_warnings: list[str], conv_warnings: list[str]) -> None:

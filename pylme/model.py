@@ -376,7 +376,8 @@ class LmerMod:
         return fm
 
     def anova(self, *others, type: int | str | None = None, ddf: str = "lme4", **kwargs):
-        """lme4's anova: with other fits, the likelihood-ratio table (see pylme.anova); alone,
+        """lme4's anova: with other fits, the likelihood-ratio table (see pylme.anova; its rows are
+        labelled by the caller's names for the models, or keywords: ``fm.anova(small=fm0)``); alone,
         the sequential F table of the fixed-effect terms. With ``ddf="Satterthwaite"`` or
         ``"Kenward-Roger"``, or a ``type`` (1, 2, 3), lmerTest's F table with that method's
         denominator df (Satterthwaite's when only ``type`` is given)."""
@@ -390,7 +391,8 @@ class LmerMod:
             from .satterthwaite import anova_table
 
             return anova_table(self, 3 if type is None else type, "Satterthwaite" if ddf == "lme4" else ddf)
-        return anova(self, *others, **kwargs) if others else anova_single(self)
+        compared = others or any(isinstance(v, LmerMod) for v in kwargs.values())
+        return anova(self, *others, **kwargs) if compared else anova_single(self)
 
     def contest(self, L, rhs=0.0, joint: bool | None = None, confint: bool = False, level: float = 0.95,
                 ddf: str = "Satterthwaite"):

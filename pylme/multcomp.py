@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from .errors import ModelError
 
@@ -24,6 +23,13 @@ SINGLE_STEP = ("tukey", "dunnettx", "sidak", "scheffe")
 METHODS = SINGLE_STEP + P_ADJUST
 _EPS = float(np.finfo(float).eps)
 
+
+
+def _stats():
+    """scipy.stats, imported on first use: it is slower to import than the rest of pylme together."""
+    from scipy import stats
+
+    return stats
 
 def check_method(adjust: str) -> str:
     """The adjustment's canonical name (emmeans lower-cases all but BH and BY); a clear error
@@ -38,28 +44,28 @@ def check_method(adjust: str) -> str:
 def ptukey_upper(q: np.ndarray, k: float, df: np.ndarray) -> np.ndarray:
     """R's ``ptukey(q, k, df, lower.tail = FALSE)``: the upper tail of the studentized range."""
     q, df = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(df, dtype=float))
-    return np.array([stats.studentized_range.sf(a, k, d) for a, d in zip(q.ravel(), df.ravel())]).reshape(q.shape)
+    return np.array([_stats().studentized_range.sf(a, k, d) for a, d in zip(q.ravel(), df.ravel())]).reshape(q.shape)
 
 
 def qtukey(p: float, k: float, df: float) -> float:
     """R's ``qtukey(p, k, df)``."""
-    return float(stats.studentized_range.ppf(p, k, df))
+    return float(_stats().studentized_range.ppf(p, k, df))
 
 
 def pdunnx(x: float, k: int, df: float) -> float:
     """emmeans' ``.pdunnx``: the approximate Dunnett probability P(max |t_i| <= x) for k tests."""
     twt = (k - 1) / k
     tukey = 1.0 - ptukey_upper(math.sqrt(2.0) * x, (1 + math.sqrt(1 + 8 * k)) / 2, df).item()
-    sidak = stats.f.cdf(x * x, 1, df) ** k
+    sidak = _stats().f.cdf(x * x, 1, df) ** k
     return twt * tukey + (1 - twt) * sidak
 
 
 def qdunnx(p: float, k: int, df: float) -> float:
     """emmeans' ``.qdunnx``: the root of ``pdunnx(x) = p`` between the Tukey and Sidak quantiles."""
     if k < 1.005:
-        return float(stats.t.ppf(1 - 0.5 * (1 - p), df))
+        return float(_stats().t.ppf(1 - 0.5 * (1 - p), df))
     xtuk = qtukey(p, (1 + math.sqrt(1 + 8 * k)) / 2, df) / math.sqrt(2.0)
-    xsid = math.sqrt(stats.f.ppf(p ** (1 / k), 1, df))
+    xsid = math.sqrt(_stats().f.ppf(p ** (1 / k), 1, df))
     if abs(xtuk - xsid) < 5e-4:
         return xtuk
     f_lo, f_hi = pdunnx(xtuk, k, df) - p, pdunnx(xsid, k, df) - p
@@ -136,7 +142,7 @@ def adjusted_p(t: np.ndarray, df: np.ndarray, method: str, fam_size: int, n_cont
     """Two-sided p-values of one family of t-ratios: ``fam_size`` estimates compared (Tukey),
     ``n_contr`` tests, Scheffe's ``rank``."""
     df = np.where(np.isnan(df), np.inf, df)
-    unadj = 2 * stats.t.sf(np.abs(t), df)
+    unadj = 2 * _stats().t.sf(np.abs(t), df)
     if method in P_ADJUST:
         return p_adjust(unadj, method, n_contr)
     if method == "sidak":
@@ -146,7 +152,7 @@ def adjusted_p(t: np.ndarray, df: np.ndarray, method: str, fam_size: int, n_cont
 
         return ptukey_upper(math.sqrt(2.0) * np.abs(t), fam_size, zapsmall(df))
     if method == "scheffe":
-        return stats.f.sf(t * t / rank, rank, df)
+        return _stats().f.sf(t * t / rank, rank, df)
     return np.array([1 - pdunnx(abs(a), n_contr, d) for a, d in zip(t, df)])
 
 
@@ -155,16 +161,16 @@ def critical_value(level: float, df: np.ndarray, method: str, fam_size: int, n_c
     the p.adjust methods other than none have Bonferroni's."""
     df = np.where(np.isnan(df), np.inf, np.asarray(df, dtype=float))
     if method == "none":
-        return -stats.t.ppf((1 - level) / 2, df)
+        return -_stats().t.ppf((1 - level) / 2, df)
     if method == "sidak":
-        return -stats.t.ppf((1 - level ** (1 / n_contr)) / 2, df)
+        return -_stats().t.ppf((1 - level ** (1 / n_contr)) / 2, df)
     if method == "tukey":
         return np.array([qtukey(level, fam_size, d) for d in df]) / math.sqrt(2.0)
     if method == "scheffe":
-        return np.sqrt(rank * stats.f.ppf(level, rank, df))
+        return np.sqrt(rank * _stats().f.ppf(level, rank, df))
     if method == "dunnettx":
         return np.array([qdunnx(level, n_contr, d) for d in df])
-    return -stats.t.ppf((1 - level) / n_contr / 2, df)
+    return -_stats().t.ppf((1 - level) / n_contr / 2, df)
 
 
 def interval_method(method: str) -> str:

@@ -12,7 +12,6 @@ from typing import Callable
 
 import nlopt
 import numpy as np
-from scipy.optimize import minimize
 
 #: lme4's nloptwrap defaults (lmerControl(optimizer = "nloptwrap"))
 DEFAULT_OPT_CTRL = {"algorithm": "NLOPT_LN_BOBYQA", "xtol_abs": 1e-8, "ftol_abs": 1e-8, "xtol_rel": 1e-4, "maxeval": 100_000}
@@ -104,6 +103,8 @@ def optwrap(
     opt.set_maxeval(int(ctrl["maxeval"]))
     if "ftol_rel" in ctrl:
         opt.set_ftol_rel(ctrl["ftol_rel"])
+    if "initial_step" in ctrl:  # nlopt's first step per parameter (glmer: minqa's rhobeg, Nelder-Mead's xst)
+        opt.set_initial_step(ctrl["initial_step"])
 
     best: list = [x0.copy(), np.inf]
 
@@ -155,6 +156,8 @@ def lbfgsb(
         if keep_log:
             summary.log.append((z * scale, float(value)))
         return value, grad * scale
+
+    from scipy.optimize import minimize  # imported on first use: only L-BFGS-B needs it
 
     bounds = [(lo / scale if np.isfinite(lo) else None, None) for lo in summary.lower]
     res = minimize(objective, x0 / scale, jac=True, method="L-BFGS-B", bounds=bounds,

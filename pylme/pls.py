@@ -104,6 +104,11 @@ class LmerDevfun:
         new.nevals = 0
         return new
 
+    def __getstate__(self) -> dict:
+        """Pickled without CHOLMOD's factor (which cannot be), redone on first use where unpickled:
+        a design sent to other processes (pylme.many, pylme.parallel)."""
+        return {**self.__dict__, "_cholmod": None}
+
     @property
     def factor(self):
         """CHOLMOD's factor (symbolic analysis done on first use)."""

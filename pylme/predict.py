@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .errors import DataError, FormulaError
 from .formula import expand_terms, parse_mixed
@@ -62,7 +61,9 @@ def predict_se(fm, newdata: pd.DataFrame | None, re_form, se_fit: bool, interval
     se[rows] = np.sqrt(np.einsum("ij,jk,ik->i", X, fm.vcov().to_numpy(), X))
     out = pd.DataFrame({"fit": fit.to_numpy()}, index=fit.index)
     if interval == "confidence":
-        z = stats.norm.ppf(0.5 + level / 2)
+        from scipy.stats import norm  # imported on first use, as scipy.stats is slow to import
+
+        z = norm.ppf(0.5 + level / 2)
         out["lwr"], out["upr"] = out["fit"] - z * se, out["fit"] + z * se
     if se_fit:
         out["se.fit"] = se

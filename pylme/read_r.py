@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import rdata
 
 from pylme.errors import DataError
 
@@ -34,12 +33,6 @@ def _date(obj: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
     present = ~np.isnan(days)
     out[present] = _R_DAY + days[present].astype(np.int64)
     return out
-
-
-_CONSTRUCTORS = {
-    **rdata.conversion.DEFAULT_CLASS_MAP,
-    "Date": _date,
-}
 
 
 def _column(values: pd.Series) -> pd.Series | pd.Categorical:
@@ -94,13 +87,16 @@ def _data_frame(obj: Any, what: str) -> pd.DataFrame:
 
 
 def _read(path: Path, suffix: str) -> Any:
+    import rdata  # imported on first use: it takes a tenth of a second, and most fits read no R file
+
     reader = rdata.read_rds if suffix == ".rds" else rdata.read_rda
+    constructors = {**rdata.conversion.DEFAULT_CLASS_MAP, "Date": _date}
     with warnings.catch_warnings():
         # classes rdata does not know (lm, terms, ...) come back as plain R lists: such an
         # object is refused below if it is the one asked for, and ignored otherwise
         warnings.filterwarnings("ignore", message="Missing constructor for R class")
         try:
-            return reader(path, constructor_dict=_CONSTRUCTORS)
+            return reader(path, constructor_dict=constructors)
         except Exception as exc:  # rdata raises many kinds on damaged or foreign files
             raise DataError(f"cannot read {path} as an R data file: {exc}") from exc
 

@@ -11,7 +11,6 @@ so with the state R would build it yields R's stream: ``simulate(fm, seed=1)`` a
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtri
 
 _MASK32 = 0xFFFFFFFF
 _TWO_M32 = 2.3283064365386963e-10  # 2^-32, R's MT_genrand scale
@@ -37,6 +36,8 @@ class RRandom:
 
     def rnorm(self, n: int) -> np.ndarray:
         """R's ``rnorm(n)``: standard normal deviates by inversion, two uniforms per deviate."""
+        from scipy.special import ndtri  # imported on first use: most fits draw nothing
+
         u = self.runif(2 * n).reshape(n, 2)
         return ndtri((np.floor(_BIG * u[:, 0]) + u[:, 1]) / _BIG)
 

@@ -31,9 +31,9 @@ class VarCorrTerm:
 class VarCorr:
     """The estimated variances, standard deviations and correlations of the random effects."""
 
-    def __init__(self, terms: list[VarCorrTerm], sigma: float):
+    def __init__(self, terms: list[VarCorrTerm], sigma: float | None):
         self.terms = terms
-        self.sigma = sigma
+        self.sigma = sigma  # None: no residual row (a GLMM without a scale parameter)
 
     def __getitem__(self, group: str) -> pd.DataFrame:
         for t in self.terms:
@@ -55,14 +55,16 @@ class VarCorr:
             rows += [
                 (grp, t.names[j], t.names[i], t.cov[i, j], corr[i, j]) for j in range(k) for i in range(j + 1, k)
             ]
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        if self.sigma is not None:
+            rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     def format(self, comp: tuple[str, ...] = ("Std.Dev.",), digits: int = 4) -> str:
         """lme4's formatVC table (Groups, Name, Variance and/or Std.Dev., Corr)."""
-        sds = [t.stddev for t in self.terms] + [np.array([self.sigma])]
-        groups = [t.group for t in self.terms] + ["Residual"]
-        names = [t.names for t in self.terms] + [[""]]
+        resid = [] if self.sigma is None else [self.sigma]
+        sds = [t.stddev for t in self.terms] + [np.array(resid)]
+        groups = [t.group for t in self.terms] + ["Residual"] * len(resid)
+        names = [t.names for t in self.terms] + [[""]] * len(resid)
         all_sd = np.concatenate(sds)
         cols: dict[str, list[str]] = {"Groups": [], "Name": []}
         for g, nms in zip(groups, names):
@@ -82,7 +84,7 @@ class VarCorr:
                     for j in range(maxlen - 1):
                         corr_cols[j].append(f"{t.correlation[i, j]:.{dig}f}" if j < i else "")
             for j in range(maxlen - 1):
-                corr_cols[j].append("")
+                corr_cols[j] += [""] * len(resid)
                 cols["Corr" if j == 0 else " " * j] = _align_right(corr_cols[j])
         return render_table(cols, left=("Groups", "Name"))
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pylme.record import FitRecord
 
-__all__ = ["available", "fit", "fit_with_extras", "devfun_values", "r_versions", "confint", "profile",
+__all__ = ["available", "fit", "fit_glmer", "glmer_devfun_values", "fit_with_extras", "devfun_values", "r_versions", "confint", "profile",
            "simulate", "bootmer", "inference"]
 
 # R side of the bridge.  Everything R-specific happens here, so that Python only sees
@@ -180,6 +180,39 @@ local({
       anova_kenward_roger = tab(quiet(anova(fm, type = 3, ddf = "Kenward-Roger"))),
       stop("unknown inference kind ", kind))
     stats::setNames(lapply(kinds, one), kinds)
+  }
+
+  # glmer: family(link = link), optional weights/offset columns, nAGQ; the record's criterion is
+  # -2 logLik (the optimised deviance); devfun_at: the stage-2 deviance function (devFunOnly) at pars
+  glmer_args <- function(formula, data, family, link, nAGQ, weights, offset) {
+    fam <- get(family, mode = "function", envir = asNamespace("stats"))
+    args <- list(formula = fml(formula), data = data, family = if (is.null(link)) fam() else fam(link = link),
+                 nAGQ = nAGQ)
+    if (!is.null(weights)) args$weights <- data[[weights]]
+    if (!is.null(offset)) args$offset <- data[[offset]]
+    args
+  }
+  glmer_fit <- function(formula, data, family, link, nAGQ, weights = NULL, offset = NULL) {
+    args <- glmer_args(formula, data, family, link, nAGQ, weights, offset)
+    got <- collect(tryCatch(do.call(lme4::glmer, args), error = function(e) e))
+    out <- list(messages = got$messages, warnings = got$warnings)
+    if (inherits(got$value, "error")) return(c(out, error = conditionMessage(got$value)))
+    fm <- got$value
+    s <- tryCatch(summarise(fm), error = function(e) e)
+    if (inherits(s, "error")) return(c(out, error = conditionMessage(s)))
+    s$criterion <- -2 * as.numeric(stats::logLik(fm))
+    s$sigma <- stats::sigma(fm)
+    s$par <- if (nAGQ == 0) unname(lme4::getME(fm, "theta")) else c(unname(lme4::getME(fm, "theta")), unname(lme4::fixef(fm)))
+    c(out, s)
+  }
+  glmer_devfun <- function(formula, data, family, link, nAGQ, pars, weights = NULL, offset = NULL) {
+    args <- c(glmer_args(formula, data, family, link, nAGQ, weights, offset), devFunOnly = TRUE)
+    got <- collect(tryCatch({
+      dd <- do.call(lme4::glmer, args)
+      vapply(pars, function(p) dd(p), numeric(1))
+    }, error = function(e) e))
+    if (inherits(got$value, "error")) stop(conditionMessage(got$value))
+    got$value
   }
 
   make_factor <- function(codes, levels, ordered)
@@ -481,3 +514,54 @@ def inference(formula: str, data: pd.DataFrame, REML: bool, kinds: list[str]) ->
         tables[kind] = {"rows": _strings(_get(t, "rows") or []), "cols": _strings(_get(t, "cols") or []),
                         "values": rows}
     return tables
+
+
+# ---------------------------------------------------------------- glmer
+
+
+def _glmer_args(data: pd.DataFrame, family: str, link: str | None, weights: str | None, offset: str | None):
+    ro = _state["ro"]
+    return (_frame_to_r(data), family, ro.NULL if link is None else link,
+            ro.NULL if weights is None else weights, ro.NULL if offset is None else offset)
+
+
+def fit_glmer(formula: str, data: pd.DataFrame, family: str = "binomial", link: str | None = None, nAGQ: int = 1,
+              weights: str | None = None, offset: str | None = None,
+              devfun_pars: list[list[float]] | None = None) -> FitRecord:
+    """Fit ``lme4::glmer(formula, data, family(link), nAGQ, weights, offset)`` in R and return its
+    FitRecord: ``criterion`` is -2 logLik (the optimised deviance); ``devfun_at`` holds lme4's
+    deviance function (``devFunOnly = TRUE``: of theta for nAGQ = 0, else of (theta, beta)) at
+    each of ``devfun_pars`` and then at lme4's estimates. An R error is returned in ``error``."""
+    env = _bridge()
+    versions = r_versions()
+    rec = FitRecord(engine="lme4", engine_version=versions["lme4"], formula=formula, REML=False,
+                    r_version=versions["R"])
+    rdata, fam, rlink, rw, roff = _glmer_args(data, family, link, weights, offset)
+    out = env["glmer_fit"](formula, rdata, fam, rlink, int(nAGQ), rw, roff)
+    rec.messages = _strings(_get(out, "messages") or [])
+    rec.warnings = _strings(_get(out, "warnings") or [])
+    error = _get(out, "error")
+    if error is not None:
+        rec.error = str(error[0])
+        return rec
+    _fill(rec, out)
+    pars = [list(map(float, p)) for p in (devfun_pars or [])] + [_floats(_get(out, "par"))]
+    values = _glmer_devfun(env, formula, rdata, fam, rlink, nAGQ, pars, rw, roff)
+    rec.devfun_at = [{"theta": p, "value": v} for p, v in zip(pars, values)]
+    return rec
+
+
+def _glmer_devfun(env, formula, rdata, fam, rlink, nAGQ, pars, rw, roff) -> list[float]:
+    ro = _state["ro"]
+    rpars = ro.ListVector([(str(i), ro.FloatVector(p)) for i, p in enumerate(pars)])
+    return _floats(env["glmer_devfun"](formula, rdata, fam, rlink, int(nAGQ), rpars, rw, roff))
+
+
+def glmer_devfun_values(formula: str, data: pd.DataFrame, pars: list[list[float]], family: str = "binomial",
+                        link: str | None = None, nAGQ: int = 1, weights: str | None = None,
+                        offset: str | None = None) -> list[dict[str, Any]]:
+    """lme4's glmer deviance function (devFunOnly) at each of ``pars``, as [{"theta": par, "value": x}]."""
+    env = _bridge()
+    rdata, fam, rlink, rw, roff = _glmer_args(data, family, link, weights, offset)
+    values = _glmer_devfun(env, formula, rdata, fam, rlink, nAGQ, pars, rw, roff)
+    return [{"theta": list(map(float, p)), "value": v} for p, v in zip(pars, values)]

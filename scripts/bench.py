@@ -55,6 +55,50 @@ MODELS = {
 }
 
 
+#: glmer rows (issue 16): data set, formula, family; pylme.glmer against lme4's glmer (Laplace)
+GLMER_MODELS = {
+    "glmer_cbpp": ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial"),
+    "glmer_grouseticks": ("grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
+                          "poisson"),
+    "glmer_contraception": ("Contraception", "use ~ age + I(age^2) + urban + livch + (1 | district)", "binomial"),
+    "glmer_verbagg": ("VerbAgg", "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", "binomial"),
+}
+
+
+def time_pylme_glmer(data, formula: str, family: str, repeat: int) -> dict:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gm = pylme.glmer(formula, data, family=family)
+        times.append(time.perf_counter() - t0)
+    return {"time": statistics.median(times), "criterion": gm.opt.fval,
+            "evals": sum(r.feval for r in gm.opt.runs), "peak_mb": float("nan")}
+
+
+def time_lme4_glmer(data, formula: str, family: str, repeat: int) -> dict:
+    """lme4's glmer call timed inside R (data conversion excluded), median over ``repeat`` runs;
+    the criterion is -2 logLik (the optimised deviance)."""
+    import rpy2.robjects as ro
+    import r_reference
+
+    r_reference._bridge()
+    ro.globalenv["bench_data"] = r_reference._frame_to_r(data)
+    ro.globalenv["bench_formula"] = ro.r["as.formula"](formula)
+    out = ro.r(f"""local({{
+        suppressMessages(library(lme4))
+        times <- numeric({repeat})
+        for (i in seq_len({repeat})) {{
+            t0 <- proc.time()[["elapsed"]]
+            fm <- suppressWarnings(suppressMessages(glmer(bench_formula, bench_data, family = {family})))
+            times[i] <- proc.time()[["elapsed"]] - t0
+        }}
+        c(median(times), -2 * as.numeric(logLik(fm)))
+    }})""")
+    return {"time": float(out[0]), "criterion": float(out[1])}
+
+
 def time_pylme(data, formula: str, REML: bool, repeat: int, method: str, optimizer: str = "nloptwrap") -> dict:
     control = pylme.lmerControl(method=method, optimizer=optimizer)
     times = []
@@ -278,7 +322,7 @@ def run_large(names: list[str], method: str, with_lme4: bool, out: Path) -> None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join([*MODELS, "refit"]))
+    parser.add_argument("--models", default=",".join([*MODELS, "refit", *GLMER_MODELS]))
     parser.add_argument("--repeat", type=int, default=5, help="runs per small model (large ones run once)")
     parser.add_argument("--method", default=None, choices=["cholmod", "dense", "blocked", "auto"],
                         help="pylme's objective (default: auto, pylme's default; blocked with --large)")
@@ -310,6 +354,15 @@ def main() -> None:
             rows.append({"model": "refit", "dataset": dataset, "formula": formula, "REML": REML, **t,
                          "ratio": t["lme4"] / t["pylme"]})
             continue
+        if name in GLMER_MODELS:
+            dataset, formula, family = GLMER_MODELS[name]
+            data = pylme.datasets.load(dataset)
+            repeat = min(args.repeat, 3)
+            py, r = time_pylme_glmer(data, formula, family, repeat), time_lme4_glmer(data, formula, family, repeat)
+            rows.append({"model": name, "dataset": dataset, "formula": formula, "REML": False, "n": len(data),
+                         "pylme": py, "lme4": r, "ratio": r["time"] / py["time"], "glmer": True,
+                         "d_criterion_rel": (py["criterion"] - r["criterion"]) / abs(r["criterion"])})
+            continue
         dataset, formula, REML = MODELS[name]
         data = pylme.datasets.load(dataset)
         small = len(data) < 10_000
@@ -322,7 +375,7 @@ def main() -> None:
     # the other engines last: right after a mixedlm fit pylme's timings double here (mixedlm's worker
     # threads stay busy for a while), so they must not run between pylme's and lme4's
     for row in rows:
-        if row["model"] != "refit":
+        if row["model"] != "refit" and not row.get("glmer"):
             data, repeat = pylme.datasets.load(row["dataset"]), args.repeat if row["n"] < 10_000 else 1
             row["mixedlm"] = time_mixedlm(row["formula"], data, row["REML"], repeat)
             row["statsmodels"] = time_statsmodels(row["model"], data, row["REML"], repeat)

@@ -135,7 +135,10 @@ lme4_sets <- list(
   sleepstudy = "Average reaction time per day of 18 subjects under sleep deprivation (days 0-9)",
   cake = "Breakage angle of chocolate cakes: 3 recipes, 6 baking temperatures, 15 replicates",
   cbpp = "Contagious bovine pleuropneumonia: new serological cases by herd and period, with herd size",
-  InstEval = "Lecture/instructor evaluations (1-5) by students at ETH Zurich, with student, lecturer and department"
+  InstEval = "Lecture/instructor evaluations (1-5) by students at ETH Zurich, with student, lecturer and department",
+  VerbAgg = "Verbal aggression: 316 subjects' answers (no/perhaps/yes, r2 = N/Y) to 24 items (situation, behaviour, mode)",
+  grouseticks = "Ticks counted on red grouse chicks: 403 chicks in 118 broods at 63 locations, by year and altitude",
+  Arabidopsis = "Fruit counts of Arabidopsis plants: nutrient and clipping treatments, 9 populations, 24 genotypes, 2 racks"
 )
 
 manifest <- list()
@@ -145,6 +148,18 @@ for (name in names(lme4_sets)) {
   df <- get(name, envir = env)
   manifest[[length(manifest) + 1]] <- export(df, name, lme4_meta(name, lme4_sets[[name]]))
 }
+
+# ---- mlmRev's Contraception (glmer examples) -----------------------------------------------
+
+suppressPackageStartupMessages(library(mlmRev))
+mlmrev_version <- packageDescription("mlmRev")$Version
+contraception_meta <- list(
+  source = sprintf("R package mlmRev %s, data(Contraception)", mlmrev_version),
+  version = mlmrev_version,
+  licence = packageDescription("mlmRev")$License,
+  description = "Contraceptive use (N/Y) of 1934 women in 60 districts of Bangladesh, with age (centred), living children and urban/rural"
+)
+manifest[[length(manifest) + 1]] <- export(mlmRev::Contraception, "Contraception", contraception_meta)
 
 # ---- classroom (WWGbook) -------------------------------------------------------------------
 

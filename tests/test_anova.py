@@ -106,3 +106,31 @@ def test_tables_print_as_r_prints_them():
         "---",
         "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1",
     ]
+
+
+def _sleep_models():
+    sleep = pylme.datasets.load("sleepstudy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return (pylme.lmer("Reaction ~ Days + (Days | Subject)", sleep, REML=False),
+                pylme.lmer("Reaction ~ 1 + (Days | Subject)", sleep, REML=False))
+
+
+def test_rows_are_labelled_by_the_callers_names():
+    # R: anova(fm0, fm) labels the rows and the Models: lines "fm0" and "fm", whichever way it is called
+    fm, fm0 = _sleep_models()
+    for table in (pylme.anova(fm0, fm), fm.anova(fm0), fm0.anova(fm)):
+        assert list(table.index) == ["fm0", "fm"]
+        assert str(table).splitlines()[1:4] == ["Models:", "fm0: Reaction ~ 1 + (Days | Subject)",
+                                                "fm: Reaction ~ Days + (Days | Subject)"]
+
+
+def test_rows_are_labelled_by_keywords_or_by_position_when_a_name_is_ambiguous():
+    fm, fm0 = _sleep_models()
+    assert list(pylme.anova(small=fm0, large=fm).index) == ["small", "large"]
+    assert list(fm.anova(small=fm0).index) == ["small", "fm"]
+    assert list(pylme.anova(fm0, fm, names=["a", "b"]).index) == ["a", "b"]
+    same = fm  # two local names for one model: Python cannot know which was meant
+    assert list(pylme.anova(fm0, same).index) == ["fm0", "model2"]
+    with pytest.raises(TypeError, match="'bogus'"):
+        pylme.anova(fm0, fm, bogus=1)

@@ -117,7 +117,9 @@ def test_report_json_and_html(tmp_path):
 def test_corpus_loads_and_inline_data_round_trips():
     cases = load_corpus()
     assert len({c.model for c in cases}) >= 15
-    assert all(c.id.endswith(("_reml", "_ml")) for c in cases)
+    assert all(c.id.endswith(("_reml", "_ml")) for c in cases if not c.is_glmer)
+    glmer = [c for c in cases if c.is_glmer]  # issue 16: one maximum-likelihood case per glmer model
+    assert len(glmer) >= 40 and all(not c.REML and c.id.startswith("glmer_") for c in glmer)
     d = next(c for c in cases if c.id == "dyestuff_reml").load_data()
     back = _read_inline(write_inline(d))
     assert list(back.columns) == list(d.columns)

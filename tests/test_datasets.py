@@ -16,7 +16,7 @@ from pylme.errors import DataError
 
 ALL = [
     "Dyestuff", "Dyestuff2", "Penicillin", "Pastes", "sleepstudy",
-    "cake", "cbpp", "InstEval", "classroom",
+    "cake", "cbpp", "InstEval", "classroom", "VerbAgg", "grouseticks", "Arabidopsis", "Contraception",
 ]
 
 
@@ -112,6 +112,22 @@ def test_penicillin_pastes_cbpp() -> None:
     assert _levels(cbpp["period"]) == ["1", "2", "3", "4"]
 
 
+def test_glmer_data_sets() -> None:
+    """lme4's VerbAgg, grouseticks, Arabidopsis and mlmRev's Contraception (the glmer corpus);
+    the sums are R's (sum(VerbAgg$Anger), sum(grouseticks$TICKS), sum(Arabidopsis$total.fruits))."""
+    verb = datasets.load("VerbAgg")
+    assert verb.shape == (7584, 9) and verb["Anger"].sum() == 151704
+    assert len(_levels(verb["id"])) == 316 and len(_levels(verb["item"])) == 24
+    assert _levels(verb["r2"]) == ["N", "Y"] and verb["resp"].cat.ordered
+    grouse = datasets.load("grouseticks")
+    assert grouse.shape == (403, 7) and grouse["TICKS"].sum() == 2567
+    arab = datasets.load("Arabidopsis")
+    assert arab.shape == (625, 8) and arab["total.fruits"].sum() == 18727
+    contra = datasets.load("Contraception")
+    assert contra.shape == (1934, 6) and len(_levels(contra["district"])) == 60
+    assert _levels(contra["use"]) == ["N", "Y"] and (contra["use"] == "Y").sum() == 759
+
+
 def test_insteval() -> None:
     frame = datasets.load("InstEval")
     assert frame.shape == (73421, 7)
@@ -164,6 +180,7 @@ def test_loads_are_independent() -> None:
 # ---- exact agreement with R (needs R with lme4 and rpy2) ----------------------------------
 
 LME4_SETS = [name for name in ALL if name != "classroom"]
+PACKAGE = {"Contraception": "mlmRev"}  # the package each R data set comes from (lme4 otherwise)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +197,7 @@ def r():
 def test_values_identical_to_r(r, name: str) -> None:
     frame = datasets.load(name)
     for column in frame.columns:
-        expr = f"lme4::{name}[[{column!r}]]"
+        expr = f"{PACKAGE.get(name, 'lme4')}::{name}[[{column!r}]]"
         if isinstance(frame[column].dtype, pd.CategoricalDtype):
             assert _levels(frame[column]) == list(r(f"levels({expr})"))
             codes = np.asarray(r(f"as.integer({expr})"), dtype=np.int64) - 1

@@ -35,6 +35,7 @@ import pandas as pd
 import pytest
 
 import pylme
+from conformance.tolerances import BETA_SE, SIGMA_REL, THETA_ABS
 from pylme import datasets
 
 REFERENCE = Path(__file__).resolve().parent / "reference" / "lme4_extractors.json"
@@ -337,11 +338,23 @@ def assert_theta(theta: pd.Series, r: dict, what: str) -> None:
 
 
 def _check_fit_summary(fm, r: dict, what: str) -> None:
+    """A pylme optimum against lme4's optimum of the same model (after update or refit).
+
+    Two optimisers' stopping points are compared at the optimisers' resolution, the conformance
+    run's full-fit tolerances: BOBYQA stops when a step changes the criterion by less than
+    ftol_abs 1e-8, and near a flat optimum that leaves theta free to about 1e-4 (where the
+    criterion changes by less than 1e-8); beta and sigma follow theta. The criterion itself is
+    flat there, so it agrees to 1e-6 relative whatever the stopping point."""
     assert fm.REML is r["isREML"], f"{what}: REML"
-    assert_theta(fm.getME("theta"), r["theta"], what)
+    theta = fm.getME("theta")
+    assert list(theta.index) == r["theta"]["names"], f"{what}: theta names"
+    d_theta = np.abs(theta.to_numpy(dtype=float) - np.asarray(r["theta"]["values"], dtype=float))
+    assert d_theta.max() <= THETA_ABS.value, f"{what}: max |d theta| {d_theta.max():.3g} > {THETA_ABS.value}"
     assert list(fm.fixef().index) == r["fixef"]["names"]
-    assert_elementwise(fm.fixef(), r["fixef"]["values"], what=f"{what}: fixef")
-    assert_scalar(fm.sigma(), r["sigma"], what=f"{what}: sigma")
+    se = np.sqrt(np.diag(fm.vcov().to_numpy(dtype=float)))
+    d_beta = np.abs(fm.fixef().to_numpy(dtype=float) - np.asarray(r["fixef"]["values"], dtype=float)) / se
+    assert d_beta.max() <= BETA_SE.value, f"{what}: max |d fixef|/SE {d_beta.max():.3g} > {BETA_SE.value}"
+    assert_scalar(fm.sigma(), r["sigma"], rtol=SIGMA_REL.value, what=f"{what}: sigma")
     assert_scalar(fm.logLik(), r["logLik"], what=f"{what}: logLik")
     assert fm.logLik().df == r["logLik_df"]
     assert_scalar(fm.deviance(REML=False), r["deviance_ML"], what=f"{what}: deviance(REML=FALSE)")

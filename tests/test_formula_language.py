@@ -55,8 +55,8 @@ def to_r(ro, data: pd.DataFrame, name: str = "d") -> None:
     from rpy2.robjects import pandas2ri
     from rpy2.robjects.conversion import localconverter
 
-    with localconverter(ro.default_converter + pandas2ri.converter):
-        ro.globalenv[name] = ro.conversion.py2rpy(data)
+    with localconverter(ro.default_converter + pandas2ri.converter) as converter:
+        ro.globalenv[name] = converter.py2rpy(data)
 
 
 EXPRESSIONS = [

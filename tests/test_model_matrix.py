@@ -39,8 +39,8 @@ def r_model_matrix(formula: str, data: pd.DataFrame) -> tuple[list[str], list[st
     from rpy2.robjects import pandas2ri
     from rpy2.robjects.conversion import localconverter
 
-    with localconverter(ro.default_converter + pandas2ri.converter):
-        rdf = ro.conversion.py2rpy(data)
+    with localconverter(ro.default_converter + pandas2ri.converter) as converter:
+        rdf = converter.py2rpy(data)
     ro.globalenv["d"] = rdf
     ro.r('d$b <- factor(d$b); d$flag <- as.logical(d$flag)')
     labels = list(ro.r(f'attr(terms({formula}), "term.labels")'))
