@@ -54,6 +54,11 @@ class Case:
     def is_glmer(self) -> bool:
         return self.family is not None
 
+    @property
+    def is_nb(self) -> bool:
+        """A glmer.nb case (family "negative.binomial": the shape theta is estimated)."""
+        return self.family == "negative.binomial"
+
     def load_data(self) -> pd.DataFrame:
         if self.data_csv is not None:
             return _read_inline(self.data_csv)
@@ -189,7 +194,19 @@ DERIVATIONS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
                                            rack=pd.Categorical(d["rack"].astype(str)),
                                            nutrient=pd.Categorical(d["nutrient"].astype(str))),
     "separation": lambda d: _separation(d),
+    "sleep_nb": lambda d: _sleep_nb(d),
 }
+
+
+def _sleep_nb(frame: pd.DataFrame) -> pd.DataFrame:
+    """sleepstudy's design with a simulated negative binomial count (shape 2; log mean 1 + 0.15
+    Days plus a subject intercept of SD 0.5 and a slope of SD 0.05), numpy's seed 16."""
+    rng = np.random.default_rng(16)
+    subj = frame["Subject"].cat.codes.to_numpy()
+    k = frame["Subject"].cat.categories.size
+    b0, b1 = rng.normal(0, 0.5, k), rng.normal(0, 0.05, k)
+    mu = np.exp(1.0 + b0[subj] + (0.15 + b1[subj]) * frame["Days"].to_numpy())
+    return frame.assign(count=rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float))
 
 
 def _cbpp_glmm(frame: pd.DataFrame) -> pd.DataFrame:

@@ -39,10 +39,12 @@ class Layer:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     failed_metrics: list[str] = field(default_factory=list)
+    limits: dict[str, float] = field(default_factory=dict)  # each checked metric's tolerance, for the report
 
     def check(self, metric: str, value: float, limit: float, what: str) -> None:
         """Record a metric and fail the layer when it exceeds its limit."""
         self.metrics[metric] = float(value)
+        self.limits[metric] = float(limit)
         if not (value <= limit):  # NaN fails too
             self.failures.append(f"{what}: {value:.3g} > {limit:.0e}")
             self.failed_metrics.append(metric)
@@ -148,6 +150,7 @@ def fit_layer(ref: FitRecord, cand: FitRecord, engine: str = "pylme", glmm: bool
     d_crit = cand.criterion - ref.criterion
     layer.metrics["d_criterion"] = d_crit
     crit_limit = tol.GLMM_CRITERION_REL.value * abs(ref.criterion) if glmm else tol.CRITERION_ABS.value
+    layer.limits["d_criterion"] = crit_limit
     if d_crit > crit_limit:
         layer.failures.append(f"criterion worse than lme4's by {d_crit:.3g} > {crit_limit:.0e}")
     elif d_crit < -crit_limit:
@@ -171,6 +174,9 @@ def fit_layer(ref: FitRecord, cand: FitRecord, engine: str = "pylme", glmm: bool
     sigma_limit = tol.GLMM_SIGMA_REL if glmm else tol.SIGMA_REL
     layer.check("sigma_rel", abs(cand.sigma / ref.sigma - 1), sigma_limit.value, "sigma (rel.)")
     _check_ranef(layer, cand, ref, ranef_limit.value)
+    if ref.family_theta is not None:
+        layer.check("nb_theta_rel", abs((cand.family_theta or np.nan) / ref.family_theta - 1),
+                    tol.GLMM_NB_THETA_REL.value, "negative binomial shape (rel.)")
     if cand.is_singular != ref.is_singular:
         layer.failures.append(f"isSingular {cand.is_singular} vs lme4's {ref.is_singular}")
     if _masked(cand.messages) != _masked(ref.messages):

@@ -54,6 +54,8 @@ class PylmeEngine:
     def _fit(self, case: Case, data: pd.DataFrame, **kwargs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if case.is_nb and not kwargs:
+                return pylme.glmer_nb(case.formula, data, nAGQ=case.nAGQ, weights=case.weights, offset=case.offset)
             if case.is_glmer:
                 return pylme.glmer(case.formula, data, family=_family(case), nAGQ=case.nAGQ, weights=case.weights,
                                    offset=case.offset, **kwargs)
@@ -67,7 +69,10 @@ class PylmeEngine:
             return _error_record(self.name, pylme.__version__, case, exc)
 
     def objective(self, case: Case, data: pd.DataFrame, thetas: list[list[float]]) -> list[float]:
-        """pylme's criterion at each theta (lme4's devFunOnly counterpart; glmer: at each (theta, beta))."""
+        """pylme's criterion at each theta (lme4's devFunOnly counterpart; glmer: at each (theta, beta);
+        glmer.nb: at each (theta, beta, shape))."""
+        if case.is_nb:
+            return [self._nb_devfun(case, data, t[-1])(np.asarray(t[:-1], dtype=float)) for t in thetas]
         if case.is_glmer:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -96,11 +101,24 @@ class PylmeEngine:
                 "decrement": cert.newton_decrement, "distance": float(abs(d @ derivs.Hessian @ d) / 2),
                 "own_verdict": own_cert.verdict}
 
-    def at_theta(self, case: Case, data: pd.DataFrame, theta: list[float], beta: list[float] | None = None) -> FitRecord:
-        """pylme's fit with the given theta (glmer: and beta) installed (no optimisation)."""
+    @staticmethod
+    def _nb_devfun(case: Case, data: pd.DataFrame, shape: float):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pylme.glmer(case.formula, data, family=pylme.negative_binomial(shape), nAGQ=case.nAGQ,
+                               weights=case.weights, offset=case.offset, devFunOnly=True)
+
+    def at_theta(self, case: Case, data: pd.DataFrame, theta: list[float], beta: list[float] | None = None,
+                 family_theta: float | None = None) -> FitRecord:
+        """pylme's fit with the given theta (glmer: and beta; glmer.nb: and the shape) installed (no optimisation)."""
         if case.is_glmer:
             start = {"theta": theta} if case.nAGQ == 0 else {"theta": theta, "fixef": beta}
-            return self._fit(case, data, start=start, control=pylme.glmerControl(optimizer=None)).record()
+            fam = pylme.negative_binomial(family_theta) if case.is_nb else _family(case)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return pylme.glmer(case.formula, data, family=fam, nAGQ=case.nAGQ, weights=case.weights,
+                                   offset=case.offset, start=start,
+                                   control=pylme.glmerControl(optimizer=None)).record()
         fm = self._fit(case, data, start=theta, control=pylme.lmerControl(optimizer=None))
         return _with_inference(fm.record(), fm, [k for k in case.inference if k not in OWN_FIT_INFERENCE])
 

@@ -36,7 +36,7 @@ def _judge(case: Case, data, ref, name: str) -> CaseResult:
         values = at = evidence = None
         if engine.exposes_objective and not ref.error and not cand.error:
             values = engine.objective(case, data, [p["theta"] for p in ref.devfun_at])
-            at = (engine.at_theta(case, data, ref.theta, list(ref.beta.values())) if case.is_glmer
+            at = (engine.at_theta(case, data, ref.theta, list(ref.beta.values()), ref.family_theta) if case.is_glmer
                   else engine.at_theta(case, data, ref.theta))
             if not case.is_glmer and len(ref.theta) == len(cand.theta):
                 evidence = engine.evidence(case, data, ref.theta, cand.theta)

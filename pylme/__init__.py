@@ -32,6 +32,7 @@ from .model import LmerMod
 from .family import Family, Gamma, binomial, gaussian, inverse_gaussian, negative_binomial, poisson
 from .glmer import GlmerControl, glFormula, glmer, glmerControl, mkGlmerDevfun
 from .glmer_model import GlmerMod
+from .glmer_nb import glmer_nb
 from .record import FitRecord
 
 
@@ -116,6 +117,6 @@ __all__ = [
     "emmeans", "ref_grid", "pairs", "contrast", "drop1", "ranova", "step", "hatvalues", "influence", "cooks_distance",
     "rePCA", "allFit", "BootMer", "lmer_many", "ManyFits", "PylmeError", "FormulaError", "DataError", "ModelError", "PylmeWarning",
     "ConvergenceWarning", "SingularFitMessage", "FitMessage", "set_collation", "get_collation",
-    "glmer", "glFormula", "mkGlmerDevfun", "GlmerMod", "GlmerControl", "glmerControl", "Family", "binomial",
+    "glmer", "glmer_nb", "glFormula", "mkGlmerDevfun", "GlmerMod", "GlmerControl", "glmerControl", "Family", "binomial",
     "poisson", "Gamma", "inverse_gaussian", "gaussian", "negative_binomial",
 ]

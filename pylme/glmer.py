@@ -13,7 +13,7 @@ that it stops at lme4's optimum or below it (the conformance corpus checks this 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -466,6 +466,43 @@ def _finish_without_optimizer(devfun: GlmerDevfun, theta: np.ndarray, fixef: np.
     return opt
 
 
+def refit_glmer(fm, newresp=None, family=None):
+    """lme4's refit of a glmerMod: the same design with a new response (a vector on the fit's
+    response scale, or for the binomial a two-column matrix of successes and failures, whose
+    row sums become the weights) and/or a new family (glmer.nb's refitNB), optimised from the
+    fit's theta (and beta) in the fit's last stage only."""
+    from .glmer_model import GlmerMod
+
+    glmod = _refit_formula(fm.lmod, newresp, family or fm.family)
+    control = fm.control
+    devfun = GlmerDevfun(glmod, control)
+    theta = np.asarray(fm.theta, dtype=float)
+    if fm.nAGQ == 0:
+        opt = optimizeGlmer(devfun, control, theta, 1)
+    else:
+        devfun.update(fm.nAGQ)
+        opt = optimizeGlmer(devfun, control, np.concatenate([theta, fm.fixef().to_numpy()]), 2)
+    conv = checkConv(opt, devfun, control) if control.calc_derivs else ConvCheck()
+    return GlmerMod(lmod=glmod, devfun=devfun, opt=opt, conv=conv, control=control, state=devfun.last,
+                    nAGQ=fm.nAGQ, data_warnings=[])
+
+
+def _refit_formula(glmod: GlmerFormula, newresp, fam: Family) -> GlmerFormula:
+    """The fit's glFormula with the response (and prior weights) of ``newresp`` and the family
+    ``fam``, its starting mean from the family's initialize, as lme4's mkRespMod in refit."""
+    y, weights, n = glmod.y, glmod.prior_weights, glmod.n_trials
+    if newresp is not None:
+        y = np.asarray(newresp, dtype=float)
+        if y.ndim == 2 and fam.family == "binomial" and y.shape[1] == 2:
+            n = y.sum(axis=1)
+            weights = n
+            y = np.divide(y[:, 0], n, out=np.zeros_like(n), where=n != 0)
+        if y.shape != glmod.y.shape:
+            raise DataError(f"refit: the new response has {y.shape[0]} values, the fit {glmod.y.shape[0]}")
+    init = fam.initialize(y, weights)
+    return replace(glmod, family=fam, y=init.y, prior_weights=weights, n_trials=n, mustart=init.mustart)
+
+
 def mkGlmerDevfun(glmod: GlmerFormula, control: GlmerControl | None = None) -> GlmerDevfun:
     """lme4's mkGlmerDevfun: PIRLS at the starting theta (nAGQ = 0), then the stage-1 deviance."""
     return GlmerDevfun(glmod, control or GlmerControl())
@@ -476,5 +513,5 @@ def emit_glmer(fm) -> None:
     emit(fm.lmod.messages, fm.conv.messages, fm.lmod.warnings + fm.data_warnings, fm.opt.warnings + fm.conv.warnings)
 
 
-__all__ = ["glmer", "glFormula", "mkGlmerDevfun", "optimizeGlmer", "GlmerControl", "glmerControl", "GlmerDevfun",
+__all__ = ["glmer", "glFormula", "mkGlmerDevfun", "optimizeGlmer", "GlmerControl", "glmerControl", "GlmerDevfun", "refit_glmer",
            "PylmeWarning"]

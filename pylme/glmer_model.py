@@ -37,6 +37,7 @@ class GlmerMod(LmerMod):
 
     nAGQ: int = 1
     data_warnings: list[str] = field(default_factory=list)
+    nevals: int | None = None  # glmer_nb: the number of refits over theta (lme4's attr(fit, "nevals"))
 
     # ------------------------------------------------------------ basic quantities
     @property
@@ -231,8 +232,11 @@ class GlmerMod(LmerMod):
 
         return glmer_record(self, devfun_pars)
 
-    def refit(self, newresp):
-        raise NotImplementedError("refit of a glmer fit: fit pylme.glmer again on the new response")
+    def refit(self, newresp=None):
+        """lme4's refit: the same model on a new response, optimised from this fit's estimates."""
+        from .glmer import refit_glmer
+
+        return refit_glmer(self, newresp)
 
 
 class GlmerSummary:

@@ -36,5 +36,5 @@ def glmer_record(fm, devfun_pars: list[list[float]] | None = None) -> FitRecord:
         varcorr=[{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in rows.to_dict("records")],
         ranef=ranef, condvar_sd=condvar_sd, fitted=fm.fitted().tolist(),
         residuals=fm.residuals(type="response").tolist(), is_singular=fm.isSingular(),
-        messages=list(fm.messages), warnings=list(fm.warnings), devfun_at=devfun_at,
+        messages=list(fm.messages), warnings=list(fm.warnings), devfun_at=devfun_at, family_theta=fm.family.theta,
     )

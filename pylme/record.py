@@ -67,6 +67,7 @@ class FitRecord:
     warnings: list[str] = field(default_factory=list)
     devfun_at: list[dict[str, Any]] = field(default_factory=list)
     inference: dict[str, dict[str, Any]] = field(default_factory=dict)
+    family_theta: float | None = None  # glmer.nb's estimated shape theta
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

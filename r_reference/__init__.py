@@ -192,9 +192,13 @@ local({
     if (!is.null(offset)) args$offset <- data[[offset]]
     args
   }
+  # family "negative.binomial": lme4::glmer.nb (its shape theta estimated); par then ends with that shape
+  is_nb <- function(family) identical(family, "negative.binomial")
   glmer_fit <- function(formula, data, family, link, nAGQ, weights = NULL, offset = NULL) {
-    args <- glmer_args(formula, data, family, link, nAGQ, weights, offset)
-    got <- collect(tryCatch(do.call(lme4::glmer, args), error = function(e) e))
+    args <- glmer_args(formula, data, if (is_nb(family)) "poisson" else family, link, nAGQ, weights, offset)
+    if (is_nb(family)) args$family <- NULL
+    fitter <- if (is_nb(family)) lme4::glmer.nb else lme4::glmer
+    got <- collect(tryCatch(do.call(fitter, args), error = function(e) e))
     out <- list(messages = got$messages, warnings = got$warnings)
     if (inherits(got$value, "error")) return(c(out, error = conditionMessage(got$value)))
     fm <- got$value
@@ -203,13 +207,26 @@ local({
     s$criterion <- -2 * as.numeric(stats::logLik(fm))
     s$sigma <- stats::sigma(fm)
     s$par <- if (nAGQ == 0) unname(lme4::getME(fm, "theta")) else c(unname(lme4::getME(fm, "theta")), unname(lme4::fixef(fm)))
+    if (is_nb(family)) {
+      s$family_theta <- lme4::getME(fm, "glmer.nb.theta")
+      s$par <- c(s$par, s$family_theta)
+    }
     c(out, s)
   }
   glmer_devfun <- function(formula, data, family, link, nAGQ, pars, weights = NULL, offset = NULL) {
-    args <- c(glmer_args(formula, data, family, link, nAGQ, weights, offset), devFunOnly = TRUE)
+    args <- c(glmer_args(formula, data, if (is_nb(family)) "poisson" else family, link, nAGQ, weights, offset),
+              devFunOnly = TRUE)
+    one <- function(p) {
+      if (!is_nb(family)) return(do.call(lme4::glmer, args)(p))
+      k <- length(p)  # a negative binomial point ends with the shape theta
+      args$family <- MASS::negative.binomial(theta = p[k])
+      do.call(lme4::glmer, args)(p[-k])
+    }
     got <- collect(tryCatch({
-      dd <- do.call(lme4::glmer, args)
-      vapply(pars, function(p) dd(p), numeric(1))
+      if (is_nb(family)) vapply(pars, one, numeric(1)) else {
+        dd <- do.call(lme4::glmer, args)
+        vapply(pars, function(p) dd(p), numeric(1))
+      }
     }, error = function(e) e))
     if (inherits(got$value, "error")) stop(conditionMessage(got$value))
     got$value
@@ -529,7 +546,8 @@ def fit_glmer(formula: str, data: pd.DataFrame, family: str = "binomial", link: 
               weights: str | None = None, offset: str | None = None,
               devfun_pars: list[list[float]] | None = None) -> FitRecord:
     """Fit ``lme4::glmer(formula, data, family(link), nAGQ, weights, offset)`` in R and return its
-    FitRecord: ``criterion`` is -2 logLik (the optimised deviance); ``devfun_at`` holds lme4's
+    FitRecord (``family="negative.binomial"``: ``lme4::glmer.nb``, its shape in ``family_theta``
+    and as the last element of each ``devfun_at`` point): ``criterion`` is -2 logLik (the optimised deviance); ``devfun_at`` holds lme4's
     deviance function (``devFunOnly = TRUE``: of theta for nAGQ = 0, else of (theta, beta)) at
     each of ``devfun_pars`` and then at lme4's estimates. An R error is returned in ``error``."""
     env = _bridge()
@@ -545,6 +563,8 @@ def fit_glmer(formula: str, data: pd.DataFrame, family: str = "binomial", link: 
         rec.error = str(error[0])
         return rec
     _fill(rec, out)
+    if _get(out, "family_theta") is not None:
+        rec.family_theta = float(_get(out, "family_theta")[0])
     pars = [list(map(float, p)) for p in (devfun_pars or [])] + [_floats(_get(out, "par"))]
     values = _glmer_devfun(env, formula, rdata, fam, rlink, nAGQ, pars, rw, roff)
     rec.devfun_at = [{"theta": p, "value": v} for p, v in zip(pars, values)]

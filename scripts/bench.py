@@ -20,6 +20,7 @@ small-model times are means of 10 consecutive fits (R's clock ticks in milliseco
     .venv/bin/python scripts/bench.py --polish-cost     # the certified optimum's cost: polish on / off, same run
     .venv/bin/python scripts/bench.py --large           # the simulated grades and state-test designs
     .venv/bin/python scripts/bench.py --large grades --large-lme4   # and lme4 on them (may take an hour)
+    .venv/bin/python scripts/bench.py --many            # 20,000 responses of one model (scripts/bench_many.py)
 
 ``--large`` fits the designs of ``conformance.large_designs`` (generated from a seed), each in its
 own process, with the blocked objective; it prints the fit time, the peak resident memory of the
@@ -335,7 +336,17 @@ def main() -> None:
     parser.add_argument("--large-one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--polish-cost", nargs="?", const=",".join(POLISH_MODELS), default=None,
                         help="time fits with and without the finish and certificate (pylme.polish)")
+    parser.add_argument("--many", nargs="?", type=int, const=20_000, default=None,
+                        help="lmer_many on this many simulated responses (default 20,000) against loops of lme4, "
+                             "refit and mixedlm (scripts/bench_many.py), instead of --models")
+    parser.add_argument("--subset", type=int, default=500, help="--many: responses the lme4 and pylme loops fit")
+    parser.add_argument("--subset-mixedlm", type=int, default=100, help="--many: responses the mixedlm loop fits")
     args = parser.parse_args()
+    if args.many:
+        import bench_many
+
+        bench_many.run(args.many, args.subset, args.subset_mixedlm, Path(args.out))
+        return
     if args.large_one:
         print(json.dumps(large_one(args.large_one, args.method or "blocked", args.large_lme4)))
         return

@@ -179,3 +179,26 @@ def test_inference_layer_p_values_below_the_floor():
     t2 = {"rows": ["x"], "cols": ["Pr(>|t|)"], "values": [[1e-3]]}
     bad = inference_layer({"satterthwaite": t2}, {"satterthwaite": {**t2, "values": [[1.00001e-3]]}}, {"x": 1.0})
     assert bad.verdict == "fail"
+
+
+def test_report_html_puts_failures_first_coloured_with_tables_and_plots(tmp_path):
+    ref, cand, values, at = pylme_parts("penicillin_ml")
+    good = compare("penicillin_ml", "pylme", ref, cand, values, at)
+    moved = FitRecord.from_dict({**cand.to_dict(), "sigma": cand.sigma * 1.01})
+    bad = compare("penicillin_ml_moved", "pylme", ref, moved, values, at)
+    assert good.verdict == "pass" and bad.verdict == "fail"
+    # every checked metric carries its tolerance, for the plot
+    assert bad.layers["full_fit"].limits["sigma_rel"] == 1e-5
+    _, hpath = report.write([good, bad], tmp_path, report.provenance("golden", "lme4 1.1-31"))
+    page = hpath.read_text()
+    cases = page[page.index("<h2>Each case"):]
+    assert cases.index("penicillin_ml_moved") < cases.index("penicillin_ml [")            # failures first
+    table = page[page.index("<h2>Cases"):page.index("<h2>Tolerances")]
+    assert table.index("penicillin_ml_moved") < table.index("penicillin_ml<")
+    fail_class = f'class="v{list(report.COLOURS).index("fail")}"'
+    pass_class = f'class="v{list(report.COLOURS).index("pass")}"'
+    assert f"<td {fail_class}>fail</td>" in table and f"<td {pass_class}>pass</td>" in table
+    assert page.count("<svg") == 3                                                        # overview + one per case
+    # lme4's and pylme's numbers side by side, with their difference
+    assert f"<td class=num>{json.dumps(ref.sigma)}</td><td class=num>{json.dumps(moved.sigma)}</td>" in page
+    assert "sigma (rel.)" in page and "<th>tolerance</th>" in page
