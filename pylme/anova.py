@@ -73,7 +73,7 @@ def print_anova(table: pd.DataFrame, digits: int = 5) -> str:
 def refit_ml(fm):
     """lme4's refitML: the same model by maximum likelihood, the optimiser started at the REML
     theta (no restart_edge or boundary check, as refitML), on the objective lmer would use."""
-    from .lmer import _optwrap, checkConv, choose_objective, mkMerMod
+    from .lmer import _optwrap, checkConv, choose_objective, finish, mkMerMod
 
     if not fm.REML:
         return fm
@@ -82,7 +82,7 @@ def refit_ml(fm):
     devfun = fm.devfun.with_response(fm.lmod.y)  # a copy with a CHOLMOD factor of its own
     devfun.REML = False
     objective = choose_objective(devfun, fm.control.method, fm.control.memory_limit, fm.control.optimizer)
-    run = _optwrap(objective, fm.theta, fm.control, 0)
+    run = finish(objective, _optwrap(objective, fm.theta, fm.control, 0), fm.control)
     return mkMerMod(lmod, devfun, run, checkConv(run, objective, fm.control), fm.control)
 
 

@@ -44,6 +44,9 @@ class LmerControl:
     restart_edge: bool = True
     boundary_tol: float = 1e-5
     calc_derivs: bool = True
+    # finish the optimisation where the optimiser of record stopped short of the optimum, and certify
+    # the end (pylme.polish); False keeps lme4's stopping point, evaluation for evaluation
+    polish: bool = True
     check_conv_grad_tol: float = 2e-3
     check_conv_singular_tol: float = 1e-4
     check_conv_hess_tol: float = 1e-6
@@ -293,7 +296,29 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | None = None, verbose
     bar.close()
     if control.boundary_tol > 0:
         run = _check_boundary(objective, run, control.boundary_tol)
+    run = finish(objective, run, control)
     return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings, objective)
+
+
+def finish(objective, run: OptResult, control: LmerControl) -> OptResult:
+    """The optimiser's end certified and, unless ``lmerControl(polish=False)``, finished where it is
+    not the optimum (pylme.polish); the certificate goes into the OptSummary. Derivatives computed
+    at the end of the optimiser (calc_derivs) are reused; where theta moves they are recomputed."""
+    from .polish import polish
+
+    derivs = _derivs_at(run.derivs, run.summary.par)
+    if not control.polish and derivs is None:
+        return run
+    theta, fval, new_derivs, cert = polish(objective, run.summary.par, run.summary.fval, derivs, control.polish)
+    if cert.moved == 0.0:
+        return replace(run, summary=replace(run.summary, certificate=cert))
+    summary = replace(run.summary, par=theta, fval=fval, certificate=cert)
+    return replace(run, summary=summary, derivs=new_derivs if control.calc_derivs else None)
+
+
+def _derivs_at(derivs: Derivs | None, theta: np.ndarray) -> Derivs | None:
+    """``derivs`` if they were computed at theta, else None."""
+    return derivs if derivs is not None and derivs.at is not None and np.array_equal(derivs.at, theta) else None
 
 
 def _no_optimization(devfun: LmerDevfun) -> OptResult:

@@ -68,6 +68,12 @@ class LmerMod:
         return self.state.theta
 
     @property
+    def optinfo(self):
+        """The optimiser's record (pylme.optimizer.OptSummary) with the certificate that theta-hat is the
+        optimum (pylme.polish); ``print(fm.optinfo)`` shows both."""
+        return self.opt.summary
+
+    @property
     def n(self) -> int:
         return len(self.lmod.y)
 
@@ -345,7 +351,7 @@ class LmerMod:
         response's cross-products; the fit is solved at the optimum as lmer's."""
         from .blocked import BlockedDevfun
         from .dense import DenseDevfun
-        from .lmer import _optwrap, checkConv, choose_objective, mkMerMod
+        from .lmer import _optwrap, checkConv, choose_objective, finish, mkMerMod
 
         try:
             y = np.asarray(newresp, dtype=float).reshape(-1)
@@ -363,7 +369,7 @@ class LmerMod:
             objective = fitted.with_response(y, devfun)
         else:
             objective = choose_objective(devfun, self.control.method, self.control.memory_limit, self.control.optimizer)
-        run = _optwrap(objective, self.theta, self.control, 0, keep_log=False)
+        run = finish(objective, _optwrap(objective, self.theta, self.control, 0, keep_log=False), self.control)
         conv = checkConv(run, objective, self.control)
         fm = mkMerMod(lmod, devfun, run, conv, self.control)
         emit([], conv.messages, [], run.warnings + conv.warnings)

@@ -28,6 +28,7 @@ from scipy import stats
 
 from .errors import ModelError, PylmeWarning
 from .optimizer import optwrap
+from .polish import polish
 from .pls import LmerDevfun
 from .progress import progress_bar
 from .splines import PolySpline, back_spline, interp_spline
@@ -171,7 +172,7 @@ def profile(
         bar.set_postfix_str(name)
         w = names.index(name)
         if w < nvp:
-            rows = _profile_variance(dd, w, opt, base, lower, upper, fm.control.optCtrl, walk, devtol)
+            rows = _profile_variance(dd, w, opt, base, lower, upper, fm.control, walk, devtol)
         else:
             rows = _profile_fixed(fm_ml, w - nvp, opt, base, walk)
         frame = _tidy(rows, names, w)
@@ -241,7 +242,7 @@ def _start_rows(walk: _Walk, opt: np.ndarray, first: np.ndarray) -> tuple[np.nda
     return up, down
 
 
-def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, ctrl: dict, walk: _Walk,
+def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, control, walk: _Walk,
                       devtol: float) -> np.ndarray:
     """Rows (zeta, parameters) along variance parameter ``w`` (sd, correlation or sigma)."""
     nvp = len(lower)
@@ -256,8 +257,11 @@ def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, ctrl:
 
         start = prev_row[1 : nvp + 1][others]
         try:
-            res = optwrap(fn, start, lower[others], ctrl, keep_log=False, upper=upper[others])
-            devdiff, par = res.fval - base, res.par
+            res = optwrap(fn, start, lower[others], control.optCtrl, keep_log=False, upper=upper[others])
+            par, fval = _finished(fn, res.par, res.fval, lower[others], upper[others], control.polish)
+            if control.polish:
+                fval = fn(par)  # dd.beta (in the row) is set by the last evaluation
+            devdiff = fval - base
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             devdiff, par = np.nan, np.full(nvp - 1, np.nan)
         if np.isnan(devdiff):
@@ -291,15 +295,26 @@ def _profile_fixed(fm_ml, j: int, opt: np.ndarray, base: float, walk: _Walk) -> 
     def zeta(value: float, prev_row: np.ndarray | None = None) -> np.ndarray:
         fixed = dropped.with_response(lmod.y - Xj * value)
         res = optwrap(fixed, fm_ml.theta, lmod.reTrms.lower, fm_ml.control.optCtrl, keep_log=False)
-        st = fixed.solve(res.par)
+        par, fval = _finished(fixed, res.par, res.fval, lmod.reTrms.lower, None, fm_ml.control.polish)
+        st = fixed.solve(par)
         sigma = np.sqrt(st.pwrss / fixed.n)
         with np.errstate(invalid="ignore"):
-            z = np.sign(value - est) * np.sqrt(res.fval - base)
-        return np.concatenate([[z], theta_to_sdcor(res.par, ncs, sigma), np.insert(st.beta, j, value)])
+            z = np.sign(value - est) * np.sqrt(fval - base)
+        return np.concatenate([[z], theta_to_sdcor(par, ncs, sigma), np.insert(st.beta, j, value)])
 
     up, down = _start_rows(walk, opt, zeta(est + walk.delta * std))
     col = len(fm_ml.theta) + 2 + j
     return np.vstack([walk.fill(up, col, -np.inf, np.inf, zeta), walk.fill(down, col, -np.inf, np.inf, zeta)])
+
+
+def _finished(fn, par: np.ndarray, fval: float, lower: np.ndarray, upper: np.ndarray | None,
+              finish: bool) -> tuple[np.ndarray, float]:
+    """A profile point's inner fit finished at its optimum (pylme.polish), unless
+    ``lmerControl(polish=False)``: an inner fit that stops early moves zeta up."""
+    if not finish:
+        return par, fval
+    theta, f, _, _ = polish(fn, par, fval, lower=lower, upper=upper)
+    return theta, f
 
 
 def _tidy(rows: np.ndarray, names: list[str], w: int) -> pd.DataFrame:
