@@ -24,6 +24,9 @@ from pylme.record import FitRecord
 from . import tolerances as tol
 
 PASS, FAIL, NA = "pass", "fail", "n/a"
+BETTER = "pylme better"
+#: full-fit metrics that measure where the optimum is (the rest: names, messages, warnings, singularity)
+LOCATION_METRICS = ("max_d_theta", "max_d_beta_se", "se_rel", "sigma_rel", "max_d_ranef_condsd")
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Layer:
     metrics: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    failed_metrics: list[str] = field(default_factory=list)
     limits: dict[str, float] = field(default_factory=dict)  # each checked metric's tolerance, for the report
 
     def check(self, metric: str, value: float, limit: float, what: str) -> None:
@@ -43,6 +47,7 @@ class Layer:
         self.limits[metric] = float(limit)
         if not (value <= limit):  # NaN fails too
             self.failures.append(f"{what}: {value:.3g} > {limit:.0e}")
+            self.failed_metrics.append(metric)
 
     def close(self) -> "Layer":
         self.verdict = FAIL if self.failures else PASS
@@ -280,9 +285,12 @@ def compare(
     lme4_unreliable: str | None = None,
     known_difference: str | None = None,
     glmm: bool = False,
+    evidence: dict | None = None,
 ) -> CaseResult:
     """Judge one case: the layers that apply, and the verdict. ``known_difference`` notes an
-    explained difference of pylme's, so it applies to the pylme engine only."""
+    explained difference of pylme's, so it applies to the pylme engine only. ``evidence`` is the
+    engine's analysis of lme4's theta-hat on its own objective (PylmeEngine.evidence): with it the
+    full-fit layer is decided by the criterion (``optimizer_verdict``)."""
     if engine != "pylme":
         known_difference = None
     result = CaseResult(case_id, engine, verdict=PASS, reference=_shown(ref), candidate=_shown(cand))
@@ -308,7 +316,14 @@ def compare(
     if ref.inference and tables and not lme4_unreliable:
         result.layers["inference"] = inference_layer(ref.inference, tables, ref.beta_se)
     failed = [lay for lay in result.layers.values() if lay.verdict == FAIL]
-    if failed and known_difference:
+    if evidence is not None and not lme4_unreliable:
+        better = optimizer_verdict(result.layers["full_fit"], evidence)
+        failed = [lay for lay in result.layers.values() if lay.verdict == FAIL]
+        if better and not failed:
+            result.verdict = BETTER
+    if result.verdict == BETTER:
+        pass
+    elif failed and known_difference:
         result.verdict = "known difference"
         result.notes.append(f"known difference: {known_difference}")
     elif failed:
@@ -321,6 +336,40 @@ def compare(
     for lay in result.layers.values():
         result.notes += lay.notes
     return result
+
+
+def optimizer_verdict(full: Layer, evidence: dict) -> bool:
+    """Decide the full-fit layer from the criterion and the evidence at lme4's theta-hat: True (pylme
+    better) where pylme's criterion is lower than lme4's by more than CRITERION_ABS, whatever else
+    differs (lme4 stopped early: the evidence is noted), or lower by less, where the full fits differ,
+    lme4's theta-hat is not certified on pylme's objective and pylme's is; the layer passes where the criteria agree
+    and only the location of the optimum differs, by less than the criterion resolves
+    (``evidence['distance']``: half the Hessian norm of the theta difference, at most
+    FLAT_SURFACE_ABS); otherwise the layer stands (a higher criterion fails it)."""
+    d_crit = full.metrics.get("d_criterion", np.nan)
+    gradient = " ".join(f"{g:.3g}" for g in evidence["gradient"])
+    at_lme4 = (f"at lme4's theta pylme's objective gives {evidence['criterion']:.12g}, projected gradient "
+               f"[{gradient}]: {evidence['verdict']}")
+    lme4_short = evidence["verdict"].startswith("not certified")
+    pylme_certified = not evidence["own_verdict"].startswith("not certified")
+    if d_crit < -tol.CRITERION_ABS.value or (d_crit < 0 and full.failures and lme4_short and pylme_certified):
+        stopped = "lme4 stopped early" if lme4_short else "lme4 stopped at another local optimum"
+        full.notes.append(f"pylme better: criterion lower than lme4's by {-d_crit:.3g}; {stopped} ({at_lme4}); "
+                          f"pylme's own theta-hat: {evidence['own_verdict']}; "
+                          f"the full-fit differences follow: {'; '.join(full.failures) or 'none'}")
+        full.notes = [n for n in full.notes if "found a better optimum" not in n]
+        full.verdict, full.failures, full.failed_metrics = BETTER, [], []
+        return True
+    location_only = full.failures and len(full.failures) == len(full.failed_metrics) and \
+        all(m in LOCATION_METRICS for m in full.failed_metrics)
+    if abs(d_crit) <= tol.CRITERION_ABS.value and location_only and \
+            evidence["distance"] <= tol.FLAT_SURFACE_ABS.value:
+        full.notes.append(f"flat surface: the optima differ by {'; '.join(full.failures)}, which changes the "
+                          f"criterion's quadratic model by {evidence['distance']:.3g} (within "
+                          f"{tol.FLAT_SURFACE_ABS.value:.0e}); criterion difference {d_crit:.3g}; {at_lme4}")
+        full.failures, full.failed_metrics = [], []
+        full.close()
+    return False
 
 
 def _shown(rec: FitRecord) -> dict:

@@ -75,6 +75,25 @@ class PylmeEngine:
         devfun = pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, devFunOnly=True)
         return [float(devfun(np.asarray(t, dtype=float))) for t in thetas]
 
+    def evidence(self, case: Case, data: pd.DataFrame, theta: list[float], own: list[float]) -> dict:
+        """pylme's certificate at lme4's theta-hat (pylme.polish, no finishing step): the criterion,
+        the projected gradient and the verdict there, ``distance``: half the squared norm of
+        own - theta in the Hessian there (the criterion change the quadratic model gives the move),
+        and ``own_verdict``: the certificate's verdict at pylme's own theta-hat."""
+        from pylme.lmer import choose_objective
+        from pylme.polish import polish
+
+        devfun = pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, devFunOnly=True)
+        objective = choose_objective(devfun)
+        at = np.asarray(theta, dtype=float)
+        _, value, derivs, cert = polish(objective, at, float(objective(at)), finish=False)
+        mine = np.asarray(own, dtype=float)
+        own_cert = polish(objective, mine, float(objective(mine)), finish=False)[3]
+        d = mine - at
+        return {"criterion": value, "gradient": cert.gradient.tolist(), "verdict": cert.verdict,
+                "decrement": cert.newton_decrement, "distance": float(abs(d @ derivs.Hessian @ d) / 2),
+                "own_verdict": own_cert.verdict}
+
     @staticmethod
     def _nb_devfun(case: Case, data: pd.DataFrame, shape: float):
         with warnings.catch_warnings():

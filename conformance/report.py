@@ -14,7 +14,7 @@ from . import tolerances
 from .compare import CaseResult
 
 LAYERS = ("objective", "at_lme4_theta", "full_fit", "inference")
-OK_VERDICTS = {"pass", "known difference", "lme4 unreliable", "unsupported"}
+OK_VERDICTS = {"pass", "pylme better", "known difference", "lme4 unreliable", "unsupported"}
 
 
 def failed(results: list[CaseResult]) -> list[CaseResult]:
@@ -83,9 +83,9 @@ def write(results: list[CaseResult], directory: Path, meta: dict) -> tuple[Path,
 
 
 # Most serious first: the order of the report's table, and each verdict's colour.
-VERDICT_ORDER = ("error", "fail", "known difference", "lme4 unreliable", "unsupported", "pass", "n/a")
+VERDICT_ORDER = ("error", "fail", "known difference", "lme4 unreliable", "unsupported", "pylme better", "pass", "n/a")
 COLOURS = {"error": "#f4a6a6", "fail": "#f4a6a6", "known difference": "#fde3a7", "lme4 unreliable": "#dde4f0",
-           "unsupported": "#e6e6e6", "pass": "#cdeccd", "n/a": "#ffffff"}
+           "unsupported": "#e6e6e6", "pylme better": "#b7e4c7", "pass": "#cdeccd", "n/a": "#ffffff"}
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; } table { border-collapse: collapse; margin: 4px 0; }
 td, th { border: 1px solid #ccc; padding: 2px 6px; font-size: 13px; text-align: left; vertical-align: top; }

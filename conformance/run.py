@@ -34,13 +34,15 @@ def _judge(case: Case, data, ref, name: str) -> CaseResult:
     try:
         engine = make_engine(name)
         cand = engine.fit(case, data)
-        values = at = None
+        values = at = evidence = None
         if engine.exposes_objective and not ref.error and not cand.error:
             values = engine.objective(case, data, [p["theta"] for p in ref.devfun_at])
             at = (engine.at_theta(case, data, ref.theta, list(ref.beta.values()), ref.family_theta) if case.is_glmer
                   else engine.at_theta(case, data, ref.theta))
+            if not case.is_glmer and len(ref.theta) == len(cand.theta):
+                evidence = engine.evidence(case, data, ref.theta, cand.theta)
         return compare(case.id, name, ref, cand, values, at, case.lme4_unreliable, case.known_difference,
-                       glmm=case.is_glmer)
+                       glmm=case.is_glmer, evidence=evidence)
     except Unsupported as exc:
         return CaseResult(case.id, name, "unsupported", notes=[str(exc)])
     except Exception as exc:

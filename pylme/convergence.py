@@ -17,6 +17,7 @@ SINGULAR_MESSAGE = "boundary (singular) fit: see help('isSingular')"
 class Derivs:
     gradient: np.ndarray
     Hessian: np.ndarray
+    at: np.ndarray | None = None  # the theta they were computed at
 
 
 @dataclass
@@ -47,7 +48,7 @@ def deriv12(many: Callable[[np.ndarray], np.ndarray], x: np.ndarray, delta: floa
     H = np.diag((fadd - 2 * fx + fsub) / delta**2)
     for (i, j), (pp, pm, mp, mm) in zip(pairs, values[2 * nx :].reshape(-1, 4)):
         H[i, j] = H[j, i] = (pp - pm - mp + mm) / (2 * delta) ** 2
-    return Derivs(g, H)
+    return Derivs(g, H, x.copy())
 
 
 def one_by_one(fun: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], np.ndarray]:
@@ -66,7 +67,7 @@ def derivs_from_gradient(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x
         step = np.zeros(x.size)
         step[j] = delta
         H[:, j] = (fg(x + step)[1] - fg(x - step)[1]) / (2 * delta)
-    return Derivs(g, (H + H.T) / 2)
+    return Derivs(g, (H + H.T) / 2, x.copy())
 
 
 def is_singular(theta: np.ndarray, lower: np.ndarray, tol: float = 1e-4) -> bool:

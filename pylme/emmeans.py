@@ -72,7 +72,7 @@ def _link_of(fm, tran: str | None) -> Link | None:
         if tran not in TRANSFORMS:
             raise ModelError(f"tran must be one of {', '.join(TRANSFORMS)}, not {tran!r}")
         return TRANSFORMS[tran]
-    family = getattr(fm, "family", None)
+    family = fm.family
     if family is None or family.link == "identity":
         return None
     return Link(family.link, family.linkinv, family.mu_eta, _FAMILY_LABELS.get(family.link, "response"))
@@ -95,7 +95,7 @@ def df_method(fm, lmer_df: str = "kenward-roger", pbkrtest_limit: int = 3000, lm
     if mode not in LMER_DF:
         raise ModelError(f"lmer_df must be one of {', '.join(LMER_DF)}, not {lmer_df!r}")
     V = fm.vcov().to_numpy()
-    if getattr(fm, "family", None) is not None:
+    if fm.family is not None:
         return DfMethod("asymptotic", V, lambda L: math.inf)
     n = fm.nobs()
     if mode == "kenward-roger" and n > pbkrtest_limit:

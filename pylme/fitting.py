@@ -46,6 +46,9 @@ class LmerControl:
     restart_edge: bool = True
     boundary_tol: float = 1e-5
     calc_derivs: bool = True
+    # finish the optimisation where the optimiser of record stopped short of the optimum, and certify
+    # the end (pylme.polish); False keeps lme4's stopping point, evaluation for evaluation
+    polish: bool = True
     check_conv_grad_tol: float = 2e-3
     check_conv_singular_tol: float = 1e-4
     check_conv_hess_tol: float = 1e-6
@@ -145,7 +148,8 @@ def optimize(objective: Objective, start: np.ndarray, control: LmerControl, verb
     or L-BFGS-B on the analytic gradient; with ``edge_checks`` (optimizeLmer; not refit or
     refitML, which call lme4's optwrap alone) lme4's restart_edge when a boundary theta should
     move and its boundary check (a theta within boundary.tol of its bound is set to it if that is
-    better). ``keep_log=False`` keeps no log of the evaluations."""
+    better); then, for every fit, the end certified and finished (``finish``, pylme.polish).
+    ``keep_log=False`` keeps no log of the evaluations."""
     lower = objective.lower
     bar = progress_bar(None, "lmer evaluations", None if objective.reports_progress and edge_checks else False)
     run = _optwrap(objective, start, control, verbose, bar, keep_log)
@@ -168,7 +172,29 @@ def optimize(objective: Objective, start: np.ndarray, control: LmerControl, verb
     bar.close()
     if edge_checks and control.boundary_tol > 0:
         run = _check_boundary(objective, run, control.boundary_tol)
+    run = finish(objective, run, control)
     return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings, objective)
+
+
+def finish(objective, run: OptResult, control: LmerControl) -> OptResult:
+    """The optimiser's end certified and, unless ``lmerControl(polish=False)``, finished where it is
+    not the optimum (pylme.polish); the certificate goes into the OptSummary. Derivatives computed
+    at the end of the optimiser (calc_derivs) are reused; where theta moves they are recomputed."""
+    from .polish import polish
+
+    derivs = _derivs_at(run.derivs, run.summary.par)
+    if not control.polish and derivs is None:
+        return run
+    theta, fval, new_derivs, cert = polish(objective, run.summary.par, run.summary.fval, derivs, control.polish)
+    if cert.moved == 0.0:
+        return replace(run, summary=replace(run.summary, certificate=cert))
+    summary = replace(run.summary, par=theta, fval=fval, certificate=cert)
+    return replace(run, summary=summary, derivs=new_derivs if control.calc_derivs else None)
+
+
+def _derivs_at(derivs: Derivs | None, theta: np.ndarray) -> Derivs | None:
+    """``derivs`` if they were computed at theta, else None."""
+    return derivs if derivs is not None and derivs.at is not None and np.array_equal(derivs.at, theta) else None
 
 
 def _no_optimization(devfun: Objective) -> OptResult:

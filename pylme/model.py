@@ -71,6 +71,17 @@ class MerMod:
         return self.state.theta
 
     @property
+    def family(self):
+        """The GLM family of a glmer fit (pylme.family); None for a linear mixed model."""
+        return None
+
+    @property
+    def optinfo(self):
+        """The optimiser's record (pylme.optimizer.OptSummary) with the certificate that theta-hat is the
+        optimum (pylme.polish); ``print(fm.optinfo)`` shows both."""
+        return self.opt.summary
+
+    @property
     def n(self) -> int:
         return len(self.lmod.y)
 

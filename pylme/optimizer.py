@@ -50,6 +50,18 @@ class OptSummary:
     status: int = 0
     message: str = ""
     log: list[tuple[np.ndarray, float]] = field(default_factory=list)
+    certificate: object = None  # pylme.polish.Certificate: the evidence that par is the optimum
+
+    def __str__(self) -> str:
+        """The optimiser's record and, where computed, the certificate (``print(fm.optinfo)``)."""
+        algorithm = self.control.get("algorithm", "")
+        lines = [f"optimizer: {self.optimizer}" + (f" ({algorithm})" if algorithm else "")
+                 + f", {self.feval} evaluations, return code {self.status}: {self.message}",
+                 f"theta: {' '.join(f'{v:.8g}' for v in self.par)}",
+                 f"criterion: {self.fval:.12g}"]
+        if self.certificate is not None:
+            lines.append(str(self.certificate))
+        return "\n".join(lines)
 
     @property
     def conv(self) -> int:

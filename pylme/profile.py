@@ -29,14 +29,18 @@ from scipy import stats
 from .errors import ModelError, PylmeWarning
 from .optimizer import optwrap
 from .pls import CholmodObjective
+from .polish import polish
 from .progress import progress_bar
 from .splines import PolySpline, back_spline, interp_spline
 from .varcorr import sdcor_to_theta, theta_to_sdcor
 
 
 def profile_names(fm) -> list[str]:
-    """lme4's profile names: ``.sig01`` ... for the random-effect parameters, then ``.sigma``."""
-    return [f".sig{k + 1:02d}" for k in range(len(fm.theta))] + [".sigma"]
+    """lme4's profile names: ``.sig01`` ... for the random-effect parameters, then ``.sigma``
+    (not for a glmer family without a dispersion: binomial, Poisson, negative binomial)."""
+    family = fm.family
+    sigma = [".sigma"] if family is None or family.has_scale else []
+    return [f".sig{k + 1:02d}" for k in range(len(fm.theta))] + sigma
 
 
 class Devfun2:
@@ -47,6 +51,12 @@ class Devfun2:
         self.objective = fm_ml.objective
         self.ncs = [t.nc for t in fm_ml.lmod.reTrms.terms]
         self.beta = fm_ml.state.beta
+
+    has_gradient = False  # for pylme.polish, which finishes the profile's inner fits
+
+    def many(self, points: np.ndarray) -> np.ndarray:
+        """The deviance at each row of ``points``, one by one."""
+        return np.array([self(p) for p in points])
 
     def __call__(self, pars: np.ndarray) -> float:
         sigma = pars[-1]
@@ -144,6 +154,10 @@ def profile(
     """``profile(fm)``: the likelihood profile of each parameter (all by default)."""
     from .anova import refit_ml
 
+    if fm.family is not None:
+        raise ModelError("profile of a glmer fit is not implemented yet: use confint(method='Wald') or "
+                         "confint(method='boot')")
+
     fm_ml = refit_ml(fm)
     dd = Devfun2(fm_ml)
     vp_names = profile_names(fm_ml)
@@ -164,7 +178,7 @@ def profile(
         bar.set_postfix_str(name)
         w = names.index(name)
         if w < nvp:
-            rows = _profile_variance(dd, w, opt, base, lower, upper, fm.control.optCtrl, walk, devtol)
+            rows = _profile_variance(dd, w, opt, base, lower, upper, fm.control, walk, devtol)
         else:
             rows = _profile_fixed(fm_ml, w - nvp, opt, base, walk)
         frame = _tidy(rows, names, w)
@@ -234,7 +248,7 @@ def _start_rows(walk: _Walk, opt: np.ndarray, first: np.ndarray) -> tuple[np.nda
     return up, down
 
 
-def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, ctrl: dict, walk: _Walk,
+def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, control, walk: _Walk,
                       devtol: float) -> np.ndarray:
     """Rows (zeta, parameters) along variance parameter ``w`` (sd, correlation or sigma)."""
     nvp = len(lower)
@@ -249,8 +263,11 @@ def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, ctrl:
 
         start = prev_row[1 : nvp + 1][others]
         try:
-            res = optwrap(fn, start, lower[others], ctrl, keep_log=False, upper=upper[others])
-            devdiff, par = res.fval - base, res.par
+            res = optwrap(fn, start, lower[others], control.optCtrl, keep_log=False, upper=upper[others])
+            par, fval = _finished(fn, res.par, res.fval, lower[others], upper[others], control.polish)
+            if control.polish:
+                fval = fn(par)  # dd.beta (in the row) is set by the last evaluation
+            devdiff = fval - base
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             devdiff, par = np.nan, np.full(nvp - 1, np.nan)
         if np.isnan(devdiff):
@@ -284,15 +301,26 @@ def _profile_fixed(fm_ml, j: int, opt: np.ndarray, base: float, walk: _Walk) -> 
     def zeta(value: float, prev_row: np.ndarray | None = None) -> np.ndarray:
         fixed = dropped.with_response(dropped.resp.with_y(lmod.y - Xj * value))
         res = optwrap(fixed, fm_ml.theta, lmod.reTrms.lower, fm_ml.control.optCtrl, keep_log=False)
-        st = fixed.pls_state(res.par)
+        par, fval = _finished(fixed, res.par, res.fval, lmod.reTrms.lower, None, fm_ml.control.polish)
+        st = fixed.pls_state(par)
         sigma = np.sqrt(st.pwrss / fixed.design.n)
         with np.errstate(invalid="ignore"):
-            z = np.sign(value - est) * np.sqrt(res.fval - base)
-        return np.concatenate([[z], theta_to_sdcor(res.par, ncs, sigma), np.insert(st.beta, j, value)])
+            z = np.sign(value - est) * np.sqrt(fval - base)
+        return np.concatenate([[z], theta_to_sdcor(par, ncs, sigma), np.insert(st.beta, j, value)])
 
     up, down = _start_rows(walk, opt, zeta(est + walk.delta * std))
     col = len(fm_ml.theta) + 2 + j
     return np.vstack([walk.fill(up, col, -np.inf, np.inf, zeta), walk.fill(down, col, -np.inf, np.inf, zeta)])
+
+
+def _finished(fn, par: np.ndarray, fval: float, lower: np.ndarray, upper: np.ndarray | None,
+              finish: bool) -> tuple[np.ndarray, float]:
+    """A profile point's inner fit finished at its optimum (pylme.polish), unless
+    ``lmerControl(polish=False)``: an inner fit that stops early moves zeta up."""
+    if not finish:
+        return par, fval
+    theta, f, _, _ = polish(fn, par, fval, lower=lower, upper=upper)
+    return theta, f
 
 
 def _tidy(rows: np.ndarray, names: list[str], w: int) -> pd.DataFrame:

@@ -17,6 +17,7 @@ InstEval, which take minutes)
 are timed as further columns. The ``refit`` row times ``refit(fm, y)`` on sleepstudy for
 simulated responses y, in pylme and in lme4 (inside R). Small models report medians; lme4's
 small-model times are means of 10 consecutive fits (R's clock ticks in milliseconds).
+    .venv/bin/python scripts/bench.py --polish-cost     # the certified optimum's cost: polish on / off, same run
     .venv/bin/python scripts/bench.py --large           # the simulated grades and state-test designs
     .venv/bin/python scripts/bench.py --large grades --large-lme4   # and lme4 on them (may take an hour)
     .venv/bin/python scripts/bench.py --many            # 20,000 responses of one model (scripts/bench_many.py)
@@ -116,6 +117,42 @@ def time_pylme(data, formula: str, REML: bool, repeat: int, method: str, optimiz
     crit = fm.REMLcrit() if REML else fm.deviance(REML=False)
     return {"time": statistics.median(times), "criterion": crit, "evals": fm.opt.summary.feval,
             "peak_mb": peak / 2**20}
+
+
+#: the models whose polish cost ``--polish-cost`` reports (issue 14)
+POLISH_MODELS = ("sleepstudy", "penicillin", "classroom", "insteval_reml")
+
+
+def polish_cost(names: list[str], repeat: int, out: Path) -> None:
+    """pylme's fit time with the finish and certificate (pylme.polish) and without
+    (``lmerControl(polish=False)``), interleaved in one run; medians, their ratio, the certificate's
+    verdict and the evaluations it cost. Writes ``polish.json``."""
+    rows = []
+    for name in names:
+        dataset, formula, REML = MODELS[name]
+        data = pylme.datasets.load(dataset)
+        runs = repeat if len(data) < 10_000 else max(1, repeat // 3)
+        times: dict[bool, list[float]] = {True: [], False: []}
+        fits = {}
+        for _ in range(runs):
+            for on in (False, True):
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fits[on] = pylme.lmer(formula, data, REML=REML, control=pylme.lmerControl(polish=on))
+                times[on].append(time.perf_counter() - t0)
+        cert = fits[True].optinfo.certificate
+        row = {"model": name, "n": len(data), "runs": runs, "off": statistics.median(times[False]),
+               "on": statistics.median(times[True]), "verdict": cert.verdict, "evaluations": cert.evaluations,
+               "steps": cert.steps, "d_criterion": cert.criterion - cert.criterion_path, "theta_moved": cert.moved}
+        row["ratio"] = row["on"] / row["off"]
+        rows.append(row)
+        print(f"{name:15s} n={row['n']:7d} off {row['off']:8.4f} s  on {row['on']:8.4f} s  ratio {row['ratio']:.3f}  "
+              f"{cert.verdict}; {cert.evaluations} evaluations; criterion {row['d_criterion']:+.2e}; "
+              f"theta moved {cert.moved:.1e}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "polish.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"written {out / 'polish.json'}")
 
 
 def time_lme4(data, formula: str, REML: bool, repeat: int, inner: int = 1) -> dict:
@@ -296,6 +333,8 @@ def main() -> None:
                         help="fit the large simulated designs (comma-separated, default all) instead of --models")
     parser.add_argument("--large-lme4", action="store_true", help="also fit the large designs with lme4")
     parser.add_argument("--large-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--polish-cost", nargs="?", const=",".join(POLISH_MODELS), default=None,
+                        help="time fits with and without the finish and certificate (pylme.polish)")
     parser.add_argument("--many", nargs="?", type=int, const=20_000, default=None,
                         help="lmer_many on this many simulated responses (default 20,000) against loops of lme4, "
                              "refit and mixedlm (scripts/bench_many.py), instead of --models")
@@ -309,6 +348,9 @@ def main() -> None:
         return
     if args.large_one:
         print(json.dumps(large_one(args.large_one, args.method or "blocked", args.large_lme4)))
+        return
+    if args.polish_cost:
+        polish_cost(args.polish_cost.split(","), args.repeat, Path(args.out))
         return
     if args.large:
         run_large(args.large.split(","), args.method or "blocked", args.large_lme4, Path(args.out))

@@ -28,10 +28,10 @@ def _stat(fm):
     return sdcor_and_fixef(fm, profile_names(fm))
 
 
-def _fit(name, formula, REML=True):
+def _fit(name, formula, REML=True, **control):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pylme.lmer(formula, pylme.datasets.load(name), REML=REML)
+        return pylme.lmer(formula, pylme.datasets.load(name), REML=REML, control=pylme.lmerControl(**control))
 
 
 def test_result_shape_and_reproducible():
@@ -106,7 +106,10 @@ class TestLiveBootstrap:
         [("Dyestuff", "Yield ~ 1 + (1 | Batch)", True), ("sleepstudy", "Reaction ~ Days + (Days | Subject)", False)],
     )
     def test_replicates_equal_lme4_bootmer(self, name, formula, REML):
-        fm = _fit(name, formula, REML)
+        """Replicate by replicate on lme4's path (polish=False, carried into the refits): on
+        sleepstudy ML lme4 stops 1e-7 above the optimum, and the default fit's (finished) SD
+        differs from lme4's by 3.4e-5 relative, which moves every simulated response."""
+        fm = _fit(name, formula, REML, polish=False)
         mine = pylme.bootMer(fm, _stat, nsim=15, seed=4)
         t0, theirs = r_reference.bootmer(formula, pylme.datasets.load(name), REML, nsim=15, seed=4)
         assert list(mine.t.columns) == list(theirs.columns)

@@ -144,8 +144,11 @@ def test_live_profile_intervals(name, formula, REML):
 @pytest.mark.usefixtures("require_r")
 @pytest.mark.parametrize("name,formula,REML", LIVE[:2])
 def test_live_wald(name, formula, REML):
+    """On lme4's path (polish=False): on sleepstudy ML lme4 stops 1e-7 above the optimum, and the
+    default (finished) fit's fixed-effect SEs differ from lme4's by 1e-6 relative."""
     data = pylme.datasets.load(name)
-    mine = pylme.lmer(formula, data, REML=REML).confint(method="Wald", level=0.9)
+    mine = pylme.lmer(formula, data, REML=REML, control=pylme.lmerControl(polish=False)).confint(
+        method="Wald", level=0.9)
     theirs = r_reference.confint(formula, data, REML, method="Wald", level=0.9)
     assert list(mine.columns) == list(theirs.columns) == ["5 %", "95 %"]
     np.testing.assert_allclose(mine.to_numpy(), theirs.to_numpy(), rtol=1e-6)

@@ -26,6 +26,9 @@ CASES = fits()
 # - sleepstudy quadratic, ML: theta[0] differs by 1.6e-5 relative; pylme's deviance is lower
 #   by 5e-9.
 # These are judged on the objective, the criterion (1e-6) and theta within 2e-3.
+# The fits below follow lme4's path evaluation for evaluation (lmerControl(polish=False)); the
+# default fit, finished and certified (pylme.polish), is held to lme4's criterion in
+# test_default_fit_is_never_worse_than_lme4.
 FLAT_SURFACE = {c for c in CASES if c.startswith("pastes_cask_slope")} | {"sleepstudy_quadratic_ml"}
 
 
@@ -38,7 +41,8 @@ def fitted():
             e = CASES[case_id]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                cache[case_id] = pylme.lmer(e["formula"], case_data(e), REML=e["REML"])
+                cache[case_id] = pylme.lmer(e["formula"], case_data(e), REML=e["REML"],
+                                            control=pylme.lmerControl(polish=False))
         return cache[case_id]
 
     return get
@@ -128,3 +132,19 @@ def test_na_rows_dropped_and_reported():
         fm = pylme.lmer(e["formula"], case_data(e))
     assert fm.nobs() == e["record"]["n"] == 1081
     assert len(fm.na_action) == e["rows_dropped"] == 109
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_default_fit_is_never_worse_than_lme4(case_id, fitted):
+    """The default fit (lme4's path, then the finish) ends at lme4's criterion or below (1e-8
+    relative), certified, and where it moves off lme4's stopping point, the criterion goes down."""
+    e, ref = CASES[case_id], CASES[case_id]["record"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm = pylme.lmer(e["formula"], case_data(e), REML=e["REML"])
+    cert = fm.optinfo.certificate
+    assert fm.optinfo.fval <= ref["criterion"] + 1e-8 * abs(ref["criterion"])
+    assert cert.criterion <= cert.criterion_path
+    assert cert.certified, str(cert)
+    if cert.moved:
+        assert cert.criterion < fitted(case_id).optinfo.fval
