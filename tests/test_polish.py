@@ -109,9 +109,13 @@ class _Quartic:
     """f(x) = (x0 - 1)^2 + (x1^2 - 1)^2 on x0 >= 0: a saddle at (1, 0), minima at (1, +-1)."""
 
     lower = np.array([0.0, -np.inf])
+    has_gradient = False  # what polish reads of an objective (pylme.objective.Objective)
 
     def __call__(self, x):
         return float((x[0] - 1) ** 2 + (x[1] ** 2 - 1) ** 2)
+
+    def many(self, xs):
+        return np.array([self(x) for x in xs])
 
 
 def test_polish_escapes_a_saddle_and_finishes():
