@@ -80,11 +80,11 @@ class PylmeEngine:
         the projected gradient and the verdict there, ``distance``: half the squared norm of
         own - theta in the Hessian there (the criterion change the quadratic model gives the move),
         and ``own_verdict``: the certificate's verdict at pylme's own theta-hat."""
-        from pylme.lmer import choose_objective
+        from pylme.fitting import choose_objective
         from pylme.polish import polish
 
         devfun = pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, devFunOnly=True)
-        objective = choose_objective(devfun)
+        objective = choose_objective(devfun.design, devfun.resp, start=devfun.start, cholmod=devfun)
         at = np.asarray(theta, dtype=float)
         _, value, derivs, cert = polish(objective, at, float(objective(at)), finish=False)
         mine = np.asarray(own, dtype=float)

@@ -52,12 +52,6 @@ class Devfun2:
         self.ncs = [t.nc for t in fm_ml.lmod.reTrms.terms]
         self.beta = fm_ml.state.beta
 
-    has_gradient = False  # for pylme.polish, which finishes the profile's inner fits
-
-    def many(self, points: np.ndarray) -> np.ndarray:
-        """The deviance at each row of ``points``, one by one."""
-        return np.array([self(p) for p in points])
-
     def __call__(self, pars: np.ndarray) -> float:
         sigma = pars[-1]
         st = self.objective.pls_state(sdcor_to_theta(pars[:-1], self.ncs, sigma))
@@ -256,11 +250,7 @@ def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, contr
     pw = opt[w]
 
     def zeta(value: float, prev_row: np.ndarray) -> np.ndarray:
-        def fn(x: np.ndarray) -> float:
-            pars = np.empty(nvp)
-            pars[w], pars[others] = value, x
-            return dd(pars)
-
+        fn = _Section(dd, w, value)
         start = prev_row[1 : nvp + 1][others]
         try:
             res = optwrap(fn, start, lower[others], control.optCtrl, keep_log=False, upper=upper[others])
@@ -311,6 +301,24 @@ def _profile_fixed(fm_ml, j: int, opt: np.ndarray, base: float, walk: _Walk) -> 
     up, down = _start_rows(walk, opt, zeta(est + walk.delta * std))
     col = len(fm_ml.theta) + 2 + j
     return np.vstack([walk.fill(up, col, -np.inf, np.inf, zeta), walk.fill(down, col, -np.inf, np.inf, zeta)])
+
+
+class _Section:
+    """The ML deviance with parameter ``w`` held at ``value``, as a function of the others: what a
+    profile point's inner fit minimises (with the calls pylme.polish reads of an objective)."""
+
+    has_gradient = False
+
+    def __init__(self, dd: Devfun2, w: int, value: float):
+        self.dd, self.w, self.value = dd, w, value
+
+    def __call__(self, x: np.ndarray) -> float:
+        pars = np.insert(np.asarray(x, dtype=float), self.w, self.value)
+        return self.dd(pars)
+
+    def many(self, points: np.ndarray) -> np.ndarray:
+        """The deviance at each row of ``points``, one by one."""
+        return np.array([self(x) for x in points])
 
 
 def _finished(fn, par: np.ndarray, fval: float, lower: np.ndarray, upper: np.ndarray | None,
