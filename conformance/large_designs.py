@@ -90,9 +90,11 @@ def _active_instructor(rng: np.random.Generator, dept: np.ndarray, year: np.ndar
 
 
 def state_test(seed: int = 20100716, n: int = 5_212_017, n_students: int = 1_876_788, n_teachers: int = 47_480,
-               n_schools: int = 2_400, school_per_district: int = 10, p_move: float = 0.08) -> Design:
+               n_schools: int = 2_400, school_per_district: int = 10, p_move: float = 0.08,
+               beta: np.ndarray | None = None) -> Design:
     """The state-test design: 4 years, students followed over 1 to 4 consecutive years, one
-    teacher per student and year (a teacher of the student's school that year)."""
+    teacher per student and year (a teacher of the student's school that year); ``beta``: the
+    fixed effects (default: drawn from the seed)."""
     rng = np.random.default_rng(seed)
     counts = 1 + rng.multinomial(n - n_students, _dirichlet(rng, n_students, 1.5))
     counts = _cap(rng, counts, 4)
@@ -113,7 +115,8 @@ def state_test(seed: int = 20100716, n: int = 5_212_017, n_students: int = 1_876
     X[:, :8] = X[:, :8] > 0.5  # binary covariates (demographics, programmes)
     sd = {"student": 0.8, "teacher": 0.35}
     sigma = 0.6
-    beta = np.concatenate([[0.2], np.linspace(0.1, 0.3, 3), np.linspace(0.2, 1.0, 5), rng.normal(0, 0.2, 20)])
+    if beta is None:
+        beta = np.concatenate([[0.2], np.linspace(0.1, 0.3, 3), np.linspace(0.2, 1.0, 5), rng.normal(0, 0.2, 20)])
     Xf = np.column_stack([np.ones(n)] + [year == k for k in (1, 2, 3)] + [grade == k for k in range(1, 6)] + [X])
     y = (Xf @ beta + rng.normal(0, sd["student"], n_students)[student] + rng.normal(0, sd["teacher"], n_teachers)[teacher]
          + rng.normal(0, sigma, n))
@@ -124,6 +127,26 @@ def state_test(seed: int = 20100716, n: int = 5_212_017, n_students: int = 1_876
     formula = "score ~ year + grade + " + " + ".join(f"x{k}" for k in range(1, 21)) + " + (1 | student) + (1 | teacher)"
     return Design("state_test", pd.DataFrame(cols), formula, True,
                   {"sd": sd, "sigma": sigma, "beta": dict(zip(names, beta))})
+
+
+def state_test_chunks(scale: int = 10, nchunks: int = 60, seed: int = 20100717):
+    """A state-test-shaped design ``scale`` times as large (rows and students; the same 47,480
+    teachers in 2,400 schools), as ``nchunks`` data frames made one at a time (never whole in
+    memory): each chunk is a state-test design of its own districts (their schools, teachers
+    and students), with the fixed effects shared; students and teachers numbered across chunks.
+    Yields (frame, truth) pairs."""
+    full = {"n": 5_212_017, "n_students": 1_876_788, "n_teachers": 47_480, "n_schools": 2_400}
+    beta = state_test(seed, n=200, n_students=100, n_teachers=20, n_schools=10).truth["beta"]
+    students = teachers = 0
+    for k in range(nchunks):
+        part = {key: (v * (scale if key in ("n", "n_students") else 1)) * (k + 1) // nchunks
+                - (v * (scale if key in ("n", "n_students") else 1)) * k // nchunks for key, v in full.items()}
+        des = state_test(seed + 1 + k, beta=np.array(list(beta.values())), **part)
+        frame = des.data
+        frame["student"] = frame["student"].cat.codes.astype(np.int64) + 1 + students
+        frame["teacher"] = frame["teacher"].cat.codes.astype(np.int64) + 1 + teachers
+        students, teachers = students + part["n_students"], teachers + part["n_teachers"]
+        yield frame, {**des.truth, "beta": beta}
 
 
 def _dirichlet(rng: np.random.Generator, k: int, shape: float) -> np.ndarray:

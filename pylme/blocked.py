@@ -154,6 +154,18 @@ class CrossMap:
         self.keys, inverse = unique_keys(np.concatenate([keys, extra_keys]), q2 * q2)
         self.map = sp.csr_matrix((vals, (inverse[: keys.size], colv)), shape=(self.keys.size, ngroups * nc * nc))
 
+    @classmethod
+    def of_groups(cls, sums: list[sp.coo_matrix], extra_keys: np.ndarray, q2: int) -> "CrossMap":
+        """The map of a scalar block 1 from sums already made per group: ``sums[g]`` the lower
+        triangle of ``sum_{l in g} A21_l A12_l`` (pylme.distributed reduces them over partitions)."""
+        new = cls.__new__(cls)
+        keys = [b.col.astype(np.int64) * q2 + b.row for b in sums]
+        new.keys, inverse = unique_keys(np.concatenate(keys + [extra_keys]), q2 * q2)
+        cols = np.repeat(np.arange(len(sums)), [k.size for k in keys])
+        vals = np.concatenate([b.data for b in sums] + [np.zeros(0)])
+        new.map = sp.csr_matrix((vals, (inverse[: cols.size], cols)), shape=(new.keys.size, len(sums)))
+        return new
+
     @property
     def map(self) -> sp.csr_matrix:
         """The whole map (its halves stacked again where it is kept in two)."""
@@ -318,47 +330,39 @@ class BlockedObjective(Objective):
     """Theta -> REML criterion or ML deviance, as the CHOLMOD objective but by blocks."""
 
     def __init__(self, design: LmmDesign, resp: LmerResp, start: np.ndarray | None = None, fill: str = "auto",
-                 memory_limit: float | None = None):
+                 memory_limit: float | None = None, blocks: GramBlocks | None = None):
         """``fill``: 'auto', 'dense', 'sparse' (CHOLMOD) or 'tiled' (pylme.tiled) for block 2;
-        ``memory_limit``: bytes the blocks may use (default: a share of the memory available now)."""
+        ``memory_limit``: bytes the blocks may use (default: a share of the memory available now);
+        ``blocks``: the Gram blocks when they were computed elsewhere (pylme.distributed reduces
+        them over the partitions of a data set), else they are computed from the design."""
+        t1 = self._setup_terms(design, resp, start)
+        if blocks is None:
+            blocks = gram_blocks(design, resp, self.idx1, self.idx2, t1.nc)
+        self.block1 = FirstBlock(blocks.A11, design.lam, self.k1)
+        self.A31, self.A32, self.A33, self.A21 = blocks.A31, blocks.A32, blocks.A33, blocks.A21.tocsc()
+        self.A21r = self.A21.tocsr()
+        self.plan = first_plans(self.terms1, self.idx1.size, t1.nl, t1.nc, self.m3, self.q2)
+        limit = memory_limit_of(memory_limit)
+        _check_memory(self.plan, limit)
+        if self.q2:
+            self._setup_fill(blocks.A22, t1.nc, fill, limit)
+
+    def _setup_terms(self, design: LmmDesign, resp: LmerResp, start: np.ndarray | None):
+        """The design, response and start; block 1's term and the blocks' positions in b; block
+        2's theta -> Lambda2. Returns block 1's term."""
         self.design, self.resp = design, resp
         rt = design.reTrms
         self.start = rt.theta0.copy() if start is None else start
         self._cholmod: CholmodObjective | None = None
-        sizes = [t.nl * t.nc for t in rt.terms]
-        k1 = int(np.argmax(sizes))
-        Gp = rt.Gp
-        t1 = rt.terms[k1]
-        idx1 = np.arange(Gp[k1], Gp[k1 + 1])
-        idx2 = np.concatenate([np.arange(Gp[k], Gp[k + 1]) for k in range(len(sizes)) if k != k1] + [np.zeros(0, int)])
-        self.k1, self.idx1, self.idx2 = k1, idx1, idx2
-        self.terms1, self.terms2 = [t1.label], [t.label for k, t in enumerate(rt.terms) if k != k1]
-        self.q2, self.p = idx2.size, design.p
+        self.k1, self.idx1, self.idx2 = block_split(rt)
+        t1 = rt.terms[self.k1]
+        self.terms1, self.terms2 = [t1.label], [t.label for k, t in enumerate(rt.terms) if k != self.k1]
+        self.q2, self.p = self.idx2.size, design.p
         self.m3 = self.p + 1
-        Zt = design.Ztw.tocsr()
-        Z1t, Z2t = Zt[idx1], Zt[idx2]
-        self.block1 = FirstBlock(_block_diagonal(Z1t, t1.nl, t1.nc), rt.lam, k1)
-        Zty, Xty = design.cross(resp.yw)
-        self.A31 = np.vstack([design.ZtX[idx1].T, Zty[idx1][None, :]])  # (m3, q1)
-        self.A32 = np.vstack([design.ZtX[idx2].T, Zty[idx2][None, :]])  # (m3, q2)
-        yty = float(resp.yw @ resp.yw)
-        self.A33 = np.block([[design.XtX, Xty[:, None]], [Xty[None, :], np.array([[yty]])]])
-        self.A21 = (Z2t @ Z1t.T).tocsc()
-        self.A21r = self.A21.tocsr()
-        self.lam2 = rt.lam.sub([k for k in range(len(sizes)) if k != k1])  # block 2's theta -> Lambda2
+        self.lam2 = rt.lam.sub([k for k in range(len(rt.terms)) if k != self.k1])  # block 2's theta -> Lambda2
         self.diag2 = self.lam2.nnz == self.q2 and bool(np.all(self.lam2.pattern.indices == np.arange(self.q2)))
         self.nevals = 0
-        self.plan = [BlockPlan("block 1", self.terms1, self.block1.kind, idx1.size, 3.0 * t1.nl * t1.nc**2 * 8),
-                     BlockPlan("[X y] x block 1", self.terms1, "dense", idx1.size, 2.0 * self.m3 * idx1.size * 8)]
-        if memory_limit is None:
-            avail = available_bytes()
-            limit = (MEMORY_SHARE * avail, f"{MEMORY_SHARE:.0%} of the {format_bytes(avail)} available")
-        else:
-            limit = (float(memory_limit), "memory_limit")
-        self.plan.append(BlockPlan("[X y]", ["X", "y"], "dense [X y]", self.m3, 3.0 * self.m3 * (self.q2 + self.m3) * 8))
-        _check_memory(self.plan, limit)
-        if self.q2:
-            self._setup_fill(Z2t, t1.nc, fill, limit)
+        return t1
 
     def with_response(self, resp: LmerResp) -> "BlockedObjective":
         """The same blocks for a new response: only the response's row of the ``[X y]``
@@ -376,20 +380,27 @@ class BlockedObjective(Objective):
         new.nevals = 0
         return new
 
-    def _setup_fill(self, Z2t: sp.csr_matrix, nc1: int, fill: str, limit: tuple[float, str]) -> None:
-        """Block 2: the sparse map A21 V A12 on the pattern of A22's lower triangle, and the way to
-        factor it (dense, sparse or tiled; see _fill_options)."""
-        npairs = pair_count(self.A21, nc1)
-        # building the map holds keys, indices and values of every pair, then sorts the keys
-        cross = BlockPlan("cross map A21 V A12", self.terms1 + self.terms2, "sparse map", self.q2, 64.0 * npairs)
-        self.plan.append(cross)
-        _check_memory(self.plan, limit)
-        cross.bytes = 12.0 * npairs  # what the map keeps
-        A22 = sp.tril(Z2t @ Z2t.T).tocoo()
+    def _setup_fill(self, A22: sp.coo_matrix, nc1: int, fill: str, limit: tuple[float, str],
+                    group_sums: list[sp.coo_matrix] | None = None) -> None:
+        """Block 2: the sparse map A21 V A12 on the pattern of A22's lower triangle (``A22``), and
+        the way to factor it (dense, sparse or tiled; see _fill_options); ``group_sums``: the
+        map's columns when made elsewhere (``CrossMap.of_groups``)."""
         q2 = self.q2
         keys22 = A22.col.astype(np.int64) * q2 + A22.row
         diag = np.arange(q2, dtype=np.int64) * (q2 + 1)
-        self.cross = CrossMap(self.A21, nc1, self.block1.group, np.concatenate([keys22, diag]))
+        if group_sums is None:
+            npairs = pair_count(self.A21, nc1)
+            # building the map holds keys, indices and values of every pair, then sorts the keys
+            cross = BlockPlan("cross map A21 V A12", self.terms1 + self.terms2, "sparse map", q2, 64.0 * npairs)
+            self.plan.append(cross)
+            _check_memory(self.plan, limit)
+            cross.bytes = 12.0 * npairs  # what the map keeps
+            self.cross = CrossMap(self.A21, nc1, self.block1.group, np.concatenate([keys22, diag]))
+        else:
+            nnz = sum(b.nnz for b in group_sums)
+            self.plan.append(BlockPlan("cross map A21 V A12", self.terms1 + self.terms2, "sparse map", q2, 40.0 * nnz))
+            _check_memory(self.plan, limit)
+            self.cross = CrossMap.of_groups(group_sums, np.concatenate([keys22, diag]), q2)
         if not self.diag2:
             self._close_pattern()
         keys = self.cross.keys
@@ -675,6 +686,62 @@ class BlockedObjective(Objective):
     def planned_bytes(self) -> float:
         return sum(p.bytes for p in self.plan)
 
+
+
+@dataclass
+class GramBlocks:
+    """The weighted cross-products the blocked factor is built from (``[Z1 | Z2 | X y]``'s Gram
+    matrix by blocks): block 1's level blocks, Z2'WZ1, the lower triangle of Z2'WZ2, and the
+    ``[X y]`` rows against block 1, block 2 and themselves."""
+
+    A11: np.ndarray  # (nl1, nc1, nc1)
+    A21: sp.spmatrix  # (q2, q1)
+    A22: sp.coo_matrix  # (q2, q2), lower triangle
+    A31: np.ndarray  # (p + 1, q1)
+    A32: np.ndarray  # (p + 1, q2)
+    A33: np.ndarray  # (p + 1, p + 1)
+
+
+def block_split(rt) -> tuple[int, np.ndarray, np.ndarray]:
+    """Block 1's term (the one with the most random effects) and the positions in b of block 1
+    and of block 2 (the other terms, in order)."""
+    sizes = [t.nl * t.nc for t in rt.terms]
+    k1 = int(np.argmax(sizes))
+    Gp = rt.Gp
+    idx1 = np.arange(Gp[k1], Gp[k1 + 1])
+    idx2 = np.concatenate([np.arange(Gp[k], Gp[k + 1]) for k in range(len(sizes)) if k != k1] + [np.zeros(0, int)])
+    return k1, idx1, idx2
+
+
+def gram_blocks(design: LmmDesign, resp: LmerResp, idx1: np.ndarray, idx2: np.ndarray, nc1: int) -> GramBlocks:
+    """The Gram blocks of an in-memory design and response."""
+    Zt = design.Ztw.tocsr()
+    Z1t, Z2t = Zt[idx1], Zt[idx2]
+    Zty, Xty = design.cross(resp.yw)
+    yty = float(resp.yw @ resp.yw)
+    return GramBlocks(
+        A11=_block_diagonal(Z1t, idx1.size // nc1, nc1),
+        A21=Z2t @ Z1t.T,
+        A22=sp.tril(Z2t @ Z2t.T).tocoo(),
+        A31=np.vstack([design.ZtX[idx1].T, Zty[idx1][None, :]]),
+        A32=np.vstack([design.ZtX[idx2].T, Zty[idx2][None, :]]),
+        A33=np.block([[design.XtX, Xty[:, None]], [Xty[None, :], np.array([[yty]])]]),
+    )
+
+
+def first_plans(terms1: list[str], q1: int, nl1: int, nc1: int, m3: int, q2: int) -> list[BlockPlan]:
+    """The memory of block 1, of the [X y] x block 1 cross-products and of the [X y] block."""
+    return [BlockPlan("block 1", terms1, "diagonal" if nc1 == 1 else "block-diagonal", q1, 3.0 * nl1 * nc1**2 * 8),
+            BlockPlan("[X y] x block 1", terms1, "dense", q1, 2.0 * m3 * q1 * 8),
+            BlockPlan("[X y]", ["X", "y"], "dense [X y]", m3, 3.0 * m3 * (q2 + m3) * 8)]
+
+
+def memory_limit_of(memory_limit: float | None) -> tuple[float, str]:
+    """The bytes a fit may plan to use and where that figure comes from."""
+    if memory_limit is None:
+        avail = available_bytes()
+        return MEMORY_SHARE * avail, f"{MEMORY_SHARE:.0%} of the {format_bytes(avail)} available"
+    return float(memory_limit), "memory_limit"
 
 
 def _check_memory(plan: list[BlockPlan], limit: tuple[float, str]) -> None:

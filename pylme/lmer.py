@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .convergence import ConvCheck
+from .errors import ModelError
 from .fitting import LmerControl, OptResult, fit_formula, make_model
 from .lformula import LmerFormula
 from .model import LmerMod
@@ -33,7 +34,21 @@ def lmer(
     control: LmerControl | None = None,
     verbose: int = 0,
     devFunOnly: bool = False,
+    client=None,
 ):
     """Fit a linear mixed model as lme4's ``lmer`` does (REML by default); ``devFunOnly=True``
-    returns the objective (the CHOLMOD objective, lme4's devfun) without fitting."""
+    returns the objective (the CHOLMOD objective, lme4's devfun) without fitting. ``data`` may be
+    a dask DataFrame: the model is then fitted from statistics of its partitions
+    (pylme.distributed), on ``client`` (a dask.distributed Client) if given, else on dask's
+    default scheduler."""
+    from .daskframe import is_dask_frame
+
+    if is_dask_frame(data):
+        if devFunOnly:
+            raise ModelError("devFunOnly=True needs the rows in memory; a dask DataFrame's stay in its partitions")
+        from .distributed import lmer_dask
+
+        return lmer_dask(formula, data, REML, weights, offset, start, control, verbose, client)
+    if client is not None:
+        raise ModelError("client= is for a dask DataFrame; this data is in memory")
     return fit_formula(LmerMod, formula, data, REML, weights, offset, start, control, verbose, devFunOnly)

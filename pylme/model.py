@@ -341,6 +341,10 @@ class LmerMod(MerMod):
 
     resid = residuals
 
+    def scaled_residual_quantiles(self, probs: list[float]) -> np.ndarray:
+        """Quantiles of the scaled Pearson residuals (summary's "Scaled residuals")."""
+        return np.quantile(self.residuals(type="pearson", scaled=True).to_numpy(), probs)
+
     def vcov(self) -> pd.DataFrame:
         """sigma^2 (RX'RX)^-1, the covariance of the fixed-effects estimates."""
         RXinv = np.linalg.inv(self.state.RX) if self.p else np.zeros((0, 0))

@@ -98,8 +98,7 @@ class Summary:
 
 
 def residual_quantiles(fm, digits: int) -> list[str]:
-    res = fm.residuals(type="pearson", scaled=True).to_numpy()
-    q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
+    q = fm.scaled_residual_quantiles([0, 0.25, 0.5, 0.75, 1.0])
     q = zapsmall(q, digits + 1)
     return named_vector(["Min", "1Q", "Median", "3Q", "Max"], format_numbers(q, digits))
 

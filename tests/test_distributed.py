@@ -1,0 +1,223 @@
+"""pylme.lmer on a dask DataFrame (pylme.distributed): the fit from per-partition statistics
+equals the in-memory fit (criterion 1e-10 relative, theta 1e-6, beta 1e-6 standard errors), the
+scaled-residual quantiles are exact, fitted values and residuals are lazy dask Series, and bad
+partitions fail with errors naming the partition and column."""
+from __future__ import annotations
+
+import warnings
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+import pylme
+import pylme.distributed
+from pylme import datasets
+from pylme.distributed import exact_quantiles
+from pylme.errors import DataError, ModelError
+
+
+@pytest.fixture(autouse=True)
+def _synchronous():
+    """Partitions computed in this process, one at a time (the machine is shared)."""
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
+def fit_both(formula: str, data: pd.DataFrame, npartitions: int, **kwargs):
+    """The in-memory fit and the fit from ``npartitions`` partitions of the same rows."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm0 = pylme.lmer(formula, data, **kwargs)
+        fm = pylme.lmer(formula, dd.from_pandas(data, npartitions=npartitions, sort=False), **kwargs)
+    return fm0, fm
+
+
+def assert_same_fit(fm0, fm) -> None:
+    """The conformance tolerances of the issue: criterion 1e-10 relative, theta 1e-6, beta 1e-6 SE."""
+    crit0 = fm0.REMLcrit() if fm0.REML else fm0.deviance(REML=False)
+    crit = fm.REMLcrit() if fm.REML else fm.deviance(REML=False)
+    assert abs(crit / crit0 - 1) < 1e-10
+    np.testing.assert_allclose(fm.theta, fm0.theta, atol=1e-6, rtol=0)
+    se = np.sqrt(np.diag(fm0.vcov().to_numpy()))
+    assert np.all(np.abs(fm.fixef().to_numpy() - fm0.fixef().to_numpy()) <= 1e-6 * se)
+    assert list(fm.fixef().index) == list(fm0.fixef().index)
+    np.testing.assert_allclose(fm.vcov().to_numpy(), fm0.vcov().to_numpy(), rtol=1e-5)
+    assert fm.sigma() == pytest.approx(fm0.sigma(), rel=1e-7)
+    assert fm.nobs() == fm0.nobs()
+    for name, re0 in fm0.ranef(condVar=False).items():
+        re = fm.ranef(condVar=False)[name]
+        assert list(re.index) == list(re0.index)
+        np.testing.assert_allclose(re.to_numpy(), re0.to_numpy(), atol=1e-5 * max(1.0, np.abs(re0.to_numpy()).max()))
+
+
+def test_sleepstudy_correlated_slopes_equal_in_memory():
+    d = datasets.load("sleepstudy")
+    fm0, fm = fit_both("Reaction ~ Days + (Days | Subject)", d, 5)
+    assert_same_fit(fm0, fm)
+    r0, r = fm0.ranef(), fm.ranef()
+    np.testing.assert_allclose(r.condVar["Subject"], r0.condVar["Subject"], rtol=1e-5)
+    assert str(fm.summary()) == str(fm0.summary())
+
+
+def test_penicillin_crossed_and_ml():
+    d = datasets.load("Penicillin")
+    fm0, fm = fit_both("diameter ~ 1 + (1 | plate) + (1 | sample)", d, 4, REML=False)
+    assert_same_fit(fm0, fm)
+    r0, r = fm0.ranef(), fm.ranef()
+    for k in ("plate", "sample"):
+        np.testing.assert_allclose(r.condVar[k], r0.condVar[k], rtol=1e-5)
+
+
+def test_classroom_nested_with_factors_and_string_columns():
+    d = datasets.load("classroom")
+    d = d.assign(minority=d["minority"].astype(str), schoolid=d["schoolid"].astype(int))
+    formula = "mathgain ~ mathkind + minority + sex + ses + housepov + (1 | schoolid/classid)"
+    fm0, fm = fit_both(formula, d, 6)
+    assert_same_fit(fm0, fm)
+    assert str(fm.summary()) == str(fm0.summary())
+
+
+def test_insteval_subset_blocked_in_memory_too():
+    """A subset large enough for the in-memory fit to take the blocked objective itself."""
+    d = datasets.load("InstEval").iloc[:20_000]
+    fm0, fm = fit_both("y ~ service + lectage + (1 | s) + (1 | d) + (1 | dept:service)", d, 7)
+    assert_same_fit(fm0, fm)
+
+
+def test_missing_values_levels_in_some_partitions_weights_offset():
+    d = datasets.load("sleepstudy").copy()
+    rng = np.random.default_rng(3)
+    d.loc[rng.choice(len(d), 12, replace=False), "Reaction"] = np.nan
+    d.loc[[5, 77], "Days"] = np.nan
+    d["w"] = rng.uniform(0.5, 2.0, len(d))
+    d["off"] = rng.normal(0, 3, len(d))
+    d = d.sort_values("Subject", kind="stable").reset_index(drop=True)  # each partition: a few subjects only
+    d["Subject"] = d["Subject"].astype(str)
+    fm0, fm = fit_both("Reaction ~ Days + (Days | Subject)", d, 6, weights="w", offset="off")
+    assert_same_fit(fm0, fm)
+    assert list(fm.na_action) == list(fm0.na_action)
+    assert fm.na_message == fm0.na_message
+    assert str(fm.summary()) == str(fm0.summary())
+    fitted = fm.fitted()
+    assert isinstance(fitted, dd.Series)
+    pd.testing.assert_series_equal(fitted.compute(), fm0.fitted(), check_names=False, rtol=1e-6)
+    pd.testing.assert_series_equal(fm.residuals(type="pearson", scaled=True).compute(),
+                                   fm0.residuals(type="pearson", scaled=True), check_names=False, rtol=1e-5)
+
+
+def test_rank_deficient_fixed_effects_dropped_as_in_memory():
+    d = datasets.load("sleepstudy").assign(Days2=lambda f: 2 * f["Days"])
+    fm0, fm = fit_both("Reaction ~ Days + Days2 + (1 | Subject)", d, 3)
+    assert fm.lmod.col_dropped == fm0.lmod.col_dropped == ["Days2"]
+    assert_same_fit(fm0, fm)
+
+
+def test_exact_quantiles_are_numpys():
+    rng = np.random.default_rng(7)
+    x = np.round(rng.standard_t(3, 10_001), 2)  # ties
+    ddf = dd.from_pandas(pd.DataFrame({"x": x}), npartitions=9)
+    probs = [0, 0.1, 0.25, 0.5, 0.75, 0.999, 1]
+    got = exact_quantiles(ddf, lambda part: part["x"].to_numpy(), probs)
+    np.testing.assert_array_equal(got, np.quantile(x, probs))
+
+
+# ---------------------------------------------------------------- bad input
+def sleep_parts(n: int = 4) -> list[pd.DataFrame]:
+    d = datasets.load("sleepstudy").assign(Subject=lambda f: f["Subject"].astype(str))
+    return [d.iloc[k::n].copy() for k in range(n)]
+
+
+def from_parts(parts: list[pd.DataFrame]):
+    return dd.from_delayed([dask.delayed(p) for p in parts], meta=parts[0].iloc[:0], verify_meta=False)
+
+
+def test_column_missing_from_a_partition_is_named():
+    parts = sleep_parts()
+    parts[2] = parts[2].drop(columns="Days")
+    with pytest.raises(DataError, match=r"partition 2 has no column\(s\) 'Days'"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", from_parts(parts))
+
+
+def test_types_differing_between_partitions_are_named():
+    parts = sleep_parts()
+    parts[3]["Days"] = parts[3]["Days"].astype(str)
+    with pytest.raises(DataError, match=r"column 'Days' is numeric in partition 0 but character in partition 3"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", from_parts(parts))
+
+
+def test_level_spelled_two_ways_is_named():
+    parts = [p.assign(g=np.where(np.arange(len(p)) % 2, "north", "south")) for p in sleep_parts()]
+    parts[1]["g"] = parts[1]["g"].str.replace("north", "North")
+    with pytest.raises(DataError, match=r"factor 'g' has level 'north' in partition 0 and 'North' in partition 1, never together"):
+        pylme.lmer("Reaction ~ Days + g + (1 | Subject)", from_parts(parts))
+
+
+def test_empty_partition_is_no_error():
+    parts = sleep_parts()
+    d = pd.concat(parts)
+    parts.insert(2, parts[0].iloc[:0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm0 = pylme.lmer("Reaction ~ Days + (1 | Subject)", d)
+        fm = pylme.lmer("Reaction ~ Days + (1 | Subject)", from_parts(parts))
+    assert_same_fit(fm0, fm)
+
+
+def _unreadable(k: int) -> pd.DataFrame:
+    raise OSError(f"cannot open part.{k}.parquet")
+
+
+def test_partition_that_fails_to_read_is_named():
+    parts = sleep_parts()
+    tasks = [dask.delayed(p) for p in parts[:3]] + [dask.delayed(_unreadable)(3)]
+    ddf = dd.from_delayed(tasks, meta=parts[0].iloc[:0], verify_meta=False)
+    with pytest.raises(DataError, match=r"partition 3 of 4 could not be read: OSError: cannot open part.3.parquet"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", ddf)
+
+
+def test_what_needs_the_rows_says_so():
+    d = datasets.load("sleepstudy")
+    fm = pylme.lmer("Reaction ~ Days + (1 | Subject)", dd.from_pandas(d, npartitions=2))
+    with pytest.raises(ModelError, match="rows stay in the partitions"):
+        fm.getME("X")
+    with pytest.raises(ModelError, match="rows stay in the partitions"):
+        fm.refit(d["Reaction"])
+    with pytest.raises(ModelError, match="poly"):
+        pylme.lmer("Reaction ~ poly(Days, 2) + (1 | Subject)", dd.from_pandas(d, npartitions=2))
+    with pytest.raises(DataError, match="weights must be the name of a column"):
+        pylme.lmer("Reaction ~ Days + (1 | Subject)", dd.from_pandas(d, npartitions=2), weights=np.ones(180))
+
+
+# ---------------------------------------------------------------- statistics per group of block-1 levels
+@pytest.fixture
+def grouped(monkeypatch):
+    """Every scalar-intercept block 1 reduced per group of levels, however few its levels."""
+    monkeypatch.setattr(pylme.distributed, "GROUPED_MIN_LEVELS", 1)
+
+
+def test_grouped_statistics_equal_in_memory_with_a_shuffle(grouped):
+    d = datasets.load("InstEval").iloc[:20_000].copy()
+    d.loc[d.index[::97], "y"] = np.nan
+    d = d.sample(frac=1.0, random_state=1)  # each student's rows in several partitions: shuffled by s first
+    fm0, fm = fit_both("y ~ service + lectage + (1 | s) + (1 | d) + (1 | dept:service)", d, 5)
+    assert isinstance(fm.objective, pylme.distributed.GroupedObjective)
+    assert_same_fit(fm0, fm)
+    with pytest.raises(ModelError, match="condVar=False"):
+        fm.ranef()
+    r0 = fm0.ranef()
+    block1 = fm.objective.terms1[0].split("| ")[1].rstrip(")")
+    for k, name in enumerate(fm.lmod.reTrms.flist):
+        if name != block1:  # block 2's conditional variances come from the factor
+            np.testing.assert_allclose(fm._cond_var(k), r0.condVar[name], rtol=1e-5)
+
+
+def test_grouped_statistics_penicillin_and_one_factor(grouped):
+    fm0, fm = fit_both("diameter ~ 1 + (1 | plate) + (1 | sample)", datasets.load("Penicillin"), 4)
+    assert isinstance(fm.objective, pylme.distributed.GroupedObjective)
+    assert_same_fit(fm0, fm)
+    fm0, fm = fit_both("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"), 3)
+    assert_same_fit(fm0, fm)
+    assert str(fm.summary()) == str(fm0.summary())
