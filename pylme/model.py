@@ -109,6 +109,10 @@ class MerMod:
         k = len(self.na_action)
         return f"{k} row{'s' if k > 1 else ''} with missing values dropped (na.omit)" if k else None
 
+    def scaled_residual_quantiles(self, probs: list[float]) -> np.ndarray:
+        """Quantiles of the scaled Pearson residuals (summary's "Scaled residuals")."""
+        return np.quantile(self.residuals(type="pearson", scaled=True).to_numpy(), probs)
+
     def emit_messages(self) -> None:
         notes = [self.na_message] if self.na_message else []
         if self.lmod.col_dropped:
@@ -340,10 +344,6 @@ class LmerMod(MerMod):
         return pd.Series(res, index=self.lmod.frame.data.index)
 
     resid = residuals
-
-    def scaled_residual_quantiles(self, probs: list[float]) -> np.ndarray:
-        """Quantiles of the scaled Pearson residuals (summary's "Scaled residuals")."""
-        return np.quantile(self.residuals(type="pearson", scaled=True).to_numpy(), probs)
 
     def vcov(self) -> pd.DataFrame:
         """sigma^2 (RX'RX)^-1, the covariance of the fixed-effects estimates."""
