@@ -34,7 +34,7 @@ def confint(fm, parm=None, level: float = 0.95, method: str = "profile", nsim: i
 def sdcor_and_fixef(fm, vn: list[str]) -> pd.Series:
     """lme4's bootstrap statistic for confint: sd/cor parameters, sigma, fixed effects."""
     ncs = [t.nc for t in fm.lmod.reTrms.terms]
-    sd = theta_to_sdcor(fm.theta, ncs, fm.sigma())
+    sd = theta_to_sdcor(fm.theta, ncs, fm.sigma())[: len(vn)]  # no .sigma for a family without a dispersion
     return pd.concat([pd.Series(sd, index=vn), fm.fixef()])
 
 

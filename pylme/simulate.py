@@ -1,4 +1,4 @@
-"""Responses simulated from a fitted model (lme4's simulate.merMod for linear mixed models).
+"""Responses simulated from a fitted model (lme4's simulate.merMod).
 
 With ``re_form="~0"`` (lme4's default ``re.form = NA``, ``use.u = FALSE``) new random effects
 are drawn for every term: ``y* = X beta + offset + sigma (Z Lambda u* + e*)`` with u*, e*
@@ -7,13 +7,19 @@ conditional modes and only e* is drawn; a formula keeps the terms it names and d
 others. Draws come in lme4's order (all of u* for every simulation, then all of e*) from R's
 generator (``pylme.rng``), so a seed gives the responses lme4 gives after ``set.seed(seed)``.
 As in lme4, prior weights do not scale the simulated residuals.
+
+For a glmer fit the random effects are drawn as for lmer (R's stream), the mean is the inverse
+link of the simulated linear predictor, and the response is drawn from the family around it
+(``_glmm_response``: numpy's draws, not R's).
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
 
-from .errors import FormulaError
+from .errors import DataError, FormulaError, PylmeWarning
 from .predict import selected_terms
 from .rng import RRandom
 
@@ -23,7 +29,8 @@ def simulate(fm, nsim: int = 1, seed: int | None = None, re_form="~0", use_u: bo
     nsim = check_nsim(nsim)
     if use_u is not None:
         re_form = None if use_u else "~0"
-    rng = RRandom(new_seed() if seed is None else seed)
+    seed = new_seed() if seed is None else seed
+    rng = RRandom(seed)
     keep = selected_terms(fm, re_form)
     drawn = _drawn_terms(fm, keep)
     eta = fm.predict(re_form=re_form).to_numpy()
@@ -31,9 +38,40 @@ def simulate(fm, nsim: int = 1, seed: int | None = None, re_form="~0", use_u: bo
     if drawn:
         U = _u_to_response(fm, drawn)
         sim += U @ rng.rnorm(U.shape[1] * nsim).reshape(nsim, U.shape[1]).T
-    sim += rng.rnorm(fm.n * nsim).reshape(nsim, fm.n).T
-    values = eta[:, None] + fm.sigma() * sim
+    if getattr(fm, "family", None) is not None:
+        values = _glmm_response(fm, fm.family.linkinv(eta[:, None] + sim), seed)
+    else:
+        sim += rng.rnorm(fm.n * nsim).reshape(nsim, fm.n).T
+        values = eta[:, None] + fm.sigma() * sim
     return pd.DataFrame(values, index=fm.lmod.frame.data.index, columns=[f"sim_{k + 1}" for k in range(nsim)])
+
+
+def _glmm_response(fm, mu: np.ndarray, seed: int) -> np.ndarray:
+    """lme4's simfunList: a response drawn around each simulated mean (columns), on the scale
+    the fit's response has (binomial: the proportion of the prior weights, the number of
+    trials). The draws are numpy's (a generator seeded with ``seed``), not R's rbinom/rpois/
+    rgamma streams; the dispersions are lme4 1.1-31's: Gamma shape sigma x weights, inverse
+    Gaussian shape weights / sigma, negative binomial size theta."""
+    fam, wts = fm.family, fm.lmod.prior_weights[:, None]
+    gen = np.random.default_rng(seed)
+    name = "negative.binomial" if fam.theta is not None else fam.family
+    if name in ("gaussian", "poisson", "negative.binomial") and np.any(wts != 1):
+        warnings.warn("ignoring prior weights", PylmeWarning, stacklevel=3)
+    if name == "binomial":
+        if np.any(wts % 1 != 0):
+            raise DataError("cannot simulate from non-integer prior.weights")
+        size = wts.astype(np.int64) * np.ones_like(mu, dtype=np.int64)
+        return np.divide(gen.binomial(size, mu), size, out=np.zeros_like(mu), where=size > 0)
+    if name == "poisson":
+        return gen.poisson(mu).astype(float)
+    if name == "negative.binomial":
+        return gen.negative_binomial(fam.theta, fam.theta / (fam.theta + mu)).astype(float)
+    if name == "Gamma":
+        shape = fm.sigma() * wts * np.ones_like(mu)
+        return gen.gamma(shape, mu / shape)
+    if name == "inverse.gaussian":
+        return gen.wald(mu, wts / fm.sigma() * np.ones_like(mu))
+    return gen.normal(mu, fm.sigma())
 
 
 def check_nsim(nsim) -> int:

@@ -19,7 +19,8 @@ from pylme.blocked import BlockedDevfun, blocked_size, unique_keys
 from pylme.dense import DenseDevfun
 from pylme.lmer import choose_objective
 
-CASES = [c for c in select() if not c.id.startswith("prop_") and c.model != "classroom_childid_level_per_row"]
+CASES = [c for c in select() if not c.id.startswith("prop_") and c.model != "classroom_childid_level_per_row"
+         and not c.is_glmer]  # the blocked objective is lmer's; glmer's are tested in test_glmer.py
 
 
 @pytest.mark.parametrize("fill", ["dense", "sparse", "tiled"])
