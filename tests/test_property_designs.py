@@ -169,12 +169,15 @@ NEVER_WORSE_REL = 1e-8
 
 
 def two_local_optima(result) -> bool:
-    """Both ends certified on pylme's objective (compare.optimizer_verdict), lme4's lower: pylme's
-    local finish cannot leave its basin. Open (issue 14), recorded as an event, e.g. prop_72346cd26f
-    (ML, (x | g1) with a variance at 0 in each basin): 0.039 above lme4."""
+    """pylme's end certified as a local optimum on its objective (compare.optimizer_verdict) and
+    lme4's criterion lower by more than NEVER_WORSE_REL: lme4 is in another basin, and pylme's finish
+    is local and cannot leave its own. Open (issue 14), recorded as an event: e.g. prop_72346cd26f
+    (ML; lme4's point also certified, 0.039 lower) and prop_ed6633fbba (REML; lme4's point not
+    certified, 0.054 lower)."""
     full = result.layers.get("full_fit")
-    return bool(full and full.metrics.get("pylme_certified") == 1.0 and full.metrics.get("lme4_certified") == 1.0
-                and full.metrics.get("d_criterion", 0.0) > 0)
+    if not full or full.metrics.get("pylme_certified") != 1.0 or not result.reference:
+        return False
+    return full.metrics.get("d_criterion", 0.0) > NEVER_WORSE_REL * abs(result.reference["criterion"])
 
 
 def never_worse(result) -> bool:
@@ -217,7 +220,7 @@ def test_random_design_matches_lme4(design: Design) -> None:
     full = result.layers.get("full_fit")
     event(f"full fit: {full.verdict if full else result.verdict}")
     if two_local_optima(result):
-        event("two local optima, lme4's lower")
+        event("pylme at a certified local optimum, lme4's point lower")
     if full is not None and "d_criterion" in full.metrics:
         event("pylme's criterion lower" if full.metrics["d_criterion"] < -CRITERION_ABS.value else
               "pylme's criterion higher" if full.metrics["d_criterion"] > CRITERION_ABS.value else "criteria agree")
