@@ -352,6 +352,10 @@ def optimizer_verdict(full: Layer, evidence: dict) -> bool:
                f"[{gradient}]: {evidence['verdict']}")
     lme4_short = evidence["verdict"].startswith("not certified")
     pylme_certified = not evidence["own_verdict"].startswith("not certified")
+    full.metrics["lme4_certified"], full.metrics["pylme_certified"] = float(not lme4_short), float(pylme_certified)
+    if d_crit > tol.CRITERION_ABS.value and pylme_certified:
+        full.notes.append(f"another basin: pylme's theta-hat is a certified local optimum ({evidence['own_verdict']}); "
+                          f"lme4's point is lower by {d_crit:.3g} ({at_lme4})")
     if d_crit < -tol.CRITERION_ABS.value or (d_crit < 0 and full.failures and lme4_short and pylme_certified):
         stopped = "lme4 stopped early" if lme4_short else "lme4 stopped at another local optimum"
         full.notes.append(f"pylme better: criterion lower than lme4's by {-d_crit:.3g}; {stopped} ({at_lme4}); "

@@ -85,7 +85,9 @@ def summarise(g, infer: tuple[bool, bool], level: float, adjust: str, by: list[s
     est, se, df = _estimates(g)
     rows = by_rows(g.grid, by)
     inv = type == "response" and g.link is not None
-    mesg = list(g.init_mesg) + [f"Degrees-of-freedom method: {g.dfm.name}"]
+    # emmeans names the df method of an lmer fit only; a glmer fit's asymptotic df go unnamed
+    glmm = getattr(g.fm, "family", None) is not None
+    mesg = list(g.init_mesg) + ([] if glmm else [f"Degrees-of-freedom method: {g.dfm.name}"])
     if g.link is not None and not inv:
         mesg.append(f"Results are given on the {g.link.name} (not the response) scale.")
     out = {c: g.grid[c].tolist() for c in g.grid.columns}

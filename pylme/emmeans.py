@@ -73,9 +73,10 @@ def _link_of(fm, tran: str | None) -> Link | None:
             raise ModelError(f"tran must be one of {', '.join(TRANSFORMS)}, not {tran!r}")
         return TRANSFORMS[tran]
     family = fm.family
-    if family is None or family.link == "identity":
+    if family is None or family.link_name == "identity":
         return None
-    return Link(family.link, family.linkinv, family.mu_eta, _FAMILY_LABELS.get(family.link, "response"))
+    name = family.link_name
+    return Link(name, family.linkinv, family.mu_eta, _FAMILY_LABELS.get(name, "response"))
 
 
 # ---------------------------------------------------------------- degrees of freedom

@@ -133,16 +133,30 @@ class GlmerMod(MerMod):
     resid = residuals
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False,
-                type: str = "link", **kwargs) -> pd.Series:
+                type: str = "link", se_fit: bool = False, interval: str = "none", level: float = 0.95):
         """lme4's predict.merMod: the linear predictor (``type="link"``) or the mean
-        (``type="response"``), with all, none (``re_form="~0"``) or some random-effects terms."""
+        (``type="response"``), with all, none (``re_form="~0"``) or some random-effects terms.
+        ``se_fit=True`` / ``interval="confidence"`` (lme4 1.1-31 ignores se.fit; pylme adds it,
+        with ``re_form="~0"``): the population-level fit with its standard error from vcov and
+        Wald limits on the link scale; ``type="response"`` back-transforms the fit and the
+        limits (linkinv) and the SE by the delta method (|d mu / d eta| SE), as R's predict.glm."""
         if type not in ("link", "response"):
             raise ValueError(f"type must be 'link' or 'response', not {type!r}")
-        if kwargs:
-            raise ValueError(f"predict of a glmer fit takes newdata, re_form, allow_new_levels and type, not "
-                             f"{', '.join(kwargs)}")
-        from .predict import predict
+        from .predict import predict, predict_se
 
+        if se_fit or interval != "none":
+            out = predict_se(self, newdata, re_form, se_fit, interval, level)
+            if type == "response":
+                eta = out["fit"].to_numpy()
+                if se_fit:
+                    out["se.fit"] = np.abs(self.family.mu_eta(eta)) * out["se.fit"].to_numpy()
+                for col in ("fit", "lwr", "upr"):
+                    if col in out:
+                        out[col] = self.family.linkinv(out[col].to_numpy())
+                if interval != "none":  # a decreasing inverse link (Gamma's inverse) swaps the limits
+                    lims = np.sort(out[["lwr", "upr"]].to_numpy(), axis=1)
+                    out["lwr"], out["upr"] = lims[:, 0], lims[:, 1]
+            return out
         eta = predict(self, newdata, re_form, allow_new_levels)
         return eta if type == "link" else pd.Series(self.family.linkinv(eta.to_numpy()), index=eta.index)
 

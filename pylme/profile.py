@@ -28,9 +28,9 @@ from scipy import stats
 
 from .errors import ModelError, PylmeWarning
 from .optimizer import optwrap
+from .parallel import run_tasks
 from .pls import CholmodObjective
 from .polish import polish
-from .progress import progress_bar
 from .splines import PolySpline, back_spline, interp_spline
 from .varcorr import sdcor_to_theta, theta_to_sdcor
 
@@ -144,8 +144,13 @@ def profile(
     devtol: float = 1e-9,
     maxmult: float = 10,
     progress: bool | None = None,
+    n_jobs: int = 1,
+    client=None,
 ) -> LmerProfile:
-    """``profile(fm)``: the likelihood profile of each parameter (all by default)."""
+    """``profile(fm)``: the likelihood profile of each parameter (all by default). The parameters
+    are profiled independently: ``n_jobs > 1`` in forked processes, ``client`` (a
+    ``dask.distributed.Client``) on its workers (pylme.parallel); the profile does not depend on
+    either, and warnings raised while profiling are raised here as they would be."""
     from .anova import refit_ml
 
     if fm.family is not None:
@@ -166,21 +171,17 @@ def profile(
     chosen = names if which is None else select_parameters(which, names, nvp)
     cutoff = float(np.sqrt(stats.chi2.ppf(1 - alphamax, len(names))))
     walk = _Walk(maxpts, cutoff, delta if delta is not None else cutoff * delta_cutoff, maxmult)
-    frames, forward, backward = [], {}, {}
-    bar = progress_bar(len(chosen), "profile", progress)
+    shared = (fm_ml, dd, opt, base, lower, upper, fm.control, walk, devtol, names)
+    done = {}
+    for name, frame, caught in run_tasks(_profile_one, shared, chosen, client=client, n_jobs=n_jobs,
+                                         progress=progress, desc="profile"):
+        done[name] = frame
+        for category, message in caught:
+            warnings.warn(message, category, stacklevel=3)
+    forward, backward = {}, {}
     for name in chosen:
-        bar.set_postfix_str(name)
-        w = names.index(name)
-        if w < nvp:
-            rows = _profile_variance(dd, w, opt, base, lower, upper, fm.control, walk, devtol)
-        else:
-            rows = _profile_fixed(fm_ml, w - nvp, opt, base, walk)
-        frame = _tidy(rows, names, w)
-        frames.append(frame)
-        forward[name], backward[name] = _splines(frame, name)
-        bar.update()
-    bar.close()
-    frame = pd.concat(frames, ignore_index=True)
+        forward[name], backward[name] = _splines(done[name], name)
+    frame = pd.concat([done[name] for name in chosen], ignore_index=True)
     return LmerProfile(
         frame=frame,
         forward=forward,
@@ -188,6 +189,19 @@ def profile(
         lower={n: lower[i] for i, n in enumerate(vp_names) if n in chosen},
         upper={n: upper[i] for i, n in enumerate(vp_names) if n in chosen},
     )
+
+
+def _profile_one(shared: tuple, name: str) -> tuple[str, pd.DataFrame, list]:
+    """The profile of one parameter (its frame) and the warnings raised making it (category, text)."""
+    fm_ml, dd, opt, base, lower, upper, control, walk, devtol, names = shared
+    w, nvp = names.index(name), len(lower)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if w < nvp:
+            rows = _profile_variance(dd, w, opt, base, lower, upper, control, walk, devtol)
+        else:
+            rows = _profile_fixed(fm_ml, w - nvp, opt, base, walk)
+    return name, _tidy(rows, names, w), [(c.category, str(c.message)) for c in caught]
 
 
 def _bounds(theta_lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -359,7 +359,7 @@ def test_anova_of_models_fitted_to_different_data(sleep, fm):
     d = _copy(sleep)
     d["Days"] = d["Days"].to_numpy()[::-1]
     other = pylme.lmer("Reaction ~ Days + (1 | Subject)", d)
-    with pytest.raises(DataError, match=r"all models must be fit to the same data object: model1 and model2 .*'Days'"):
+    with pytest.raises(DataError, match=r"all models must be fit to the same data object: fm and other .*'Days'"):
         pylme.anova(fm, other)
     same = pylme.lmer("Reaction ~ 1 + (1 | Subject)", _copy(sleep))  # an equal copy is the same data
     with pytest.warns(FitMessage, match="refitting model"):

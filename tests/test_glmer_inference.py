@@ -140,3 +140,40 @@ def test_glmer_nb_simulate_and_confint_boot() -> None:
     ci = quiet(nb.confint, method="boot", nsim=4, seed=1)
     assert list(ci.index) == [".sig01", "(Intercept)", "YEAR96", "YEAR97"]
     assert np.all(ci.iloc[:, 0] <= ci.iloc[:, 1])
+
+
+@pytest.mark.parametrize("what, py, rcode", [
+    ("link", lambda e: e.summary(), 'summary(e)'),
+    ("response", lambda e: e.summary(type="response"), 'summary(e, type = "response")'),
+    ("pairs", lambda e: pylme.pairs(e).summary(type="response"), 'summary(pairs(e), type = "response")'),
+])
+def test_emmeans_of_a_glmer_fit_is_emmeans(gm, cbpp, what, py, rcode) -> None:
+    """emmeans 1.8 on a glmerMod: asymptotic df, the link scale, back-transformed means with
+    intervals back-transformed from the logit scale, odds ratios for pairs (cbpp)."""
+    out = py(pylme.emmeans(gm, "period"))
+    cols = [c for c in out.columns if c not in ("period", "contrast", "df", "null")]
+    r = r_eval(f'library(emmeans); e <- emmeans(glmer({CBPP}, d, binomial), "period"); s <- {rcode}; '
+               f'as.matrix(as.data.frame(s)[, c({", ".join(repr(c) for c in cols)})])', d=cbpp)
+    np.testing.assert_allclose(out[cols].to_numpy(dtype=float), r.reshape(len(out), len(cols), order="F"),
+                               rtol=3e-3)
+    assert np.all(np.isinf(out["df"].to_numpy(dtype=float)))
+    text = str(out)
+    assert "Degrees-of-freedom method" not in text
+    assert ("Results are given on the logit (not the response) scale." in text) == (what == "link")
+
+
+def test_predict_se_fit_and_intervals_on_both_scales(gm, cbpp) -> None:
+    """Population-level predictions with SEs from lme4's vcov (lme4 1.1-31's predict ignores
+    se.fit; the reference is X vcov(gm) X' in R) and Wald limits back-transformed by plogis."""
+    nd = pd.DataFrame({"period": pd.Categorical(["1", "2", "3", "4"])})
+    link = gm.predict(nd, re_form="~0", se_fit=True, interval="confidence")
+    resp = gm.predict(nd, re_form="~0", type="response", se_fit=True, interval="confidence")
+    r = r_eval(f"gm <- glmer({CBPP}, d, binomial); X <- model.matrix(~ period, data.frame(period = factor(1:4))); "
+               "eta <- drop(X %*% fixef(gm)); se <- sqrt(diag(X %*% as.matrix(vcov(gm)) %*% t(X))); "
+               "c(eta, se, plogis(eta - qnorm(0.975) * se), plogis(eta + qnorm(0.975) * se), "
+               "binomial()$mu.eta(eta) * se)", d=cbpp).reshape(5, 4)
+    np.testing.assert_allclose(link["fit"], r[0], rtol=1e-3)
+    np.testing.assert_allclose(link["se.fit"], r[1], rtol=2e-3)
+    np.testing.assert_allclose(resp[["lwr", "upr"]].to_numpy().T, r[2:4], rtol=3e-3)
+    np.testing.assert_allclose(resp["se.fit"], r[4], rtol=3e-3)
+    np.testing.assert_allclose(resp["fit"], 1 / (1 + np.exp(-link["fit"])), rtol=1e-12)

@@ -1,4 +1,4 @@
-"""Many fits and the bootstrap on a real Dask cluster (a LocalCluster of 2 worker processes): the
+"""Many fits, the bootstrap and profiles on a real Dask cluster (a LocalCluster of 2 worker processes): the
 results equal the serial ones, bad input on one response does not stop the others, and a worker
 killed in the middle of a run loses no response (Dask runs its tasks again elsewhere)."""
 from __future__ import annotations
@@ -57,6 +57,14 @@ def test_bootstrap_on_cluster_equals_serial(client):
         pd.testing.assert_frame_equal(on_cluster.t, serial.t)
         ci = fm.confint(method="boot", nsim=12, seed=7, client=client)
         pd.testing.assert_frame_equal(ci, fm.confint(method="boot", nsim=12, seed=7))
+
+
+def test_profile_across_parameters_equals_serial(client):
+    fm = pylme.lmer("Yield ~ 1 + (1 | Batch)", pylme.datasets.load("Dyestuff"))
+    serial = fm.profile()
+    for kwargs in ({"client": client}, {"n_jobs": 2}):
+        pd.testing.assert_frame_equal(fm.profile(**kwargs).frame, serial.frame)
+    pd.testing.assert_frame_equal(fm.confint(client=client), serial.confint())
 
 
 def _finished(dask_scheduler) -> int:
