@@ -28,9 +28,9 @@ from scipy import stats
 
 from .errors import ModelError, PylmeWarning
 from .optimizer import optwrap
+from .parallel import run_tasks
 from .pls import CholmodObjective
 from .polish import polish
-from .parallel import run_tasks
 from .splines import PolySpline, back_spline, interp_spline
 from .varcorr import sdcor_to_theta, theta_to_sdcor
 
