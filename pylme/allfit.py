@@ -74,7 +74,8 @@ def _control(fm, name: str, maxfun: int):
     optimizer, ctrl = OPTIMIZERS[name]
     opt_ctrl = {**(fm.control.optCtrl if fm.control.optimizer == optimizer else {}), **ctrl,
                 _MAXFUN[optimizer]: maxfun}
-    return replace(fm.control, optimizer=optimizer, optCtrl=opt_ctrl)
+    # each optimiser's own stopping point, as lme4's allFit compares them (not finished by polish)
+    return replace(fm.control, optimizer=optimizer, optCtrl=opt_ctrl, polish=False)
 
 
 def allFit(fm, optimizers: list[str] | None = None, maxfun: int = 100_000, verbose: bool = True) -> AllFit:

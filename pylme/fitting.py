@@ -185,7 +185,11 @@ def finish(objective, run: OptResult, control: LmerControl) -> OptResult:
     derivs = _derivs_at(run.derivs, run.summary.par)
     if not control.polish and derivs is None:
         return run
-    theta, fval, new_derivs, cert = polish(objective, run.summary.par, run.summary.fval, derivs, control.polish)
+    # an optimiser stopped by its evaluation budget (lme4's convergence code 5) keeps the user's
+    # budget: its end is certified (and reported not to be the optimum), not finished
+    within_budget = run.summary.conv != 5
+    theta, fval, new_derivs, cert = polish(objective, run.summary.par, run.summary.fval, derivs,
+                                           control.polish and within_budget)
     if cert.moved == 0.0:
         return replace(run, summary=replace(run.summary, certificate=cert))
     summary = replace(run.summary, par=theta, fval=fval, certificate=cert)

@@ -149,11 +149,12 @@ def _subset_argument(value, keep: np.ndarray):
 def influence(fm, groups=None, maxfun: int = 1000) -> InfluenceMerMod:
     """lme4's ``influence(fm, groups)``: the model refitted with each observation (``groups``
     None) or each level of ``groups`` (a column, or several pasted together) deleted, from
-    theta-hat with at most ``maxfun`` evaluations (lme4's default 1000)."""
+    theta-hat with at most ``maxfun`` evaluations (lme4's default 1000); each deletion fit is
+    finished to its certified optimum as the fit was (``lmerControl(polish=)``)."""
     data = fm.lmod.data
     name, labels = _deletion_groups(data, groups)
     deleted = list(pd.unique(labels))
-    control = lmerControl(optCtrl={"maxeval": maxfun})
+    control = lmerControl(optCtrl={"maxeval": maxfun}, polish=fm.control.polish)
     fits = []
     for d in deleted:
         keep = (labels != d).to_numpy()

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .convergence import ConvCheck, is_singular
-from .errors import DataError
+from .errors import DataError, ModelError
 from .fitting import LmerControl, OptResult, emit, fit_formula, refit_lmer
 from .formula import names_in, update_formula
 from .lformula import LmerFormula
@@ -268,6 +268,93 @@ class MerMod:
         return rePCA(self)
 
 
+    # ------------------------------------------------------------ analyses (both families)
+    def _lmer_only(self, what: str) -> None:
+        """Refuse, naming it, an analysis not yet verified against lme4 for glmer fits."""
+        if self.family is not None:
+            raise ModelError(f"{what} of a glmer fit is not implemented yet (it is for lmer fits)")
+
+    def anova(self, *others, type: int | str | None = None, ddf: str = "lme4", **kwargs):
+        """lme4's anova: with other fits, the likelihood-ratio table (see pylme.anova; its rows are
+        labelled by the caller's names for the models, or keywords: ``fm.anova(small=fm0)``); alone,
+        the sequential F table of the fixed-effect terms. With ``ddf="Satterthwaite"`` or
+        ``"Kenward-Roger"``, or a ``type`` (1, 2, 3), lmerTest's F table with that method's
+        denominator df (Satterthwaite's when only ``type`` is given)."""
+        from .anova import anova, anova_single
+
+        if ddf != "lme4" or type is not None:
+            self._lmer_only("anova with type or ddf (lmerTest's F table)")
+            if others:
+                raise ValueError("type and ddf apply to the anova of a single model")
+            if ddf not in ("Satterthwaite", "Kenward-Roger", "lme4"):
+                raise ValueError(f"ddf must be 'Satterthwaite', 'Kenward-Roger' (or 'lme4' for lme4's table), not {ddf!r}")
+            from .satterthwaite import anova_table
+
+            return anova_table(self, 3 if type is None else type, "Satterthwaite" if ddf == "lme4" else ddf)
+        compared = others or any(isinstance(v, MerMod) for v in kwargs.values())
+        if not compared:
+            self._lmer_only("anova of a single model (a table of the fixed-effect terms)")
+        return anova(self, *others, **kwargs) if compared else anova_single(self)
+
+    # ------------------------------------------------------------ after the fit: reduction, influence, optimisers
+    def drop1(self, scope=None, test: str = "none", k: float = 2.0, ddf: str | None = None):
+        """lme4's ``drop1(fm, test = "Chisq")`` (ML refits without each marginal fixed term);
+        with ``ddf``, lmerTest's F-test table (see pylme.reduction)."""
+        self._lmer_only("drop1")
+        from .reduction import drop1
+
+        return drop1(self, scope, test, k, ddf)
+
+    def hatvalues(self) -> pd.Series:
+        """lme4's ``hatvalues(fm)`` (see pylme.influence)."""
+        self._lmer_only("hatvalues")
+        from .influence import hatvalues
+
+        return hatvalues(self)
+
+    def cooks_distance(self) -> pd.Series:
+        """lme4's ``cooks.distance(fm)`` from the hat values (see pylme.influence)."""
+        self._lmer_only("cooks_distance")
+        from .influence import cooks_distance
+
+        return cooks_distance(self)
+
+    def influence(self, groups=None, maxfun: int = 1000):
+        """lme4's ``influence(fm, groups)``: deletion refits (see pylme.influence)."""
+        self._lmer_only("influence")
+        from .influence import influence
+
+        return influence(self, groups, maxfun)
+
+    def allFit(self, optimizers=None, maxfun: int = 100_000, verbose: bool = True):
+        """lme4's ``allFit(fm)`` (see pylme.allfit)."""
+        self._lmer_only("allFit")
+        from .allfit import allFit
+
+        return allFit(self, optimizers, maxfun, verbose)
+
+    # ------------------------------------------------------------ intervals, profiles, simulation
+    def confint(self, parm=None, level: float = 0.95, method: str = "profile", nsim: int = 500,
+                boot_type: str = "perc", seed: int | None = None, **kwargs) -> pd.DataFrame:
+        """lme4's confint: ``method="profile"`` (likelihood profile), ``"Wald"`` (fixed effects
+        only; NaN rows for the variance parameters) or ``"boot"`` (parametric bootstrap)."""
+        from .confint import confint
+
+        return confint(self, parm, level, method, nsim, boot_type, seed, **kwargs)
+
+    def profile(self, which=None, **kwargs):
+        """lme4's profile: zeta against each parameter (``.frame``), with its splines."""
+        from .profile import profile
+
+        return profile(self, which, **kwargs)
+
+    def simulate(self, nsim: int = 1, seed: int | None = None, re_form="~0", use_u: bool | None = None):
+        """lme4's simulate: responses drawn from the fitted model (R's stream for a given seed)."""
+        from .simulate import simulate
+
+        return simulate(self, nsim, seed, re_form, use_u)
+
+
 @dataclass
 class LmerMod(MerMod):
     """A linear mixed model fitted by ``pylme.lmer``."""
@@ -358,7 +445,6 @@ class LmerMod(MerMod):
         return self.devfun.factor
 
     # ------------------------------------------------------------ refitting
-# ------------------------------------------------------------ refitting
     def update(self, formula: str | None = None, **kwargs) -> "LmerMod":
         """Refit with some arguments changed, as R's ``update(fm, REML = FALSE)``; a formula
         with ``.`` is read as R's update.formula reads it (``". ~ . - sex"``)."""
@@ -389,25 +475,6 @@ class LmerMod(MerMod):
         emit([], conv.messages, [], fm.opt.warnings + conv.warnings)
         return fm
 
-    def anova(self, *others, type: int | str | None = None, ddf: str = "lme4", **kwargs):
-        """lme4's anova: with other fits, the likelihood-ratio table (see pylme.anova; its rows are
-        labelled by the caller's names for the models, or keywords: ``fm.anova(small=fm0)``); alone,
-        the sequential F table of the fixed-effect terms. With ``ddf="Satterthwaite"`` or
-        ``"Kenward-Roger"``, or a ``type`` (1, 2, 3), lmerTest's F table with that method's
-        denominator df (Satterthwaite's when only ``type`` is given)."""
-        from .anova import anova, anova_single
-
-        if ddf != "lme4" or type is not None:
-            if others:
-                raise ValueError("type and ddf apply to the anova of a single model")
-            if ddf not in ("Satterthwaite", "Kenward-Roger", "lme4"):
-                raise ValueError(f"ddf must be 'Satterthwaite', 'Kenward-Roger' (or 'lme4' for lme4's table), not {ddf!r}")
-            from .satterthwaite import anova_table
-
-            return anova_table(self, 3 if type is None else type, "Satterthwaite" if ddf == "lme4" else ddf)
-        compared = others or any(isinstance(v, LmerMod) for v in kwargs.values())
-        return anova(self, *others, **kwargs) if compared else anova_single(self)
-
     def contest(self, L, rhs=0.0, joint: bool | None = None, confint: bool = False, level: float = 0.95,
                 ddf: str = "Satterthwaite"):
         """lmerTest's contest: t-tests (one row of L) or F-tests (several) of L beta = rhs with
@@ -415,14 +482,6 @@ class LmerMod(MerMod):
         from .satterthwaite import contest
 
         return contest(self, L, rhs=rhs, joint=joint, confint=confint, level=level, ddf=ddf)
-
-    # ------------------------------------------------------------ after the fit: reduction, influence, optimisers
-    def drop1(self, scope=None, test: str = "none", k: float = 2.0, ddf: str | None = None):
-        """lme4's ``drop1(fm, test = "Chisq")`` (ML refits without each marginal fixed term);
-        with ``ddf``, lmerTest's F-test table (see pylme.reduction)."""
-        from .reduction import drop1
-
-        return drop1(self, scope, test, k, ddf)
 
     def ranova(self, reduce_terms: bool = True):
         """lmerTest's ``ranova(fm)``: likelihood-ratio tests of the random-effects terms."""
@@ -435,51 +494,6 @@ class LmerMod(MerMod):
         from .reduction import step
 
         return step(self, ddf, alpha_random, alpha_fixed, **kwargs)
-
-    def hatvalues(self) -> pd.Series:
-        """lme4's ``hatvalues(fm)`` (see pylme.influence)."""
-        from .influence import hatvalues
-
-        return hatvalues(self)
-
-    def cooks_distance(self) -> pd.Series:
-        """lme4's ``cooks.distance(fm)`` from the hat values (see pylme.influence)."""
-        from .influence import cooks_distance
-
-        return cooks_distance(self)
-
-    def influence(self, groups=None, maxfun: int = 1000):
-        """lme4's ``influence(fm, groups)``: deletion refits (see pylme.influence)."""
-        from .influence import influence
-
-        return influence(self, groups, maxfun)
-
-    def allFit(self, optimizers=None, maxfun: int = 100_000, verbose: bool = True):
-        """lme4's ``allFit(fm)`` (see pylme.allfit)."""
-        from .allfit import allFit
-
-        return allFit(self, optimizers, maxfun, verbose)
-
-    # ------------------------------------------------------------ intervals, profiles, simulation
-    def confint(self, parm=None, level: float = 0.95, method: str = "profile", nsim: int = 500,
-                boot_type: str = "perc", seed: int | None = None, **kwargs) -> pd.DataFrame:
-        """lme4's confint: ``method="profile"`` (likelihood profile), ``"Wald"`` (fixed effects
-        only; NaN rows for the variance parameters) or ``"boot"`` (parametric bootstrap)."""
-        from .confint import confint
-
-        return confint(self, parm, level, method, nsim, boot_type, seed, **kwargs)
-
-    def profile(self, which=None, **kwargs):
-        """lme4's profile: zeta against each parameter (``.frame``), with its splines."""
-        from .profile import profile
-
-        return profile(self, which, **kwargs)
-
-    def simulate(self, nsim: int = 1, seed: int | None = None, re_form="~0", use_u: bool | None = None):
-        """lme4's simulate: responses drawn from the fitted model (R's stream for a given seed)."""
-        from .simulate import simulate
-
-        return simulate(self, nsim, seed, re_form, use_u)
 
     # ------------------------------------------------------------ records and printing
     def record(self, devfun_thetas: list[list[float]] | None = None) -> FitRecord:
