@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 import pylme
-from pylme.record import INFERENCE_KINDS
+from pylme.fitted.record import INFERENCE_KINDS
 
 CASES_DIR = Path(__file__).parent / "cases"
 REGRESSIONS_DIR = CASES_DIR / "regressions"
@@ -43,7 +43,7 @@ class Case:
     slow: bool = False  # left out of the default run (--cases selects it)
     lme4_unreliable: str | None = None
     known_difference: str | None = None
-    inference: tuple[str, ...] = ()  # inference tables compared too (pylme.record.INFERENCE_KINDS)
+    inference: tuple[str, ...] = ()  # inference tables compared too (pylme.fitted.record.INFERENCE_KINDS)
     data_csv: str | None = field(default=None, repr=False)  # regression cases carry their data
     family: str | None = None  # a glmer case: R's family name (binomial, poisson, Gamma, ...)
     link: str | None = None  # its link (the family's default when None)

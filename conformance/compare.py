@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from pylme.extract import POSTFIT_KINDS
-from pylme.record import FitRecord
+from pylme.fitted.extract import POSTFIT_KINDS
+from pylme.fitted.record import FitRecord
 
 from . import tolerances as tol
 
@@ -237,7 +237,7 @@ def _inference_diff(kind: str, col: str, a: np.ndarray, b: np.ndarray, rows: lis
 
 
 def _postfit_diff(kind: str, col: str, a: np.ndarray, b: np.ndarray):
-    """(limit, measured difference) for a column of an after-the-fit table (pylme.extract.POSTFIT_KINDS):
+    """(limit, measured difference) for a column of an after-the-fit table (pylme.fitted.extract.POSTFIT_KINDS):
     refitted reduced models within the optimisers' noise, functions of the fit at theta-hat relative to
     the column's scale, Tukey's p-values within R's ptukey accuracy."""
     diff = np.abs(a - b)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 import pylme
-from pylme.extract import inference_record
-from pylme.record import FitRecord
+from pylme.fitted.extract import inference_record
+from pylme.fitted.record import FitRecord
 
 from . import external_engines
 from .cases import Case
@@ -76,12 +76,12 @@ class PylmeEngine:
         return [float(devfun(np.asarray(t, dtype=float))) for t in thetas]
 
     def evidence(self, case: Case, data: pd.DataFrame, theta: list[float], own: list[float]) -> dict:
-        """pylme's certificate at lme4's theta-hat (pylme.polish, no finishing step): the criterion,
+        """pylme's certificate at lme4's theta-hat (pylme.fitting.polish, no finishing step): the criterion,
         the projected gradient and the verdict there, ``distance``: half the squared norm of
         own - theta in the Hessian there (the criterion change the quadratic model gives the move),
         and ``own_verdict``: the certificate's verdict at pylme's own theta-hat."""
-        from pylme.fitting import choose_objective
-        from pylme.polish import polish
+        from pylme.fitting.driver import choose_objective
+        from pylme.fitting.polish import polish
 
         devfun = pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, devFunOnly=True)
         objective = choose_objective(devfun.design, devfun.resp, start=devfun.start, cholmod=devfun)

@@ -57,8 +57,8 @@ import numpy as np
 import pandas as pd
 
 import pylme
-from pylme.record import FitRecord
-from pylme.varcorr import unique_names
+from pylme.fitted.record import FitRecord
+from pylme.inference.varcorr import unique_names
 
 from .cases import Case
 from .outcomes import Unsupported, error_record

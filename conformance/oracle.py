@@ -1,7 +1,7 @@
 """A second oracle that needs no R: lme4's profiled criterion computed densely from the
 marginal model.
 
-pylme's objective (``pylme/pls.py``) follows lme4: a sparse Cholesky factor of
+pylme's objective (``pylme/objectives/pls.py``) follows lme4: a sparse Cholesky factor of
 ``Lambda'Z'WZ Lambda + I``, then penalized least squares. This module computes the same
 number the textbook way, from the marginal distribution of y, so that the two can be held
 against each other without R:

@@ -3,7 +3,7 @@ the engine) and the error record of a failed fit. Shared by pylme.engines and th
 engines' adapters."""
 from __future__ import annotations
 
-from pylme.record import FitRecord
+from pylme.fitted.record import FitRecord
 
 from .cases import Case
 

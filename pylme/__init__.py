@@ -11,6 +11,10 @@ __version__ = "0.1.0"
 
 import importlib
 
+from .api.glmer import GlmerControl, glFormula, glmer, glmerControl, mkGlmerDevfun
+from .api.glmer_nb import glmer_nb
+from .api.lmer import lmer, mkMerMod
+from .description.family import Family, Gamma, binomial, gaussian, inverse_gaussian, negative_binomial, poisson
 from .errors import (
     ConvergenceWarning,
     DataError,
@@ -21,36 +25,41 @@ from .errors import (
     PylmeWarning,
     SingularFitMessage,
 )
-from .fitting import LmerControl, checkConv, lmerControl, optimizeLmer
-from .lformula import lFormula, mkLmerDevfun
-from .lmer import lmer, mkMerMod
-from .anova import anova
-from .collation import get_collation, set_collation
-from .bootstrap import BootMer, bootMer
-from .many import ManyFits, lmer_many
-from .read_r import read_r
-from .emmeans import emmeans, ref_grid
-from .model import LmerMod
-from .family import Family, Gamma, binomial, gaussian, inverse_gaussian, negative_binomial, poisson
-from .glmer import GlmerControl, glFormula, glmer, glmerControl, mkGlmerDevfun
-from .glmer_model import GlmerMod
-from .glmer_nb import glmer_nb
-from .record import FitRecord
+from .fitted.glmer_model import GlmerMod
+from .fitted.model import LmerMod
+from .fitted.record import FitRecord
+from .fitting.driver import LmerControl, checkConv, lmerControl, optimizeLmer
+from .inference.anova import anova
+from .inference.bootstrap import BootMer, bootMer
+from .inference.emmeans import emmeans, ref_grid
+from .io.read_r import read_r
+from .objectives.lformula import lFormula, mkLmerDevfun
+from .rbase.collation import get_collation, set_collation
+from .scaleout.many import ManyFits, lmer_many
 
 
-_ON_FIRST_USE = ("datasets", "plotting")   # matplotlib, scipy.stats: most fits need neither
+#: The documented modules reached as ``pylme.<name>``, each from its stage's folder and imported when
+#: first used (plotting needs matplotlib and scipy.stats: most fits need neither).
+_MODULES = {
+    "datasets": ".io.datasets",
+    "plotting": ".io.plotting",
+    "kenward_roger": ".inference.kenward_roger",
+    "family": ".description.family",
+    "blocked": ".objectives.blocked",    # README: pylme.blocked.BlockedDevfun(devfun, fill=...)
+    "polish": ".fitting.polish",         # docs/migration.md: pylme.polish.polish(devfun, theta, ...)
+}
 
 
 def __getattr__(name: str):
-    """``pylme.datasets`` and ``pylme.plotting``, imported when first used, so that
-    ``import pylme`` loads only what a fit needs."""
-    if name in _ON_FIRST_USE:
-        return importlib.import_module(f".{name}", __name__)
+    """The documented modules (``pylme.datasets``, ``pylme.plotting``, ``pylme.kenward_roger``, ...),
+    imported when first used, so that ``import pylme`` loads only what a fit needs."""
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name], __name__)
     raise AttributeError(f"module 'pylme' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_ON_FIRST_USE))
+    return sorted(set(globals()) | set(_MODULES))
 
 
 def _method(name: str):

@@ -1,6 +1,6 @@
-"""``python -m pylme``: the pylme command line (see pylme.cli)."""
+"""``python -m pylme``: the pylme command line (see pylme.io.cli)."""
 import sys
 
-from pylme.cli import main
+from pylme.io.cli import main
 
 sys.exit(main())

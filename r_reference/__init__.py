@@ -1,4 +1,4 @@
-"""Bridge to R's lme4: fit a model in R and return it as a :class:`pylme.record.FitRecord`.
+"""Bridge to R's lme4: fit a model in R and return it as a :class:`pylme.fitted.record.FitRecord`.
 
 Importing this module is cheap; rpy2 (and so R) is loaded on the first call that needs it.
 The numbers come from ``lme4::lmer`` and are the reference the pylme engine is tested against.
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pylme.record import FitRecord
+from pylme.fitted.record import FitRecord
 
 __all__ = ["available", "fit", "fit_glmer", "glmer_devfun_values", "fit_with_extras", "devfun_values", "r_versions", "confint", "profile",
            "simulate", "bootmer", "inference"]
@@ -140,8 +140,8 @@ local({
     list(t0 = rf$stat(rf$fm), names = names(rf$stat(rf$fm)), t = unname(as.matrix(t)))
   }
 
-  # lmerTest's and lme4's inference tables on one fit (see pylme.record.INFERENCE_KINDS)
-  # the fixed part's first factor: emmeans' specs in the records (pylme.extract.first_factor)
+  # lmerTest's and lme4's inference tables on one fit (see pylme.fitted.record.INFERENCE_KINDS)
+  # the fixed part's first factor: emmeans' specs in the records (pylme.fitted.extract.first_factor)
   first_factor <- function(formula, data) {
     vars <- all.vars(lme4::nobars(fml(formula))[[3]])
     vars[vapply(vars, function(v) is.factor(data[[v]]) || is.character(data[[v]]), logical(1))][1]
@@ -518,7 +518,7 @@ def bootmer(formula: str, data: pd.DataFrame, REML: bool = True, nsim: int = 10,
 
 
 def inference(formula: str, data: pd.DataFrame, REML: bool, kinds: list[str]) -> dict[str, dict[str, Any]]:
-    """lme4's and lmerTest's inference tables (``pylme.record.INFERENCE_KINDS``) on one fit,
+    """lme4's and lmerTest's inference tables (``pylme.fitted.record.INFERENCE_KINDS``) on one fit,
     each as {"rows", "cols", "values"} with NaN as None."""
     env = _bridge()
     ro = _state["ro"]

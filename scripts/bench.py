@@ -127,7 +127,7 @@ POLISH_MODELS = ("sleepstudy", "penicillin", "classroom", "insteval_reml")
 
 
 def polish_cost(names: list[str], repeat: int, out: Path) -> None:
-    """pylme's fit time with the finish and certificate (pylme.polish) and without
+    """pylme's fit time with the finish and certificate (pylme.fitting.polish) and without
     (``lmerControl(polish=False)``), interleaved in one run; medians, their ratio, the certificate's
     verdict and the evaluations it cost. Writes ``polish.json``."""
     rows = []
@@ -337,7 +337,7 @@ def main() -> None:
     parser.add_argument("--large-lme4", action="store_true", help="also fit the large designs with lme4")
     parser.add_argument("--large-one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--polish-cost", nargs="?", const=",".join(POLISH_MODELS), default=None,
-                        help="time fits with and without the finish and certificate (pylme.polish)")
+                        help="time fits with and without the finish and certificate (pylme.fitting.polish)")
     parser.add_argument("--many", nargs="?", type=int, const=20_000, default=None,
                         help="lmer_many on this many simulated responses (default 20,000) against loops of lme4, "
                              "refit and mixedlm (scripts/bench_many.py), instead of --models")

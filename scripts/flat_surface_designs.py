@@ -7,7 +7,7 @@ data inline, conformance/cases/regressions/flat_*.json), simulated in numpy with
   (12 groups x 15 rows), seed 1.
 
 On both, lme4's BOBYQA path ends on a flat surface: pylme's BOBYQA, on the same path to rounding,
-stops elsewhere, and the finish (pylme.polish) goes to the optimum. Run from the repository root:
+stops elsewhere, and the finish (pylme.fitting.polish) goes to the optimum. Run from the repository root:
 ``.venv/bin/python scripts/flat_surface_designs.py``; then record lme4 with
 ``python -m conformance record --cases 'flat_*'``.
 """

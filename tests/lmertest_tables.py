@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import pylme
-from pylme.fitting import LmerControl
+from pylme.fitting.driver import LmerControl
 
 T_COLS = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
 F_COLS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]

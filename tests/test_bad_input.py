@@ -434,8 +434,8 @@ def test_many_terms_and_a_term_repeated_many_times(sleep, fm):
     fit = pylme.lmer("Reaction ~ " + " + ".join(["Days"] * 20000) + " + (Days | Subject)", sleep)
     assert list(fit.fixef().index) == ["(Intercept)", "Days"]
     assert fit.REMLcrit() == pytest.approx(fm.REMLcrit(), rel=1e-12)
-    pf = pylme.formula.parse_mixed("Reaction ~ " + " + ".join(f"x{k}" for k in range(1000)) + " + (1 | Subject)")
-    assert pylme.formula.expand_terms(pf.fixed).labels == [f"x{k}" for k in range(1000)]
+    pf = pylme.description.formula.parse_mixed("Reaction ~ " + " + ".join(f"x{k}" for k in range(1000)) + " + (1 | Subject)")
+    assert pylme.description.formula.expand_terms(pf.fixed).labels == [f"x{k}" for k in range(1000)]
 
 
 def test_python_words_are_a_syntax_error(sleep):
@@ -453,7 +453,7 @@ def test_unknown_function_is_named_with_the_table(sleep):
 
 
 def test_memory_limit_in_readable_units_and_validated():
-    from pylme.memory import format_bytes
+    from pylme.objectives.memory import format_bytes
 
     assert [format_bytes(b) for b in (512, 1e6, 2.5 * 2**20, 3.2e9)] == ["512 bytes", "977 kB", "2.5 MB", "2.98 GB"]
     with pytest.raises(ValueError, match=r"memory_limit must be a positive number of bytes .* not -5"):

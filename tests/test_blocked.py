@@ -1,4 +1,4 @@
-"""The blocked-Cholesky objective (pylme.blocked) against the CHOLMOD path: the same function of
+"""The blocked-Cholesky objective (pylme.objectives.blocked) against the CHOLMOD path: the same function of
 theta on every corpus case (1e-10 relative at lme4's thetas and at the start) with a dense and
 with a sparse (CHOLMOD) fill block, the same PLS solution, a fit with method="blocked" reaching
 lme4's optimum (lme4 1.1-31 values recorded in the golden records), the memory check, and the
@@ -15,9 +15,9 @@ import pylme
 from conformance.cases import select
 from conformance.engines import GoldenEngine
 from conformance.large_designs import grades, state_test
-from pylme.blocked import BlockedDevfun, BlockedObjective, blocked_size, unique_keys
-from pylme.dense import DenseObjective
-from pylme.fitting import choose_objective as _choose_objective
+from pylme.objectives.blocked import BlockedDevfun, BlockedObjective, blocked_size, unique_keys
+from pylme.objectives.dense import DenseObjective
+from pylme.fitting.driver import choose_objective as _choose_objective
 
 def choose_objective(devfun, method):
     """The objective lmerControl(method=) selects for devfun's design and response."""
@@ -166,13 +166,13 @@ def test_vector_term_in_the_fill_block(fill):
 
 
 def test_cholmod_predicts_the_factor_it_computes():
-    """pylme.memory reads CHOLMOD's symbolic analysis: the predicted factor holds at least the
+    """pylme.objectives.memory reads CHOLMOD's symbolic analysis: the predicted factor holds at least the
     nonzeros of the factor scikit-sparse computes; a dense pattern is one supernode stored as a
     q x q block, with the work of a dense factorisation."""
     import scipy.sparse as sp
     from sksparse.cholmod import cholesky
 
-    from pylme.memory import available_bytes, predicted_factor
+    from pylme.objectives.memory import available_bytes, predicted_factor
 
     A = sp.random(3000, 3000, density=0.002, random_state=1)
     A = sp.tril(A @ A.T + sp.identity(3000)).tocsc()
@@ -248,7 +248,7 @@ def test_threaded_cross_map_is_the_single_product(monkeypatch):
     bit for bit, also in a forked child (whose worker thread is made again)."""
     import os
 
-    import pylme.blocked as blocked_module
+    import pylme.objectives.blocked as blocked_module
 
     monkeypatch.setattr(blocked_module, "THREADED_MAP", 0)
     des = grades(n=20_000, n_students=1_500, n_instr=400, n_dept=20)

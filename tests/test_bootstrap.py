@@ -1,6 +1,6 @@
 """The parametric bootstrap (pylme.bootMer, confint(method="boot")) against lme4's bootMer.
 
-Because ``seed`` drives R's own generator (pylme.rng), pylme simulates the responses lme4
+Because ``seed`` drives R's own generator (pylme.rbase.rng), pylme simulates the responses lme4
 simulates after ``set.seed(seed)``; the replicates then agree to the optimisers' tolerance:
 lme4's bootMer where lme4's ``refit`` is right (ML fits, REML fits with one fixed effect),
 and a fresh ``lmer`` of each simulated response in R where it is not (lme4 1.1-31's refit of a
@@ -19,9 +19,9 @@ import pytest
 
 import pylme
 import r_reference
-from pylme.bootstrap import norm_inter
-from pylme.confint import sdcor_and_fixef
-from pylme.profile import profile_names
+from pylme.inference.bootstrap import norm_inter
+from pylme.inference.confint import sdcor_and_fixef
+from pylme.inference.profile import profile_names
 
 
 def _stat(fm):

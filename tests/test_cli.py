@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import pylme
-from pylme.record import FitRecord
+from pylme.fitted.record import FitRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "datasets"
@@ -145,7 +145,7 @@ def test_plot_saves_diagnostic_pngs(tmp_path):
 def test_csv_numbers_are_the_nearest_doubles_without_a_pandas_warning(tmp_path):
     """Each number of a CSV is parsed to the nearest double, as R's read.csv does, and pandas
     prints no warning (pylme used to pass pandas 3.1's deprecated float_precision)."""
-    from pylme.cli import read_data
+    from pylme.io.cli import read_data
 
     values = ["0.1", "2.2250738585072014e-308", "1.7976931348623157e308", "0.30000000000000004",
               "9007199254740993", "1.0000000000000002", "123456.78901234567"]

@@ -20,7 +20,7 @@ import pytest
 
 import pylme
 import r_reference
-from pylme.splines import back_spline, interp_spline
+from pylme.rbase.splines import back_spline, interp_spline
 
 DYESTUFF_PROFILE_CI = {
     ".sig01": (12.19853521, 84.06304671),

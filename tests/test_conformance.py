@@ -12,7 +12,7 @@ from conformance import report
 from conformance.cases import Case, load_corpus, write_inline, _read_inline
 from conformance.compare import compare
 from conformance.engines import PylmeEngine
-from pylme.record import FitRecord
+from pylme.fitted.record import FitRecord
 from reference_data import case_data, fits
 
 

@@ -1,4 +1,4 @@
-"""Conformance layer 4 after the fit (conformance.compare._postfit_diff, pylme.extract.POSTFIT_KINDS):
+"""Conformance layer 4 after the fit (conformance.compare._postfit_diff, pylme.fitted.extract.POSTFIT_KINDS):
 pylme's tables at lme4's theta against lme4's golden records (emmeans 1.8.4, lme4 1.1-31,
 lmerTest 3.1-3; written by ``python -m conformance record``), passing as recorded and failing
 where a number moves beyond its tolerance. No R needed."""
@@ -11,7 +11,7 @@ import pytest
 from conformance.cases import load_corpus
 from conformance.compare import compare
 from conformance.engines import GoldenEngine, PylmeEngine
-from pylme.extract import POSTFIT_KINDS
+from pylme.fitted.extract import POSTFIT_KINDS
 
 
 def _parts(case_id: str):

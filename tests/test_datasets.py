@@ -1,4 +1,4 @@
-"""Tests of pylme.datasets: the bundled CSVs load with R's types, level orders and values."""
+"""Tests of pylme.io.datasets: the bundled CSVs load with R's types, level orders and values."""
 
 from __future__ import annotations
 

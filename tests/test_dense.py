@@ -1,5 +1,5 @@
-"""The dense objective (pylme.dense, what lmer and refit optimise for small models) is the CHOLMOD
-objective (pylme.pls, lme4's arithmetic) to rounding: over every corpus case small enough for it, at
+"""The dense objective (pylme.objectives.dense, what lmer and refit optimise for small models) is the CHOLMOD
+objective (pylme.objectives.pls, lme4's arithmetic) to rounding: over every corpus case small enough for it, at
 theta-hat, half of it and 1.5 theta-hat + 0.1, the two criteria agree to 1e-12 relative; so do they
 after ``with_response``.
 No R needed (the CHOLMOD objective is itself checked against lme4 by the conformance harness)."""
@@ -12,7 +12,7 @@ import pytest
 
 import pylme
 from conformance.cases import load_corpus
-from pylme.dense import DenseObjective, is_small
+from pylme.objectives.dense import DenseObjective, is_small
 from pylme.errors import PylmeError
 
 REL = 1e-12

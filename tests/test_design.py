@@ -1,6 +1,6 @@
 """The design, the response and the objectives' one interface (issue 15): theta -> Lambda has one
 owner (reterms.LambdaMap), a design takes new weights without a new formula, every objective
-implements pylme.objective.Objective and gives the same numbers through it, the one fit driver
+implements pylme.objectives.objective.Objective and gives the same numbers through it, the one fit driver
 keeps the fitted model's class, and the package's modules import one another without circles."""
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 import pylme
-from pylme.anova import refit_ml
-from pylme.blocked import BlockedObjective
-from pylme.dense import DenseObjective
-from pylme.fitting import choose_objective
-from pylme.model import LmerMod, MerMod
-from pylme.objective import Objective
-from pylme.pls import CholmodObjective
-from pylme.response import lmer_resp
-from pylme.reterms import lambda_block
+from pylme.inference.anova import refit_ml
+from pylme.objectives.blocked import BlockedObjective
+from pylme.objectives.dense import DenseObjective
+from pylme.fitting.driver import choose_objective
+from pylme.fitted.model import LmerMod, MerMod
+from pylme.objectives.objective import Objective
+from pylme.objectives.pls import CholmodObjective
+from pylme.objectives.response import lmer_resp
+from pylme.description.reterms import lambda_block
 
 ROOT = Path(__file__).resolve().parents[1]
 SLEEP = "Reaction ~ Days + (Days | Subject)"

@@ -1,4 +1,4 @@
-"""pylme.lmer on a dask DataFrame (pylme.distributed): the fit from per-partition statistics
+"""pylme.lmer on a dask DataFrame (pylme.scaleout.distributed): the fit from per-partition statistics
 equals the in-memory fit (criterion 1e-10 relative, theta 1e-6, beta 1e-6 standard errors), the
 scaled-residual quantiles are exact, fitted values and residuals are lazy dask Series, and bad
 partitions fail with errors naming the partition and column."""
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 import pylme
-import pylme.distributed
+import pylme.scaleout.distributed
 from pylme import datasets
-from pylme.distributed import exact_quantiles
+from pylme.scaleout.distributed import exact_quantiles
 from pylme.errors import DataError, ModelError
 
 
@@ -195,7 +195,7 @@ def test_what_needs_the_rows_says_so():
 @pytest.fixture
 def grouped(monkeypatch):
     """Every scalar-intercept block 1 reduced per group of levels, however few its levels."""
-    monkeypatch.setattr(pylme.distributed, "GROUPED_MIN_LEVELS", 1)
+    monkeypatch.setattr(pylme.scaleout.distributed, "GROUPED_MIN_LEVELS", 1)
 
 
 def test_grouped_statistics_equal_in_memory_with_a_shuffle(grouped):
@@ -203,7 +203,7 @@ def test_grouped_statistics_equal_in_memory_with_a_shuffle(grouped):
     d.loc[d.index[::97], "y"] = np.nan
     d = d.sample(frac=1.0, random_state=1)  # each student's rows in several partitions: shuffled by s first
     fm0, fm = fit_both("y ~ service + lectage + (1 | s) + (1 | d) + (1 | dept:service)", d, 5)
-    assert isinstance(fm.objective, pylme.distributed.GroupedObjective)
+    assert isinstance(fm.objective, pylme.scaleout.distributed.GroupedObjective)
     assert_same_fit(fm0, fm)
     with pytest.raises(ModelError, match="condVar=False"):
         fm.ranef()
@@ -216,7 +216,7 @@ def test_grouped_statistics_equal_in_memory_with_a_shuffle(grouped):
 
 def test_grouped_statistics_penicillin_and_one_factor(grouped):
     fm0, fm = fit_both("diameter ~ 1 + (1 | plate) + (1 | sample)", datasets.load("Penicillin"), 4)
-    assert isinstance(fm.objective, pylme.distributed.GroupedObjective)
+    assert isinstance(fm.objective, pylme.scaleout.distributed.GroupedObjective)
     assert_same_fit(fm0, fm)
     fm0, fm = fit_both("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"), 3)
     assert_same_fit(fm0, fm)

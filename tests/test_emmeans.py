@@ -16,8 +16,8 @@ from postfit_r import assert_close, fit_at, printed, r_postfit
 
 import pylme
 from pylme import DataError, ModelError
-from pylme.emmeans import emmeans, ref_grid
-from pylme.multcomp import p_adjust, qdunnx
+from pylme.inference.emmeans import emmeans, ref_grid
+from pylme.inference.multcomp import p_adjust, qdunnx
 
 pytestmark = pytest.mark.usefixtures("require_r")
 

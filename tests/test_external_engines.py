@@ -20,7 +20,7 @@ from conformance import run
 from conformance.cases import Case
 from conformance.engines import make_engine
 from conformance.outcomes import Unsupported
-from pylme.record import FitRecord
+from pylme.fitted.record import FitRecord
 from tests.reference_data import fits
 
 ENGINES = ["statsmodels", "mixedlm"]

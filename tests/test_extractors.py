@@ -476,11 +476,11 @@ UPDATE_FORMULAS = [
 @pytest.mark.parametrize("old,new,r_result", UPDATE_FORMULAS)
 def test_update_formula_as_r(old, new, r_result):
     """The same model formula as R's update.formula (R writes '- 1' where pylme writes '0 +')."""
-    from pylme.formula import parse_mixed, update_formula
+    from pylme.description.formula import parse_mixed, update_formula
 
     got = parse_mixed(update_formula(old, new))
     want = parse_mixed(r_result)
-    from pylme.formula import deparse, expand_terms
+    from pylme.description.formula import deparse, expand_terms
 
     assert deparse(got.response) == deparse(want.response)
     assert expand_terms(got.fixed).labels == expand_terms(want.fixed).labels

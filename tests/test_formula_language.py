@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 import pylme
-from pylme.collation import set_collation
-from pylme.formula import expand_terms, parse
-from pylme.model_matrix import design
+from pylme.rbase.collation import set_collation
+from pylme.description.formula import expand_terms, parse
+from pylme.description.model_matrix import design
 
 pytestmark = pytest.mark.usefixtures("require_r")
 

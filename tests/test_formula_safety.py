@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 import pylme
 from pylme import FormulaError, PylmeError
-from pylme.evaluate import FUNCTIONS, Evaluator
-from pylme.formula import expand_terms, parse_mixed
-from pylme.model_matrix import design
+from pylme.description.evaluate import FUNCTIONS, Evaluator
+from pylme.description.formula import expand_terms, parse_mixed
+from pylme.description.model_matrix import design
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ)  # before R is started in this process (see tests/test_cli.py)

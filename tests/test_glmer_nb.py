@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pylme
-from pylme.glmer_nb import theta_ml
+from pylme.api.glmer_nb import theta_ml
 
 pytestmark = pytest.mark.usefixtures("require_r")
 

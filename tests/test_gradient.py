@@ -1,4 +1,4 @@
-"""The analytic gradient of the blocked criterion (pylme.gradient) and lmerControl(optimizer="L-BFGS-B")."""
+"""The analytic gradient of the blocked criterion (pylme.objectives.gradient) and lmerControl(optimizer="L-BFGS-B")."""
 from __future__ import annotations
 
 import warnings
@@ -10,7 +10,7 @@ import pylme
 from conformance.cases import select
 from conformance.engines import GoldenEngine
 from conformance.large_designs import grades, state_test
-from pylme.blocked import BlockedDevfun
+from pylme.objectives.blocked import BlockedDevfun
 
 INSTEVAL = "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)"
 INSTEVAL_SLOPES = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept) + (0 + service | dept)"

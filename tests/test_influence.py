@@ -1,5 +1,5 @@
-"""Influence diagnostics (pylme.influence), rePCA (pylme.repca), allFit (pylme.allfit) and
-predictions with standard errors (pylme.predict.predict_se) against R live (tests/postfit_r.py:
+"""Influence diagnostics (pylme.influence), rePCA (pylme.inference.repca), allFit (pylme.inference.allfit) and
+predictions with standard errors (pylme.inference.predict.predict_se) against R live (tests/postfit_r.py:
 lme4 1.1-31 on the same data).
 
 * hatvalues and cooks.distance are functions of the fit at theta-hat: at lme4's theta they
@@ -23,9 +23,9 @@ from postfit_r import assert_close, fit_at, printed, r_postfit
 
 import pylme
 from pylme import DataError, FormulaError
-from pylme.influence import cooks_distance, hatvalues, influence
-from pylme.plotting import plot_influence
-from pylme.repca import print_importance
+from pylme.inference.influence import cooks_distance, hatvalues, influence
+from pylme.io.plotting import plot_influence
+from pylme.inference.repca import print_importance
 
 pytestmark = pytest.mark.usefixtures("require_r")
 

@@ -1,4 +1,4 @@
-"""Kenward-Roger's method (pylme.kenward_roger) against R's lmerTest 3.1-3 and pbkrtest 0.5.2.
+"""Kenward-Roger's method (pylme.inference.kenward_roger) against R's lmerTest 3.1-3 and pbkrtest 0.5.2.
 
 Recorded values (``REFERENCE`` below; no R needed): written with full round-trip precision
 (Python ``repr`` of the doubles R returned) from R 4.2.2 Patched (2022-11-10 r83330),
@@ -51,8 +51,8 @@ from lmertest_tables import F_COLS, T_COLS, WHERE, fitter
 import pylme
 from pylme import ModelError
 from pylme import kenward_roger as KR
-from pylme import satterthwaite as S
-from pylme.fitting import LmerControl
+from pylme.inference import satterthwaite as S
+from pylme.fitting.driver import LmerControl
 
 KRM = "Kenward-Roger"
 

@@ -27,7 +27,7 @@ CASES = fits()
 #   by 5e-9.
 # These are judged on the objective, the criterion (1e-6) and theta within 2e-3.
 # The fits below follow lme4's path evaluation for evaluation (lmerControl(polish=False)); the
-# default fit, finished and certified (pylme.polish), is held to lme4's criterion in
+# default fit, finished and certified (pylme.fitting.polish), is held to lme4's criterion in
 # test_default_fit_is_never_worse_than_lme4.
 FLAT_SURFACE = {c for c in CASES if c.startswith("pastes_cask_slope")} | {"sleepstudy_quadratic_ml"}
 

@@ -68,7 +68,7 @@ def test_profile_across_parameters_equals_serial(client):
 
 
 def _finished(dask_scheduler) -> int:
-    """Tasks of pylme.parallel that have finished on the cluster (run on the scheduler)."""
+    """Tasks of pylme.rbase.parallel that have finished on the cluster (run on the scheduler)."""
     return sum(1 for key, ts in dask_scheduler.tasks.items() if str(key).startswith("_indexed") and ts.state == "memory")
 
 

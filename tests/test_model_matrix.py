@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pylme.factors import contr_poly
-from pylme.formula import expand_terms, parse
-from pylme.model_matrix import design, dqrdc2_rank
+from pylme.description.factors import contr_poly
+from pylme.description.formula import expand_terms, parse
+from pylme.description.model_matrix import design, dqrdc2_rank
 
 pytestmark = pytest.mark.usefixtures("require_r")
 

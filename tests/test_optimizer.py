@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pylme
-from pylme.optimizer import DEFAULT_OPT_CTRL
+from pylme.fitting.optimizer import DEFAULT_OPT_CTRL
 
 
 def test_variance_ratio_start_and_evaluations_as_lme4():
@@ -76,9 +76,9 @@ def test_large_fits_count_evaluations_on_a_progress_bar(monkeypatch):
     on a terminal only; a small fit on the CHOLMOD path gets a silent one."""
     import sys
 
-    from pylme.progress import _Silent, progress_bar
+    from pylme.rbase.progress import _Silent, progress_bar
 
-    L = sys.modules["pylme.fitting"]  # the module that runs the optimiser
+    L = sys.modules["pylme.fitting.driver"]  # the module that runs the optimiser
 
     made = []
 
@@ -107,7 +107,7 @@ def test_large_fits_count_evaluations_on_a_progress_bar(monkeypatch):
 
 
 def test_progress_bar_writes_to_stderr_when_asked(capsys):
-    from pylme.progress import progress_bar
+    from pylme.rbase.progress import progress_bar
 
     bar = progress_bar(3, "profile", show=True)
     bar.update(3)

@@ -45,12 +45,12 @@ def test_the_wheel_holds_pylme_only(wheel):
     names = zipfile.ZipFile(built).namelist()
     top = {name.split("/")[0] for name in names}
     assert top == {"pylme", built.name.split("-py3")[0] + ".dist-info"}
-    # Every module of pylme is in it, with the data sets and their manifest.
-    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "pylme").glob("*.py")}
+    # Every module of pylme, in every stage's folder, is in it, with the data sets and their manifest.
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "pylme").rglob("*.py")}
     assert modules <= set(names)
     assert "pylme/_data/manifest.json" in names and "pylme/_data/sleepstudy.csv" in names
     entry_points = zipfile.ZipFile(built).read(f"{built.name.split('-py3')[0]}.dist-info/entry_points.txt").decode()
-    assert "pylme = pylme.cli:main" in entry_points
+    assert "pylme = pylme.io.cli:main" in entry_points
 
 
 def test_building_the_wheel_prints_no_warnings(wheel):
@@ -67,9 +67,9 @@ def test_import_loads_what_a_fit_needs_and_no_more():
     loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                 check=True).stdout.split())
     for heavy in ("matplotlib", "rdata", "scipy.stats", "scipy.optimize", "scipy.interpolate",
-                  "pylme.plotting", "pylme.datasets"):
+                  "pylme.io.plotting", "pylme.io.datasets"):
         assert heavy not in loaded, f"import pylme loads {heavy}"
-    assert {"pylme.lmer", "pylme.model", "pylme.pls"} <= loaded
+    assert {"pylme.api.lmer", "pylme.fitted.model", "pylme.objectives.pls"} <= loaded
     # and they come when asked for
     probe = "import sys, pylme; pylme.plotting; pylme.datasets.load('Dyestuff'); print('scipy.stats' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split() == ["True"]

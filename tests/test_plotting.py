@@ -1,4 +1,4 @@
-"""pylme.plotting: each plot drawn from a real fit shows the model's numbers (read back from the
+"""pylme.io.plotting: each plot drawn from a real fit shows the model's numbers (read back from the
 figure's artists), and, live through R, the same numbers lattice/lme4 put in their panels."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The certified optimum (pylme.polish): the finish goes below lme4's criterion on the corpus's
+"""The certified optimum (pylme.fitting.polish): the finish goes below lme4's criterion on the corpus's
 flat-surface cases, does not move a fit whose path already reached the optimum, and
 ``lmerControl(polish=False)`` keeps lme4's stopping point. lme4's criteria are the corpus's golden
 records (lme4 1.1-31, R 4.2.2; conformance/golden/flat_*.json)."""
@@ -13,8 +13,8 @@ import pytest
 
 import pylme
 from conformance.cases import select
-from pylme.convergence import Derivs
-from pylme.polish import analyse, polish
+from pylme.fitting.convergence import Derivs
+from pylme.fitting.polish import analyse, polish
 
 GOLDEN = Path(__file__).resolve().parents[1] / "conformance" / "golden"
 
@@ -109,7 +109,7 @@ class _Quartic:
     """f(x) = (x0 - 1)^2 + (x1^2 - 1)^2 on x0 >= 0: a saddle at (1, 0), minima at (1, +-1)."""
 
     lower = np.array([0.0, -np.inf])
-    has_gradient = False  # what polish reads of an objective (pylme.objective.Objective)
+    has_gradient = False  # what polish reads of an objective (pylme.objectives.objective.Objective)
 
     def __call__(self, x):
         return float((x[0] - 1) ** 2 + (x[1] ** 2 - 1) ** 2)

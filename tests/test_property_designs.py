@@ -8,7 +8,7 @@ here through ``conformance.designs.hypothesis_profile``:
 - ``deep``: 3000 designs, random, with the example database (failures are replayed first).
 
 Every design must pass layers 1 and 2, and pylme's full-fit criterion may not exceed lme4's by
-more than 1e-8 relative (pylme finishes and certifies its optimum, pylme.polish); the rest of
+more than 1e-8 relative (pylme finishes and certifies its optimum, pylme.fitting.polish); the rest of
 layer 3, where each engine's optimiser stops, is recorded as statistics (see engine_conforms; run
 pytest with --hypothesis-show-statistics to see them). When lme4 refuses the design, pylme must refuse it too. A failing design, once shrunk, is saved as a regression case in
 conformance/cases/regressions/prop_<hash>.json (data inline) and the test fails with the

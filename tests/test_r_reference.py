@@ -14,7 +14,7 @@ import pytest
 
 import r_reference
 from pylme import datasets
-from pylme.record import FitRecord
+from pylme.fitted.record import FitRecord
 
 pytestmark = pytest.mark.usefixtures("require_r")
 

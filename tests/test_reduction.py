@@ -1,4 +1,4 @@
-"""Model reduction (pylme.reduction) against R live (tests/postfit_r.py: lme4 1.1-31's
+"""Model reduction (pylme.inference.reduction) against R live (tests/postfit_r.py: lme4 1.1-31's
 drop1.merMod, lmerTest 3.1-3's drop1, ranova and step, on the same data): every printed table
 to the character, and the numbers: the reduced models are refitted by each engine's own
 optimiser, so log-likelihoods, AICs and LRT statistics agree to 2e-5 absolute and p-values to
@@ -15,7 +15,7 @@ from postfit_r import assert_close, fit_at, printed, r_postfit
 
 import pylme
 from pylme import DataError, ModelError
-from pylme.reduction import deparse_lines, drop1, ranova, step
+from pylme.inference.reduction import deparse_lines, drop1, ranova, step
 
 pytestmark = pytest.mark.usefixtures("require_r")
 

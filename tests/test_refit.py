@@ -1,5 +1,5 @@
 """refit(newresp) reuses the fitted model's structures (X'X, Z'X, the pattern of Lambdat Zt,
-CHOLMOD's symbolic analysis; for a small model the dense Gram matrix of pylme.dense) and recomputes
+CHOLMOD's symbolic analysis; for a small model the dense Gram matrix of pylme.objectives.dense) and recomputes
 only the response's cross-products. The refit's CHOLMOD objective is that of a fresh lmer() on the
 new response to the last bit, and so is the dense objective it optimises (both built the same way);
 and it reaches the fresh fit's optimum within the conformance tolerances. No R needed; lme4's own
@@ -13,7 +13,7 @@ import pytest
 
 import pylme
 from conformance.tolerances import BETA_SE, CRITERION_ABS, SIGMA_REL, THETA_ABS
-from pylme.dense import DenseObjective
+from pylme.objectives.dense import DenseObjective
 
 MODELS = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True),
@@ -90,7 +90,7 @@ def test_refit_of_a_large_model_reuses_the_blocks():
     response's [X y] cross-products, which is a fresh fit's blocked objective bit for bit (cross map,
     fill block and its order reused), and reaches the fresh fit within the conformance tolerances."""
     from conformance.large_designs import grades
-    from pylme.blocked import BlockedObjective
+    from pylme.objectives.blocked import BlockedObjective
 
     des = grades(n=20_000, n_students=1_500, n_instr=400, n_dept=20)
     with warnings.catch_warnings():
@@ -118,7 +118,7 @@ def test_blocked_objective_for_a_new_response_has_its_own_workspace(fill):
     from concurrent.futures import ThreadPoolExecutor
 
     from conformance.large_designs import grades
-    from pylme.blocked import BlockedDevfun
+    from pylme.objectives.blocked import BlockedDevfun
 
     des = grades(n=20_000, n_students=1_500, n_instr=400, n_dept=20)
     w = np.random.default_rng(8).uniform(0.5, 2.0, len(des.data))

@@ -1,4 +1,4 @@
-"""Satterthwaite's degrees of freedom (pylme.satterthwaite) against R's lmerTest.
+"""Satterthwaite's degrees of freedom (pylme.inference.satterthwaite) against R's lmerTest.
 
 Recorded values (``REFERENCE`` below; no R needed): written with full round-trip precision
 (Python ``repr`` of the doubles R returned) from R 4.2.2 Patched (2022-11-10 r83330),
@@ -46,8 +46,8 @@ from lmertest_tables import F_COLS, T_COLS, WHERE, assert_row, assert_table, fit
 
 import pylme
 from pylme import ModelError
-from pylme import satterthwaite as S
-from pylme.fitting import LmerControl
+from pylme.inference import satterthwaite as S
+from pylme.fitting.driver import LmerControl
 
 # The R function that produced REFERENCE (and that the live tests call through rpy2).
 R_RECORD = r"""
@@ -386,7 +386,7 @@ def test_numeric_hessian_and_jacobian_on_smooth_functions():
 def test_zapsmall_is_r42s():
     """R 4.2.2: zapsmall(c(3.16227766, 0.123456789)) keeps 7 decimals (7 - log10(3.16) = 6.5000001
     rounds up), zapsmall(c(3.17, 0.123456789)) keeps 6."""
-    from pylme.printing import zapsmall
+    from pylme.rbase.printing import zapsmall
 
     np.testing.assert_array_equal(zapsmall(np.array([3.16227766, 0.123456789])), [3.1622777, 0.1234568])
     np.testing.assert_array_equal(zapsmall(np.array([3.17, 0.123456789])), [3.17, 0.123457])

@@ -1,4 +1,4 @@
-"""R's random stream (pylme.rng) and simulate() against lme4's simulate.merMod.
+"""R's random stream (pylme.rbase.rng) and simulate() against lme4's simulate.merMod.
 
 Recorded values: R 4.2.2 (default RNGkind Mersenne-Twister / Inversion):
 ``set.seed(1); runif(3)`` and ``set.seed(42); rnorm(4)``, printed with digits = 17.
@@ -12,7 +12,7 @@ import pytest
 
 import pylme
 import r_reference
-from pylme.rng import RRandom
+from pylme.rbase.rng import RRandom
 
 RUNIF_SEED1 = [0.26550866314209998, 0.37212389963679016, 0.57285336335189641]
 RNORM_SEED42 = [1.37095844714666848, -0.56469817139608869, 0.36312841133733920, 0.63286260496104041]

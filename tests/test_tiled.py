@@ -1,11 +1,11 @@
-"""The tiled Cholesky factorisation of a fixed-pattern block (pylme.tiled) against dense LAPACK."""
+"""The tiled Cholesky factorisation of a fixed-pattern block (pylme.objectives.tiled) against dense LAPACK."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pylme.tiled import TiledFill, TilePlan, plan_tiles
+from pylme.objectives.tiled import TiledFill, TilePlan, plan_tiles
 
 
 def crossed(n_obs: int, levels: tuple[int, int], seed: int) -> sp.csc_matrix:
@@ -110,7 +110,7 @@ def test_sparse_random_b_t_b(tile: int = 50) -> None:
 
 def test_fill_order_without_metis_is_cholmods_default(block: sp.csc_matrix, monkeypatch) -> None:
     """Where CHOLMOD has no METIS, the order is CHOLMOD's default one (still a permutation)."""
-    import pylme.tiled as tiled
+    import pylme.objectives.tiled as tiled
     from sksparse.cholmod import CholmodError, analyze
 
     def no_metis(A, mode="auto", ordering_method="default"):

@@ -1,0 +1,269 @@
+"""Penalized iteratively reweighted least squares (PIRLS): lme4's glmer deviance as a function
+of (theta, beta), by the algorithm of lme4 1.1-31's ``pwrssUpdate``/``glmerLaplace``/``glmerAGQ``.
+
+For the current mean mu, each iteration forms the working weights ``sqrtW = mu_eta sqrt(w / V(mu))``
+and the weighted working response ``sqrtW ((eta - offset) + (y - mu) / mu_eta)``, refactors
+``L L' = P (Lambdat Zt W Z Lambda + I) P'`` (CHOLMOD; the symbolic analysis of ``Lambdat Zt`` is
+done once, as W only rescales its columns), solves the penalized weighted least-squares problem
+for u (and beta when nAGQ = 0) and updates mu. It stops when the penalized deviance
+``sum(dev.resids) + |u|^2`` changes by less than ``tolPwrss`` relative, halving the step (at most
+20 times) when the deviance went up, and fails with lme4's messages otherwise. The Laplace
+deviance is then ``ldL2 + |u|^2 + aic(y, n, mu, w, dev)``, with L the last factor (the weights of
+the mean before the last update), and nAGQ > 1 adds lme4's adaptive Gauss-Hermite correction.
+
+The evaluations carry state as lme4's do: each starts from the linear predictor ``lp0`` of the
+last fit of the previous stage, and a step halving on the first iteration moves back towards the
+previous evaluation's u.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sksparse.cholmod import analyze_AAt
+
+from ..description.family import Family
+from ..description.reterms import ReTrms
+from ..errors import ModelError
+from .design import SparseProduct
+from .pls import cond_var_blocks, lambdat_zt_map
+
+MAX_STEP_HALVINGS = 20
+
+
+class PirlsError(ModelError):
+    """PIRLS could not reduce the penalized deviance (lme4's pwrssUpdate errors)."""
+
+
+@dataclass
+class GlmResponse:
+    """lme4's glmResp: the response, binomial totals, prior weights, offset and the current mean."""
+
+    family: Family
+    y: np.ndarray
+    n: np.ndarray
+    weights: np.ndarray
+    offset: np.ndarray
+    eta: np.ndarray
+    mu: np.ndarray
+
+    def update_mu(self, gamma: np.ndarray) -> None:
+        """eta = offset + gamma, mu = linkinv(eta)."""
+        self.eta = self.offset + gamma
+        self.mu = self.family.linkinv(self.eta)
+
+    def mu_eta(self) -> np.ndarray:
+        return self.family.mu_eta(self.eta)
+
+    def sqrt_wrk_wt(self) -> np.ndarray:
+        """Square roots of the working weights, mu_eta sqrt(w / V(mu))."""
+        return self.mu_eta() * np.sqrt(self.weights / self.family.variance(self.mu))
+
+    def wrk_resids(self) -> np.ndarray:
+        return (self.y - self.mu) / self.mu_eta()
+
+    def wrk_resp(self) -> np.ndarray:
+        return (self.eta - self.offset) + self.wrk_resids()
+
+    def dev_resid(self) -> np.ndarray:
+        return self.family.dev_resids(self.y, self.mu, self.weights)
+
+    def res_dev(self) -> float:
+        return float(np.sum(self.dev_resid()))
+
+    def aic(self) -> float:
+        return self.family.aic(self.y, self.n, self.mu, self.weights, self.res_dev())
+
+    def pearson(self) -> np.ndarray:
+        """sqrt(w / V(mu)) (y - mu): lme4's wtres after updateWts."""
+        return np.sqrt(self.weights / self.family.variance(self.mu)) * (self.y - self.mu)
+
+
+@dataclass
+class PirlsState:
+    """The solution at one (theta, beta): what lme4's merPredD holds after an evaluation."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    u: np.ndarray
+    b: np.ndarray
+    eta: np.ndarray  # the linear predictor without the model's offset
+    mu: np.ndarray
+    sqrtW: np.ndarray  # the working weights of the last factorisation
+    ldL2: float
+    ldRX2: float
+    RX: np.ndarray
+    RZX: np.ndarray
+    wrss: float  # sum of squared Pearson residuals (lme4's wrss after updateWts)
+    ussq: float
+    devresid: float
+    value: float  # the deviance returned by the evaluation
+
+    @property
+    def pwrss(self) -> float:
+        return self.wrss + self.ussq
+
+
+class WeightedPLS:
+    """The weighted penalized least-squares system on lme4's design: ``Lambdat Zt`` with its
+    structure and symbolic factorisation fixed, re-weighted per PIRLS iteration."""
+
+    def __init__(self, X: np.ndarray, reTrms: ReTrms):
+        self.X, self.reTrms = X, reTrms
+        self.n, self.p = X.shape
+        self.LtZt, self.values = lambdat_zt_map(reTrms.lam, reTrms.Zt)
+        self.entry_col = np.repeat(np.arange(self.n), np.diff(self.LtZt.indptr))
+        self.LtZt.data = self.values(reTrms.theta0) + 1.0  # any nonzero pattern for the analysis
+        self.factor = analyze_AAt(self.LtZt)
+        self.lambdat = SparseProduct.of_csc(reTrms.Lambdat)
+        self.zt = SparseProduct.of_csc(reTrms.Zt)
+        self.theta = reTrms.theta0.copy()
+        self._lt_values = self.values(self.theta)
+
+    def set_theta(self, theta: np.ndarray) -> None:
+        self.theta = np.array(theta, dtype=float)
+        self._lt_values = self.values(self.theta)
+
+    def factorize(self, sqrtW: np.ndarray) -> None:
+        """L for ``Lambdat Zt W Z Lambda + I`` and the weighted X (lme4's updateXwts + updateDecomp)."""
+        self.LtZt.data = self._lt_values * sqrtW[self.entry_col]
+        self.factor.cholesky_AAt_inplace(self.LtZt, beta=1.0)
+        self.V = self.X * sqrtW[:, None]
+        if self.p:
+            RZX = self.factor.solve_L(self.factor.apply_P(np.asarray(self.LtZt @ self.V)),
+                                      use_LDLt_decomposition=False)
+            VtV = self.V.T @ self.V - RZX.T @ RZX
+            try:
+                self.RX = np.linalg.cholesky(VtV).T
+            except np.linalg.LinAlgError as exc:
+                raise ModelError("Downdated VtV is not positive definite") from exc
+            self.RZX = RZX
+        else:
+            self.RZX, self.RX = np.zeros((self.LtZt.shape[0], 0)), np.zeros((0, 0))
+
+    def solve(self, wz: np.ndarray, u_only: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(u, beta) of the weighted problem for the weighted working response ``wz``
+        (beta = 0 when ``u_only``): lme4's solveU / solve with u0 = 0."""
+        F = self.factor
+        cu = F.solve_L(F.apply_P(self.LtZt @ wz), use_LDLt_decomposition=False)
+        if u_only or not self.p:
+            beta = np.zeros(self.p)
+        else:
+            rhs = self.V.T @ wz - self.RZX.T @ cu
+            beta = np.linalg.solve(self.RX, np.linalg.solve(self.RX.T, rhs))
+            cu = cu - self.RZX @ beta
+        u = F.apply_Pt(F.solve_Lt(cu, use_LDLt_decomposition=False))
+        return u, beta
+
+    def b(self, u: np.ndarray) -> np.ndarray:
+        return self.lambdat.transposed(u, self.reTrms.lam.values(self.theta))
+
+    def lin_pred(self, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """X beta + Z Lambda u."""
+        return self.X @ beta + self.zt.transposed(self.b(u))
+
+    @property
+    def ldL2(self) -> float:
+        return float(self.factor.logdet())
+
+    @property
+    def ldRX2(self) -> float:
+        return float(2.0 * np.log(np.abs(np.diag(self.RX))).sum()) if self.p else 0.0
+
+    def diag_LLt(self) -> np.ndarray:
+        """The diagonal of L L' in u's order (a single scalar term: L is diagonal)."""
+        return 1.0 + np.asarray(self.LtZt.multiply(self.LtZt).sum(axis=1)).ravel()
+
+    def cond_var_blocks(self, columns: list[np.ndarray], chunk: int = 2048) -> np.ndarray:
+        """Blocks of ``Lambda (L L')^-1 Lambda'`` (the current factor) for groups of random effects,
+        an array (levels, k, k); unscaled."""
+        return cond_var_blocks(self.factor, self.reTrms.lam.Lambdat(self.theta).tocsc(), columns, chunk)
+
+
+def gh_rule(k: int) -> np.ndarray:
+    """lme4's GHrule(k): Gauss-Hermite knots z, weights w (summing to 1) for the standard normal,
+    and log dnorm(z), as a (k, 3) array; (0, 3) for k = 0."""
+    if k == 0:
+        return np.zeros((0, 3))
+    z, w = np.polynomial.hermite_e.hermegauss(k)
+    if k % 2:
+        z[k // 2] = 0.0
+    return np.column_stack([z, w / np.sqrt(2.0 * np.pi), -0.5 * z * z - 0.5 * np.log(2.0 * np.pi)])
+
+
+class Pirls:
+    """PIRLS on one model: the response and the weighted system, with lme4's state between
+    evaluations (u and beta of the last one, the starting linear predictor lp0)."""
+
+    def __init__(self, pls: WeightedPLS, resp: GlmResponse, tol: float = 1e-7, maxit: int = 100):
+        self.pls, self.resp, self.tol, self.maxit = pls, resp, tol, maxit
+        self.base_offset = resp.offset.copy()
+        self.u = np.zeros(pls.reTrms.Zt.shape[0])
+        self.beta = np.zeros(pls.p)
+        self.lp0 = resp.eta - resp.offset
+
+    def _work_iteration(self, u_only: bool) -> float:
+        sqrtW = self.resp.sqrt_wrk_wt()
+        self.pls.factorize(sqrtW)
+        self.sqrtW = sqrtW
+        self.u, self.beta = self.pls.solve(self.resp.wrk_resp() * sqrtW, u_only)
+        self.resp.update_mu(self.pls.lin_pred(self.u, self.beta))
+        return self.resp.res_dev() + float(self.u @ self.u)
+
+    def update(self, u_only: bool) -> None:
+        """lme4's pwrssUpdate: iterate to |d pdev / pdev| < tol, with step halving."""
+        oldpdev = np.finfo(float).max
+        for _ in range(self.maxit):
+            oldu, oldbeta = self.u.copy(), self.beta.copy()
+            pdev = self._work_iteration(u_only)
+            if abs((oldpdev - pdev) / pdev) < self.tol:
+                return
+            if np.isnan(pdev) or pdev > oldpdev:
+                for _ in range(MAX_STEP_HALVINGS):
+                    if not (np.isnan(pdev) or pdev > oldpdev):
+                        break
+                    self.u = (oldu + self.u) / 2.0
+                    if not u_only:
+                        self.beta = (oldbeta + self.beta) / 2.0
+                    self.resp.update_mu(self.pls.lin_pred(self.u, self.beta))
+                    pdev = self.resp.res_dev() + float(self.u @ self.u)
+                if np.isnan(pdev):
+                    raise PirlsError("PIRLS loop resulted in NaN value")
+                if pdev - oldpdev > self.tol:
+                    raise PirlsError("(maxstephalfit) PIRLS step-halvings failed to reduce deviance in pwrssUpdate")
+            oldpdev = pdev
+        raise PirlsError("pwrssUpdate did not converge in (maxit) iterations")
+
+    def laplace(self) -> float:
+        """lme4's glmResp::Laplace: ldL2 + |u|^2 + aic (the conditional -2 log-likelihood)."""
+        return self.pls.ldL2 + float(self.u @ self.u) + self.resp.aic()
+
+    def agq(self, rule: np.ndarray, codes: np.ndarray) -> float:
+        """lme4's glmerAGQ for a single scalar term (after ``update(u_only=True)``): deviance
+        residuals and |u|^2 per level, corrected by quadrature around the conditional modes."""
+        q = self.u.size
+        dev0 = self._devc(self.u, codes)
+        sd = 1.0 / np.sqrt(self.pls.diag_LLt())
+        mult = np.zeros(q)
+        for z, w, ldnorm in rule:
+            if z == 0:
+                mult += w
+                continue
+            u = self.u + z * sd
+            self.resp.update_mu(self.pls.lin_pred(u, self.beta))
+            mult += np.exp(-0.5 * (self._devc(u, codes) - dev0) - ldnorm) * w / np.sqrt(2.0 * np.pi)
+        self.resp.update_mu(self.pls.lin_pred(self.u, self.beta))
+        return float(dev0.sum() + self.pls.ldL2 - 2.0 * np.log(np.prod(mult)))
+
+    def _devc(self, u: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return u * u + np.bincount(codes, weights=self.resp.dev_resid(), minlength=u.size)
+
+    def state(self, value: float) -> PirlsState:
+        """The solution now (after an evaluation that returned ``value``)."""
+        pls, resp = self.pls, self.resp
+        pearson = resp.pearson()
+        return PirlsState(
+            theta=pls.theta.copy(), beta=self.beta.copy(), u=self.u.copy(), b=pls.b(self.u),
+            eta=resp.eta - self.base_offset, mu=resp.mu.copy(), sqrtW=self.sqrtW.copy(), ldL2=pls.ldL2,
+            ldRX2=pls.ldRX2, RX=pls.RX.copy(), RZX=pls.RZX.copy(), wrss=float(pearson @ pearson),
+            ussq=float(self.u @ self.u), devresid=resp.res_dev(), value=value)
