@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.linalg import solve_triangular
 
 from .convergence import Derivs
@@ -60,15 +61,21 @@ def supported(design: LmmDesign) -> bool:
 
 @dataclass
 class Factor:
-    """The batched factor at each response's theta: block 1's diagonal, the rest's Cholesky factor."""
+    """The batched factor at each response's theta (the batch on the last axis): the Cholesky
+    factor of the Schur complement of block 1 (block 2, X, r), and the criterion's terms."""
 
-    D: np.ndarray  # (k, q1): theta1^2 diag(Z1'Z1) + 1
-    L: np.ndarray  # (k, m2, m2): lower Cholesky factor of the Schur complement (block 2, X, r)
+    L: np.ndarray  # (m2, m2, k), lower triangular in its first two axes
     terms: CriterionTerms
 
 
 class LockstepCriterion:
-    """The criterion of many responses (columns of ``Y``, on the design's rows), each at its own theta."""
+    """The criterion of many responses (columns of ``Y``, on the design's rows), each at its own theta.
+
+    Block 1's levels are grouped by their value of diag(Z1'WZ1) (one group in a balanced design),
+    so that the Schur complement ``A - sum_i w_i a_i a_i'``, ``w_i = theta1^2 / (1 + theta1^2 d_i)``,
+    is a sum over the groups of cross-products summed once. Arrays of the batch have it on the
+    last axis, so that every operation is elementwise over responses: a response's arithmetic does
+    not depend on the others in its batch (chunking does not change the table)."""
 
     def __init__(self, design: LmmDesign, resp: LmerResp, Y: np.ndarray):
         self.design, self.resp = design, resp
@@ -77,27 +84,33 @@ class LockstepCriterion:
         self.q1 = q1 = lam.nls[0]
         self.q2 = q2 = q - q1
         self.p = p
-        self.m2 = q2 + p + 1
+        self.m2 = m2 = q2 + p + 1
         Ztw = design.Ztw.tocsr()
         Z1, Z2 = Ztw[:q1], Ztw[q1:]
-        self.d1 = np.asarray(Z1.multiply(Z1).sum(axis=1)).ravel()
+        d1 = np.asarray(Z1.multiply(Z1).sum(axis=1)).ravel()
+        self.dv, group, self.count = np.unique(d1, return_inverse=True, return_counts=True)
+        member = sp.csr_matrix((np.ones(q1), (group, np.arange(q1))), shape=(self.dv.size, q1))
         A1b = np.hstack([(Z1 @ Z2.T).toarray(), design.ZtX[:q1]])  # block 1 against block 2 and X
-        self.A1b = A1b
-        self.outer = np.einsum("ia,ib->iab", A1b, A1b).reshape(q1, -1)
-        Abb = np.empty((q2 + p, q2 + p))
+        outer = np.einsum("ia,ib->iab", A1b, A1b).reshape(q1, -1)
+        self.outer = np.asarray(member @ outer).reshape(-1, m2 - 1, m2 - 1, 1)  # per group, summed
+        Abb = np.empty((m2 - 1, m2 - 1))
         Abb[:q2, :q2] = (Z2 @ Z2.T).toarray()
         Abb[:q2, q2:] = design.ZtX[q1:]
         Abb[q2:, :q2] = design.ZtX[q1:].T
         Abb[q2:, q2:] = design.XtX
-        self.Abb = Abb
+        self.Abb = Abb[:, :, None]
         self.col_theta = lam.Lind[q1:]  # the theta scaling each column of block 2
         Yw = (Y - resp.offset[:, None]) * resp.sqrtw[:, None]
         Q, Rx = np.linalg.qr(design.Xw)
         QtY = Q.T @ Yw
         R = Yw - Q @ QtY
-        self.beta0 = solve_triangular(Rx, QtY).T  # (k, p): the least-squares part of beta
+        self.beta0 = solve_triangular(Rx, QtY)  # (p, k): the least-squares part of beta
         zr = np.asarray(Ztw @ R)
-        self.z1, self.z2 = zr[:q1].T.copy(), zr[q1:].T.copy()
+        z1 = zr[:q1]
+        # per group: sum_i z1_i a_i (groups, m2 - 1, k) and sum_i z1_i^2 (groups, k)
+        self.za = np.stack([A1b[member[v].indices].T @ z1[member[v].indices] for v in range(self.dv.size)])
+        self.zz = np.asarray(member @ (z1 * z1))
+        self.z2 = zr[q1:]
         self.rr = np.einsum("ik,ik->k", R, R)
         self.yy = np.einsum("ik,ik->k", Yw, Yw)
 
@@ -106,35 +119,34 @@ class LockstepCriterion:
         return self.rr.size
 
     def factor(self, idx: np.ndarray, thetas: np.ndarray) -> Factor:
-        """The factor for the responses ``idx``, each at its row of ``thetas``; a response whose
-        factor breaks down gets an infinite pwrss."""
+        """The factor for the responses ``idx``, each at its row of ``thetas``; where it breaks down
+        (not positive definite) its terms are NaN."""
         q2, p, m2 = self.q2, self.p, self.m2
-        k = idx.size
         t1s = thetas[:, 0] ** 2
-        D = 1.0 + t1s[:, None] * self.d1
-        w = t1s[:, None] / D
-        z1 = self.z1[idx]
-        z1w = w * z1
-        B = np.empty((k, m2, m2))
-        B[:, :-1, :-1] = self.Abb - np.matmul(w[:, None, :], self.outer)[:, 0].reshape(k, m2 - 1, m2 - 1)
-        cross = -np.matmul(z1w[:, None, :], self.A1b)[:, 0]
-        cross[:, :q2] += self.z2[idx]
-        B[:, :-1, -1] = cross
-        B[:, -1, :-1] = cross
-        B[:, -1, -1] = self.rr[idx] - np.einsum("ki,ki->k", z1w, z1)
-        s = np.ones((k, m2))
-        s[:, :q2] = thetas[:, self.col_theta]
-        B *= s[:, :, None]
+        w = t1s / (1.0 + self.dv[:, None] * t1s)  # (groups, k)
+        B = np.empty((m2, m2, idx.size))
+        B[:-1, :-1] = self.Abb
+        B[-1, -1] = self.rr[idx]
+        B[:q2, -1] = self.z2[:, idx]
+        B[q2:-1, -1] = 0.0
+        for v in range(self.dv.size):
+            B[:-1, :-1] -= self.outer[v] * w[v]
+            B[:-1, -1] -= self.za[v][:, idx] * w[v]
+            B[-1, -1] -= self.zz[v, idx] * w[v]
+        B[-1, :-1] = B[:-1, -1]
+        s = np.ones((m2, idx.size))
+        s[:q2] = thetas[:, self.col_theta].T
         B *= s[:, None, :]
+        B *= s[None, :, :]
         diag = np.arange(q2)
-        B[:, diag, diag] += 1.0
-        L = _cholesky(B)
-        d = np.diagonal(L, axis1=1, axis2=2)
+        B[diag, diag] += 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
+            L = _cholesky_last(B)
+            d = L[np.arange(m2), np.arange(m2)]
             logd = np.log(d)
-            terms = CriterionTerms(np.log(D).sum(axis=1) + 2.0 * logd[:, :q2].sum(axis=1),
-                                   2.0 * logd[:, q2 : q2 + p].sum(axis=1), d[:, -1] ** 2)
-        return Factor(D, L, terms)
+            terms = CriterionTerms(self.count @ np.log1p(self.dv[:, None] * t1s) + 2.0 * logd[:q2].sum(axis=0),
+                                   2.0 * logd[q2 : q2 + p].sum(axis=0), d[-1] ** 2)
+        return Factor(L, terms)
 
     def __call__(self, idx: np.ndarray, thetas: np.ndarray) -> np.ndarray:
         """The criterion (REML or ML, the response's) of the responses ``idx`` at ``thetas``."""
@@ -144,30 +156,29 @@ class LockstepCriterion:
         return np.where(np.isfinite(f), f, np.inf)
 
     def estimates(self, idx: np.ndarray, thetas: np.ndarray) -> dict[str, np.ndarray]:
-        """At the optimum: the criterion, sigma, beta and their standard errors (lme4's vcov)."""
+        """At the optimum: the criterion, sigma, beta and their standard errors (lme4's vcov), one
+        row per response."""
         fac = self.factor(idx, thetas)
         q2, p, n = self.q2, self.p, self.resp.n
-        LX = fac.L[:, q2 : q2 + p, q2 : q2 + p]
-        LXi = np.linalg.inv(LX)
-        beta = self.beta0[idx] + np.einsum("kji,kj->ki", LXi, fac.L[:, -1, q2 : q2 + p])
+        LXi = np.linalg.inv(fac.L[q2 : q2 + p, q2 : q2 + p].transpose(2, 0, 1))  # (k, p, p)
+        beta = self.beta0[:, idx].T + np.einsum("kji,jk->ki", LXi, fac.L[-1, q2 : q2 + p])
         sigma = np.sqrt(fac.terms.pwrss / (n - p if self.resp.REML else n))
         se = sigma[:, None] * np.sqrt(np.einsum("kji,kji->ki", LXi, LXi))
         crit = self.resp.deviance(fac.terms, self.resp.REML, p)
         return {"criterion": crit, "sigma": sigma, "beta": beta, "se": se}
 
 
-def _cholesky(B: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factors of a stack; a matrix that is not positive definite gets NaNs."""
-    try:
-        return np.linalg.cholesky(B)
-    except np.linalg.LinAlgError:
-        out = np.full_like(B, np.nan)
-        for j, Bj in enumerate(B):
-            try:
-                out[j] = np.linalg.cholesky(Bj)
-            except np.linalg.LinAlgError:
-                pass
-        return out
+def _cholesky_last(B: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of a stack of matrices with the stack on the last axis, column by
+    column, each step elementwise over the stack; a matrix that is not positive definite gets NaNs."""
+    m = B.shape[0]
+    L = np.zeros_like(B)
+    for j in range(m):
+        col = B[j:, j] - (L[j:, :j] * L[j, :j]).sum(axis=1) if j else B[j:, j]
+        d = np.sqrt(col[0])
+        L[j, j] = d
+        L[j + 1 :, j] = col[1:] / d
+    return L
 
 
 def deriv_offsets(n: int, delta: float = DELTA) -> tuple[np.ndarray, list[tuple[int, int]]]:
