@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import solve_triangular
 
 from .convergence import Derivs
 from .design import LmmDesign
@@ -40,6 +39,9 @@ MAX_ITER = 40
 #: the Newton decrement below which a response is at its optimum (relative to max(1, |criterion|)):
 #: far below pylme.polish's certificate (1e-8), at the precision of the finite differences
 DECREMENT_TOL = 1e-13
+#: below this decrement (relative, as above) the next derivatives are deriv12's own (the Newton
+#: steps before are taken on a cheaper Hessian)
+NEAR_TOL = 1e-4
 #: the line search's step lengths, and the largest step (in theta's units) a Newton step may take
 LENGTHS = (1.0, 0.5, 0.25, 0.1, 0.03, 0.01, 1e-3)
 MAX_STEP = 1.0
@@ -100,15 +102,18 @@ class LockstepCriterion:
         Abb[q2:, q2:] = design.XtX
         self.Abb = Abb[:, :, None]
         self.col_theta = lam.Lind[q1:]  # the theta scaling each column of block 2
+        # the products with Y are einsum's loops, not BLAS: small products that a threaded BLAS
+        # makes slow on a busy machine, and per response the same whatever the batch
         Yw = (Y - resp.offset[:, None]) * resp.sqrtw[:, None]
         Q, Rx = np.linalg.qr(design.Xw)
-        QtY = Q.T @ Yw
-        R = Yw - Q @ QtY
-        self.beta0 = solve_triangular(Rx, QtY)  # (p, k): the least-squares part of beta
+        QtY = np.einsum("ip,ik->pk", Q, Yw)
+        R = Yw - np.einsum("ip,pk->ik", Q, QtY)
+        self.beta0 = np.einsum("ap,pk->ak", np.linalg.inv(Rx), QtY)  # the least-squares part of beta
         zr = np.asarray(Ztw @ R)
         z1 = zr[:q1]
         # per group: sum_i z1_i a_i (groups, m2 - 1, k) and sum_i z1_i^2 (groups, k)
-        self.za = np.stack([A1b[member[v].indices].T @ z1[member[v].indices] for v in range(self.dv.size)])
+        self.za = np.stack([np.einsum("ia,ik->ak", A1b[member[v].indices], z1[member[v].indices])
+                            for v in range(self.dv.size)])
         self.zz = np.asarray(member @ (z1 * z1))
         self.z2 = zr[q1:]
         self.rr = np.einsum("ik,ik->k", R, R)
@@ -124,20 +129,18 @@ class LockstepCriterion:
         q2, p, m2 = self.q2, self.p, self.m2
         t1s = thetas[:, 0] ** 2
         w = t1s / (1.0 + self.dv[:, None] * t1s)  # (groups, k)
-        B = np.empty((m2, m2, idx.size))
+        B = np.empty((m2, m2, idx.size))  # its lower triangle and the last row are what is read
         B[:-1, :-1] = self.Abb
         B[-1, -1] = self.rr[idx]
-        B[:q2, -1] = self.z2[:, idx]
-        B[q2:-1, -1] = 0.0
+        B[-1, :q2] = self.z2[:, idx]
+        B[-1, q2:-1] = 0.0
         for v in range(self.dv.size):
             B[:-1, :-1] -= self.outer[v] * w[v]
-            B[:-1, -1] -= self.za[v][:, idx] * w[v]
+            B[-1, :-1] -= self.za[v][:, idx] * w[v]
             B[-1, -1] -= self.zz[v, idx] * w[v]
-        B[-1, :-1] = B[:-1, -1]
         s = np.ones((m2, idx.size))
         s[:q2] = thetas[:, self.col_theta].T
-        B *= s[:, None, :]
-        B *= s[None, :, :]
+        B *= s[:, None, :] * s[None, :, :]
         diag = np.arange(q2)
         B[diag, diag] += 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -160,7 +163,7 @@ class LockstepCriterion:
         row per response."""
         fac = self.factor(idx, thetas)
         q2, p, n = self.q2, self.p, self.resp.n
-        LXi = np.linalg.inv(fac.L[q2 : q2 + p, q2 : q2 + p].transpose(2, 0, 1))  # (k, p, p)
+        LXi = np.linalg.inv(np.tril(fac.L[q2 : q2 + p, q2 : q2 + p].transpose(2, 0, 1)))  # (k, p, p)
         beta = self.beta0[:, idx].T + np.einsum("kji,jk->ki", LXi, fac.L[-1, q2 : q2 + p])
         sigma = np.sqrt(fac.terms.pwrss / (n - p if self.resp.REML else n))
         se = sigma[:, None] * np.sqrt(np.einsum("kji,kji->ki", LXi, LXi))
@@ -170,9 +173,10 @@ class LockstepCriterion:
 
 def _cholesky_last(B: np.ndarray) -> np.ndarray:
     """Lower Cholesky factors of a stack of matrices with the stack on the last axis, column by
-    column, each step elementwise over the stack; a matrix that is not positive definite gets NaNs."""
+    column, each step elementwise over the stack; a matrix that is not positive definite gets NaNs.
+    Only B's lower triangle is read and L's is written (its upper triangle is undefined)."""
     m = B.shape[0]
-    L = np.zeros_like(B)
+    L = np.empty_like(B)
     for j in range(m):
         col = B[j:, j] - (L[j:, :j] * L[j, :j]).sum(axis=1) if j else B[j:, j]
         d = np.sqrt(col[0])
@@ -181,21 +185,25 @@ def _cholesky_last(B: np.ndarray) -> np.ndarray:
     return L
 
 
-def deriv_offsets(n: int, delta: float = DELTA) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """deriv12's points around theta (without theta itself), in its order, and its pairs."""
+def deriv_offsets(n: int, exact: bool = True, delta: float = DELTA) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """deriv12's points around theta (without theta itself), in its order, and its pairs; not
+    ``exact``: one point per pair, (+delta, +delta), instead of four."""
     eye = np.eye(n) * delta
     pairs = [(i, j) for j in range(n) for i in range(j)]
+    signs = ((1, 1), (1, -1), (-1, 1), (-1, -1)) if exact else ((1, 1),)
     points = [s * eye[j] for j in range(n) for s in (1, -1)]
-    points += [si * eye[i] + sj * eye[j] for i, j in pairs for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
+    points += [si * eye[i] + sj * eye[j] for i, j in pairs for si, sj in signs]
     return np.array(points).reshape(-1, n), pairs
 
 
-def derivs(crit: LockstepCriterion, idx: np.ndarray, thetas: np.ndarray, f: np.ndarray,
+def derivs(crit: LockstepCriterion, idx: np.ndarray, thetas: np.ndarray, f: np.ndarray, exact: bool = True,
            delta: float = DELTA) -> tuple[np.ndarray, np.ndarray]:
     """deriv12's gradient and Hessian (central differences, step 1e-4) of each response at its
-    theta, all points in one batch: (k, n) and (k, n, n)."""
+    theta, all points in one batch: (k, n) and (k, n, n). Not ``exact``: the Hessian's off-diagonal
+    by forward differences (n (n - 1) / 2 points where deriv12 takes four times as many), which the
+    Newton steps far from the optimum need no better."""
     k, n = thetas.shape
-    offsets, pairs = deriv_offsets(n, delta)
+    offsets, pairs = deriv_offsets(n, exact, delta)
     npts = len(offsets)
     points = (thetas[:, None, :] + offsets[None]).reshape(-1, n)
     values = crit(np.repeat(idx, npts), points).reshape(k, npts)
@@ -204,10 +212,13 @@ def derivs(crit: LockstepCriterion, idx: np.ndarray, thetas: np.ndarray, f: np.n
     H = np.zeros((k, n, n))
     diag = np.arange(n)
     H[:, diag, diag] = (fadd - 2 * f[:, None] + fsub) / delta**2
-    quads = values[:, 2 * n :].reshape(k, -1, 4)
+    quads = values[:, 2 * n :].reshape(k, len(pairs), -1)
     for c, (i, j) in enumerate(pairs):
-        pp, pm, mp, mm = quads[:, c].T
-        H[:, i, j] = H[:, j, i] = (pp - pm - mp + mm) / (2 * delta) ** 2
+        if exact:
+            pp, pm, mp, mm = quads[:, c].T
+            H[:, i, j] = H[:, j, i] = (pp - pm - mp + mm) / (2 * delta) ** 2
+        else:
+            H[:, i, j] = H[:, j, i] = (quads[:, c, 0] - fadd[:, i] - fadd[:, j] + f) / delta**2
     return g, H
 
 
@@ -233,24 +244,33 @@ def optimise(crit: LockstepCriterion, start: np.ndarray, lower: np.ndarray) -> L
     theta = np.maximum(start.astype(float), lower)
     f = crit(np.arange(k), theta)
     g, H = np.zeros((k, n)), np.zeros((k, n, n))
-    optimum = np.zeros(k, bool)  # at its optimum, with derivatives there
+    optimum = np.zeros(k, bool)  # at its optimum, with deriv12's derivatives there
     stalled = np.zeros(k, bool)  # no step lowers the criterion: analyse decides
+    near = np.zeros(k, bool)  # close enough to the optimum for deriv12's derivatives
+    exact = np.zeros(k, bool)  # g and H are deriv12's
     run = np.flatnonzero(np.isfinite(f))
     for _ in range(MAX_ITER):
         if not run.size:
             break
         th, fr = theta[run], f[run]
-        g[run], H[run] = derivs(crit, run, th, fr)
+        exact[run] = near[run]
+        for kind in (True, False):
+            part = exact[run] == kind
+            if part.any():
+                g[run[part]], H[run[part]] = derivs(crit, run[part], th[part], fr[part], exact=kind)
         step, decrement, released = _newton_step(th, fr, g[run], H[run], lower)
-        at_end = (decrement < DECREMENT_TOL * np.maximum(1.0, np.abs(fr))) & ~released
+        scale = np.maximum(1.0, np.abs(fr))
+        at_end = exact[run] & (decrement < DECREMENT_TOL * scale) & ~released
+        near[run] = decrement < NEAR_TOL * scale
         optimum[run[at_end]] = True
         search = run[~at_end]
         found, theta[search], f[search] = _line_search(crit, search, theta[search], f[search], step[~at_end], lower)
         stalled[search[~found]] = True
         run = search[found]
     moved = _boundary_check(crit, theta, f, optimum | stalled, lower)
-    if moved.size:
-        g[moved], H[moved] = derivs(crit, moved, theta[moved], f[moved])
+    again = np.union1d(moved, np.flatnonzero(stalled & ~exact))  # no deriv12 derivatives at their end
+    if again.size:
+        g[again], H[again] = derivs(crit, again, theta[again], f[again])
     done = optimum.copy()
     done[moved] = False
     for j in np.flatnonzero((stalled | (optimum & ~done))):
@@ -341,10 +361,10 @@ def start_values(lmod, Y: np.ndarray) -> np.ndarray:
     if not (all(t.cnms == ["(Intercept)"] for t in rt.terms) and len(rt.flist) == len(rt.lower)):
         return theta
     v = np.empty((k, len(rt.flist)))
+    n = Y.shape[0]
     for j, f in enumerate(rt.flist.values()):
-        sums = np.zeros((f.nlevels, k))
-        np.add.at(sums, f.codes, Y)
-        means = (sums / np.bincount(f.codes, minlength=f.nlevels)[:, None])[f.codes]
+        member = sp.csr_matrix((np.ones(n), (f.codes, np.arange(n))), shape=(f.nlevels, n))
+        means = (np.asarray(member @ Y) / np.bincount(f.codes, minlength=f.nlevels)[:, None])[f.codes]
         v[:, j] = np.var(means, axis=0, ddof=1)
     v_e = np.var(Y, axis=0, ddof=1) - v.sum(axis=1)
     ok = np.isfinite(v_e) & (v_e > 0)
