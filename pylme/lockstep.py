@@ -212,7 +212,7 @@ def derivs(crit: LockstepCriterion, idx: np.ndarray, thetas: np.ndarray, f: np.n
     H = np.zeros((k, n, n))
     diag = np.arange(n)
     H[:, diag, diag] = (fadd - 2 * f[:, None] + fsub) / delta**2
-    quads = values[:, 2 * n :].reshape(k, len(pairs), -1)
+    quads = values[:, 2 * n :].reshape(k, len(pairs), 4 if exact else 1)
     for c, (i, j) in enumerate(pairs):
         if exact:
             pp, pm, mp, mm = quads[:, c].T
