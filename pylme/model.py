@@ -241,12 +241,7 @@ class MerMod:
         return table[name]()
 
     def _theta_names(self) -> list[str]:
-        names = []
-        for t in self.lmod.reTrms.terms:
-            for j in range(t.nc):
-                for i in range(j, t.nc):
-                    names.append(f"{t.group}.{t.cnms[i]}" if i == j else f"{t.group}.{t.cnms[i]}.{t.cnms[j]}")
-        return names
+        return theta_names(self.lmod.reTrms)
 
     def _devcomp(self) -> dict:
         st = self.state
@@ -516,3 +511,14 @@ class LmerMod(MerMod):
 
     def __repr__(self) -> str:
         return self.__str__()
+
+
+def theta_names(reTrms) -> list[str]:
+    """getME(fm, "theta")'s names: per term, "group.column" for a standard deviation's factor and
+    "group.column_i.column_j" for a correlation's."""
+    names = []
+    for t in reTrms.terms:
+        for j in range(t.nc):
+            for i in range(j, t.nc):
+                names.append(f"{t.group}.{t.cnms[i]}" if i == j else f"{t.group}.{t.cnms[i]}.{t.cnms[j]}")
+    return names
