@@ -32,10 +32,10 @@ def study():
     return samples, Y
 
 
-def _lmer(samples, y, **kwargs):
+def _lmer(samples, y, formula=FORMULA, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pylme.lmer(FORMULA, samples.assign(expr=y), **kwargs)
+        return pylme.lmer(formula, samples.assign(expr=y), **kwargs)
 
 
 def _fits_or_errors(res, samples, Y, **kwargs):
@@ -196,6 +196,16 @@ def test_lockstep_singular_responses_on_the_boundary(boundary_study):
     assert res.table["singular"].sum() >= 4
     ml = pylme.lmer_many(FORMULA, samples, Y[["gene1", "flat0"]], REML=False, engine="lockstep")
     _check_lockstep_against_lmer(ml, samples, Y[["gene1", "flat0"]], REML=False)
+
+
+def test_lockstep_one_term_weights_offset(study):
+    samples, Y = study
+    samples = samples.assign(shift=np.linspace(-1.0, 1.0, len(samples)))
+    names = ["gene1", "gene2", "gene3", "gene4", "gene5"]
+    one_term = "expr ~ tissue + age + (1 | individual)"
+    for kwargs in ({"weights": "age"}, {"offset": "shift", "REML": False}):
+        res = pylme.lmer_many(one_term, samples, Y[names], engine="lockstep", **kwargs)
+        _check_lockstep_against_lmer(res, samples, Y[names], formula=one_term, **kwargs)
 
 
 def test_lockstep_chunks_and_processes_do_not_change_the_table(study):
