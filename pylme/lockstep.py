@@ -98,7 +98,7 @@ class LockstepCriterion:
         member = sp.csr_matrix((np.ones(q1), (group, np.arange(q1))), shape=(self.dv.size, q1))
         A1b = np.hstack([(Z1 @ Z2.T).toarray(), design.ZtX[:q1]])  # block 1 against block 2 and X
         outer = np.einsum("ia,ib->iab", A1b, A1b).reshape(q1, -1)
-        self.outer = np.asarray(member @ outer).reshape(-1, m2 - 1, m2 - 1, 1)  # per group, summed
+        self.outer = np.asarray(member @ outer).reshape(-1, m2 - 1, m2 - 1)  # per group, summed
         Abb = np.empty((m2 - 1, m2 - 1))
         Abb[:q2, :q2] = (Z2 @ Z2.T).toarray()
         Abb[:q2, q2:] = design.ZtX[q1:]
@@ -133,31 +133,28 @@ class LockstepCriterion:
         (not positive definite) its terms are NaN. The arrays of the size of the factor are
         ``work``'s (allocated here if None): no large array is allocated per call."""
         q2, p, m2, k = self.q2, self.p, self.m2, idx.size
-        work = work or _Work(m2, k)
-        B, tmp, col = work.B[..., :k], work.tmp[..., :k], work.col[..., :k]
+        work = work or _Work(m2, k, self.dv.size)
+        B, tmp, col, za = work.B[..., :k], work.tmp[..., :k], work.col[..., :k], work.za[..., :k]
         t1s = thetas[:, 0] ** 2
-        B[:-1, :-1] = self.Abb
-        B[-1, -1] = self.rr[idx]
-        np.take(self.z2, idx, axis=1, out=B[-1, :q2], mode="clip")
-        B[-1, q2:-1] = 0.0
-        for v in range(self.dv.size):
-            wv = t1s / (1.0 + self.dv[v] * t1s)
-            np.multiply(self.outer[v], wv, out=tmp[:-1, :-1])
-            np.subtract(B[:-1, :-1], tmp[:-1, :-1], out=B[:-1, :-1])
-            np.take(self.za[v], idx, axis=1, out=col[:-1], mode="clip")
-            col[:-1] *= wv
-            np.subtract(B[-1, :-1], col[:-1], out=B[-1, :-1])
-            B[-1, -1] -= self.zz[v, idx] * wv
+        w = t1s / (1.0 + self.dv[:, None] * t1s)  # (groups, k)
+        # einsum's loops sum over the groups in one order for every response (BLAS might not)
+        np.einsum("vab,vk->abk", self.outer, w, out=tmp[:-1, :-1])
+        np.subtract(self.Abb, tmp[:-1, :-1], out=B[:-1, :-1])
+        np.take(self.za, idx, axis=2, out=za, mode="clip")
+        np.einsum("vak,vk->ak", za, w, out=col[:-1])
+        np.negative(col[:-1], out=B[-1, :-1])
+        B[-1, :q2] += self.z2[:, idx]
+        B[-1, -1] = self.rr[idx] - np.einsum("vk,vk->k", self.zz[:, idx], w)
         s = thetas[:, self.col_theta].T
         B[:q2] *= s[:, None, :]
         B[:, :q2] *= s[None, :, :]
         diag = np.arange(q2)
         B[diag, diag] += 1.0
-        ld = [self.count[v] * np.log1p(self.dv[v] * t1s) for v in range(self.dv.size)]
+        ld = np.einsum("v,vk->k", self.count, np.log1p(self.dv[:, None] * t1s))
         with np.errstate(divide="ignore", invalid="ignore"):
             L = _cholesky_in_place(B, tmp, col)
             logd = [np.log(L[j, j]) for j in range(m2 - 1)]
-            terms = CriterionTerms(sum(ld) + 2.0 * sum(logd[:q2], np.zeros(k)), 2.0 * sum(logd[q2:], np.zeros(k)),
+            terms = CriterionTerms(ld + 2.0 * sum(logd[:q2], np.zeros(k)), 2.0 * sum(logd[q2:], np.zeros(k)),
                                    L[-1, -1] ** 2)
         return Factor(L, terms)
 
@@ -167,7 +164,7 @@ class LockstepCriterion:
         out = np.empty(idx.size)
         size = max(32, int(SLICE_BYTES / (8 * self.m2**2)))
         if self._work is None:
-            self._work = _Work(self.m2, size)
+            self._work = _Work(self.m2, size, self.dv.size)
         for a in range(0, idx.size, size):
             terms = self.factor(idx[a : a + size], thetas[a : a + size], self._work).terms
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -192,10 +189,11 @@ class _Work:
     criterion, as a fresh large array costs page faults on every call (in Dask's workers, whose
     allocator returns freed memory at once, every time)."""
 
-    def __init__(self, m2: int, size: int):
+    def __init__(self, m2: int, size: int, groups: int):
         self.B = np.empty((m2, m2, size))
         self.tmp = np.empty((m2, m2, size))
         self.col = np.empty((m2, size))
+        self.za = np.empty((groups, m2 - 1, size))
 
 
 def _cholesky_in_place(B: np.ndarray, tmp: np.ndarray, col: np.ndarray) -> np.ndarray:
