@@ -49,6 +49,10 @@ MAX_STEP = 1.0
 BOUNDARY_TOL = 1e-5
 #: the largest dense block left after block 1 (the other terms' random effects, X and r)
 MAX_BLOCK = 120
+#: the size of a slice of a batch's factors (m2 x m2 x evaluations, in bytes): the slice's arrays
+#: stay in the cache and are reused by the allocator rather than mapped afresh (page faults
+#: tripled the cost of a batch of 5,000 evaluations)
+SLICE_BYTES = 1.2e6
 
 
 def supported(design: LmmDesign) -> bool:
@@ -94,7 +98,7 @@ class LockstepCriterion:
         member = sp.csr_matrix((np.ones(q1), (group, np.arange(q1))), shape=(self.dv.size, q1))
         A1b = np.hstack([(Z1 @ Z2.T).toarray(), design.ZtX[:q1]])  # block 1 against block 2 and X
         outer = np.einsum("ia,ib->iab", A1b, A1b).reshape(q1, -1)
-        self.outer = np.asarray(member @ outer).reshape(-1, m2 - 1, m2 - 1, 1)  # per group, summed
+        self.outer = np.asarray(member @ outer).reshape(-1, m2 - 1, m2 - 1)  # per group, summed
         Abb = np.empty((m2 - 1, m2 - 1))
         Abb[:q2, :q2] = (Z2 @ Z2.T).toarray()
         Abb[:q2, q2:] = design.ZtX[q1:]
@@ -118,45 +122,54 @@ class LockstepCriterion:
         self.z2 = zr[q1:]
         self.rr = np.einsum("ik,ik->k", R, R)
         self.yy = np.einsum("ik,ik->k", Yw, Yw)
+        self._work: _Work | None = None
 
     @property
     def k(self) -> int:
         return self.rr.size
 
-    def factor(self, idx: np.ndarray, thetas: np.ndarray) -> Factor:
+    def factor(self, idx: np.ndarray, thetas: np.ndarray, work: "_Work | None" = None) -> Factor:
         """The factor for the responses ``idx``, each at its row of ``thetas``; where it breaks down
-        (not positive definite) its terms are NaN."""
-        q2, p, m2 = self.q2, self.p, self.m2
+        (not positive definite) its terms are NaN. The arrays of the size of the factor are
+        ``work``'s (allocated here if None): no large array is allocated per call."""
+        q2, p, m2, k = self.q2, self.p, self.m2, idx.size
+        work = work or _Work(m2, k, self.dv.size)
+        B, tmp, col, za = work.B[..., :k], work.tmp[..., :k], work.col[..., :k], work.za[..., :k]
         t1s = thetas[:, 0] ** 2
         w = t1s / (1.0 + self.dv[:, None] * t1s)  # (groups, k)
-        B = np.empty((m2, m2, idx.size))  # its lower triangle and the last row are what is read
-        B[:-1, :-1] = self.Abb
-        B[-1, -1] = self.rr[idx]
-        B[-1, :q2] = self.z2[:, idx]
-        B[-1, q2:-1] = 0.0
-        for v in range(self.dv.size):
-            B[:-1, :-1] -= self.outer[v] * w[v]
-            B[-1, :-1] -= self.za[v][:, idx] * w[v]
-            B[-1, -1] -= self.zz[v, idx] * w[v]
-        s = np.ones((m2, idx.size))
-        s[:q2] = thetas[:, self.col_theta].T
-        B *= s[:, None, :] * s[None, :, :]
+        # einsum's loops sum over the groups in one order for every response (BLAS might not)
+        np.einsum("vab,vk->abk", self.outer, w, out=tmp[:-1, :-1])
+        np.subtract(self.Abb, tmp[:-1, :-1], out=B[:-1, :-1])
+        np.take(self.za, idx, axis=2, out=za, mode="clip")
+        np.einsum("vak,vk->ak", za, w, out=col[:-1])
+        np.negative(col[:-1], out=B[-1, :-1])
+        B[-1, :q2] += self.z2[:, idx]
+        B[-1, -1] = self.rr[idx] - np.einsum("vk,vk->k", self.zz[:, idx], w)
+        s = thetas[:, self.col_theta].T
+        B[:q2] *= s[:, None, :]
+        B[:, :q2] *= s[None, :, :]
         diag = np.arange(q2)
         B[diag, diag] += 1.0
+        ld = np.einsum("v,vk->k", self.count, np.log1p(self.dv[:, None] * t1s))
         with np.errstate(divide="ignore", invalid="ignore"):
-            L = _cholesky_last(B)
-            d = L[np.arange(m2), np.arange(m2)]
-            logd = np.log(d)
-            terms = CriterionTerms(self.count @ np.log1p(self.dv[:, None] * t1s) + 2.0 * logd[:q2].sum(axis=0),
-                                   2.0 * logd[q2 : q2 + p].sum(axis=0), d[-1] ** 2)
+            L = _cholesky_in_place(B, tmp, col)
+            logd = [np.log(L[j, j]) for j in range(m2 - 1)]
+            terms = CriterionTerms(ld + 2.0 * sum(logd[:q2], np.zeros(k)), 2.0 * sum(logd[q2:], np.zeros(k)),
+                                   L[-1, -1] ** 2)
         return Factor(L, terms)
 
     def __call__(self, idx: np.ndarray, thetas: np.ndarray) -> np.ndarray:
-        """The criterion (REML or ML, the response's) of the responses ``idx`` at ``thetas``."""
-        terms = self.factor(idx, thetas).terms
-        with np.errstate(divide="ignore", invalid="ignore"):
-            f = self.resp.deviance(terms, self.resp.REML, self.p)
-        return np.where(np.isfinite(f), f, np.inf)
+        """The criterion (REML or ML, the response's) of the responses ``idx`` at ``thetas``, in
+        slices of SLICE_BYTES, on one workspace."""
+        out = np.empty(idx.size)
+        size = max(32, int(SLICE_BYTES / (8 * self.m2**2)))
+        if self._work is None:
+            self._work = _Work(self.m2, size, self.dv.size)
+        for a in range(0, idx.size, size):
+            terms = self.factor(idx[a : a + size], thetas[a : a + size], self._work).terms
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[a : a + size] = self.resp.deviance(terms, self.resp.REML, self.p)
+        return np.where(np.isfinite(out), out, np.inf)
 
     def estimates(self, idx: np.ndarray, thetas: np.ndarray) -> dict[str, np.ndarray]:
         """At the optimum: the criterion, sigma, beta and their standard errors (lme4's vcov), one
@@ -171,18 +184,36 @@ class LockstepCriterion:
         return {"criterion": crit, "sigma": sigma, "beta": beta, "se": se}
 
 
-def _cholesky_last(B: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factors of a stack of matrices with the stack on the last axis, column by
-    column, each step elementwise over the stack; a matrix that is not positive definite gets NaNs.
-    Only B's lower triangle is read and L's is written (its upper triangle is undefined)."""
+class _Work:
+    """The arrays a slice of factors is computed in (batch on the last axis): allocated once per
+    criterion, as a fresh large array costs page faults on every call (in Dask's workers, whose
+    allocator returns freed memory at once, every time)."""
+
+    def __init__(self, m2: int, size: int, groups: int):
+        self.B = np.empty((m2, m2, size))
+        self.tmp = np.empty((m2, m2, size))
+        self.col = np.empty((m2, size))
+        self.za = np.empty((groups, m2 - 1, size))
+
+
+def _cholesky_in_place(B: np.ndarray, tmp: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """B's lower Cholesky factors in place, for a stack of matrices with the stack on the last axis,
+    column by column, each step elementwise over the stack (``tmp`` and ``col``: work arrays of
+    B's shape and of one column's); a matrix that is not positive definite gets NaNs. Only the
+    lower triangle is read and written."""
     m = B.shape[0]
-    L = np.empty_like(B)
     for j in range(m):
-        col = B[j:, j] - (L[j:, :j] * L[j, :j]).sum(axis=1) if j else B[j:, j]
-        d = np.sqrt(col[0])
-        L[j, j] = d
-        L[j + 1 :, j] = col[1:] / d
-    return L
+        c = col[: m - j]
+        if j:
+            t = tmp[: m - j, :j]
+            np.multiply(B[j:, :j], B[j, :j], out=t)
+            np.sum(t, axis=1, out=c)
+            np.subtract(B[j:, j], c, out=c)
+        else:
+            c[...] = B[j:, j]
+        np.sqrt(c[0], out=B[j, j])
+        np.divide(c[1:], B[j, j], out=B[j + 1 :, j])
+    return B
 
 
 def deriv_offsets(n: int, exact: bool = True, delta: float = DELTA) -> tuple[np.ndarray, list[tuple[int, int]]]:

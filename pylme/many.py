@@ -11,6 +11,11 @@ on its complete rows, as ``lmer`` on that column drops them: responses with the 
 share one design, built when first needed. A response that fails (constant, all missing, not a
 number) gets a row with the error; the others go on.
 
+With ``engine="lockstep"`` the responses of a chunk are optimised together instead
+(pylme.lockstep: one stacked criterion, Newton steps for all of them), to the optimum that lmer's
+end approximates, and their rows are read off the stacked factor (``_lockstep_rows``); a response
+it does not certify goes through lmer's steps.
+
 The work is split into chunks of responses of one row set, run here (``n_jobs=1``), in forked
 local processes (``n_jobs > 1``) or on a ``dask.distributed`` Client (pylme.parallel), the
 designs sent to each worker once.
