@@ -40,6 +40,7 @@ from .objective import Objective
 from .pls import CholmodObjective
 from .modelframe import as_data_frame
 from .parallel import run_tasks
+from .tables import p_t
 
 #: responses per task: large enough that a task's overhead (a few ms on a cluster) is small; the
 #: lockstep engine's tasks are larger, its per-step overhead being shared by the task's responses
@@ -71,10 +72,11 @@ class ManySpec:
     @property
     def lockstep(self) -> bool:
         """Whether the lockstep engine is asked for and the fits are ones it gives: lmer's default
-        optimiser, finished and certified (polish), with derivatives for checkConv, no df columns."""
+        optimiser, finished and certified (polish), with derivatives for checkConv; Satterthwaite's
+        df columns or none."""
         c = self.control
-        return (self.engine == "lockstep" and self.ddf is None and c.optimizer == "nloptwrap" and c.polish
-                and c.calc_derivs)
+        return (self.engine == "lockstep" and self.ddf in (None, "Satterthwaite") and c.optimizer == "nloptwrap"
+                and c.polish and c.calc_derivs)
 
     def lformula(self, y: np.ndarray | pd.Series) -> LmerFormula:
         """lme4's lFormula on the data with ``y`` as the response column (what ``lmer`` sees)."""
@@ -200,10 +202,16 @@ def _lockstep_rows(spec: ManySpec, design: RowSetDesign, crit, res, idx: np.ndar
     silent = quiet(g, H, theta, lower, **tols)
     est = crit.estimates(idx, theta)
     beta, se = est["beta"], est["se"]
+    columns = {"beta": beta, "se": se, "t": beta / se}
+    notes = [[] for _ in idx]
+    if spec.ddf is not None:  # Satterthwaite's (lmerTest's warnings come after the fit's messages)
+        df, notes = lockstep.satterthwaite(crit, idx, theta, est["sigma"])
+        columns = {"beta": beta, "se": se, "df": df, "t": beta / se, "p": p_t(beta / se, df)}
     names = lmod.fixef_names
-    keys = (["criterion", "sigma"] + _prefixed("theta", theta_names(lmod.reTrms)) + _prefixed("beta", names)
-            + _prefixed("se", names) + _prefixed("t", names))
-    values = np.column_stack([est["criterion"], est["sigma"], theta, beta, se, beta / se]).tolist()
+    keys = ["criterion", "sigma"] + _prefixed("theta", theta_names(lmod.reTrms))
+    for short in columns:
+        keys += _prefixed(short, names)
+    values = np.column_stack([est["criterion"], est["sigma"], theta, *columns.values()]).tolist()
     singular = is_singular(theta, lower).tolist()
     nobs, plain = len(design.rows), "; ".join(lmod.messages + lmod.warnings)
     rows = []
@@ -213,6 +221,8 @@ def _lockstep_rows(spec: ManySpec, design: RowSetDesign, crit, res, idx: np.ndar
             conv = check_conv(Derivs(g[i], H[i], theta[i]), theta[i], lower, **tols)
             row["conv"] = conv.code
             row["messages"] = "; ".join(lmod.messages + conv.messages + lmod.warnings + conv.warnings)
+        if notes[i]:
+            row["messages"] = "; ".join(filter(None, [row["messages"], *notes[i]]))
         rows.append(row)
     return rows
 
@@ -302,8 +312,8 @@ def lmer_many(
     optimises a task's responses together, by Newton steps on all of them at once (pylme.lockstep),
     to the optimum that lmer's end approximates (criterion within 1e-10 relative of lmer's and never
     above it; theta within lmer's own stopping tolerance of its); it serves models whose terms are
-    all scalar (``(1 | g)``), without ``ddf``, and sends any response it does not certify, and any
-    other model, through lmer's steps."""
+    all scalar (``(1 | g)``), with ``ddf`` None or 'Satterthwaite' (df for all responses together),
+    and sends any response it does not certify, and any other model, through lmer's steps."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
     chunk_size = chunk_size or (LOCKSTEP_CHUNK if engine == "lockstep" else CHUNK)
