@@ -241,12 +241,7 @@ class MerMod:
         return table[name]()
 
     def _theta_names(self) -> list[str]:
-        names = []
-        for t in self.lmod.reTrms.terms:
-            for j in range(t.nc):
-                for i in range(j, t.nc):
-                    names.append(f"{t.group}.{t.cnms[i]}" if i == j else f"{t.group}.{t.cnms[i]}.{t.cnms[j]}")
-        return names
+        return theta_names(self.lmod.reTrms)
 
     def _devcomp(self) -> dict:
         st = self.state
@@ -292,43 +287,39 @@ class MerMod:
 
             return anova_table(self, 3 if type is None else type, "Satterthwaite" if ddf == "lme4" else ddf)
         compared = others or any(isinstance(v, MerMod) for v in kwargs.values())
-        if not compared:
-            self._lmer_only("anova of a single model (a table of the fixed-effect terms)")
         return anova(self, *others, **kwargs) if compared else anova_single(self)
 
     # ------------------------------------------------------------ after the fit: reduction, influence, optimisers
     def drop1(self, scope=None, test: str = "none", k: float = 2.0, ddf: str | None = None):
-        """lme4's ``drop1(fm, test = "Chisq")`` (ML refits without each marginal fixed term);
-        with ``ddf``, lmerTest's F-test table (see pylme.reduction)."""
-        self._lmer_only("drop1")
+        """lme4's ``drop1(fm, test = "Chisq")`` (ML refits without each marginal fixed term; a
+        glmer fit's refits are glmer fits, see ``update``); with ``ddf``, lmerTest's F-test table
+        (see pylme.reduction; lmer fits only, as lmerTest)."""
+        if ddf is not None:
+            self._lmer_only("drop1 with ddf (lmerTest's F tests)")
         from .reduction import drop1
 
         return drop1(self, scope, test, k, ddf)
 
     def hatvalues(self) -> pd.Series:
         """lme4's ``hatvalues(fm)`` (see pylme.influence)."""
-        self._lmer_only("hatvalues")
         from .influence import hatvalues
 
         return hatvalues(self)
 
     def cooks_distance(self) -> pd.Series:
         """lme4's ``cooks.distance(fm)`` from the hat values (see pylme.influence)."""
-        self._lmer_only("cooks_distance")
         from .influence import cooks_distance
 
         return cooks_distance(self)
 
     def influence(self, groups=None, maxfun: int = 1000):
         """lme4's ``influence(fm, groups)``: deletion refits (see pylme.influence)."""
-        self._lmer_only("influence")
         from .influence import influence
 
         return influence(self, groups, maxfun)
 
     def allFit(self, optimizers=None, maxfun: int = 100_000, verbose: bool = True):
         """lme4's ``allFit(fm)`` (see pylme.allfit)."""
-        self._lmer_only("allFit")
         from .allfit import allFit
 
         return allFit(self, optimizers, maxfun, verbose)
@@ -519,3 +510,14 @@ class LmerMod(MerMod):
 
     def __repr__(self) -> str:
         return self.__str__()
+
+
+def theta_names(reTrms) -> list[str]:
+    """getME(fm, "theta")'s names: per term, "group.column" for a standard deviation's factor and
+    "group.column_i.column_j" for a correlation's."""
+    names = []
+    for t in reTrms.terms:
+        for j in range(t.nc):
+            for i in range(j, t.nc):
+                names.append(f"{t.group}.{t.cnms[i]}" if i == j else f"{t.group}.{t.cnms[i]}.{t.cnms[j]}")
+    return names

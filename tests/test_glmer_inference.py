@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from postfit_r import r_eval
 
 import pylme
 
@@ -32,17 +33,6 @@ def cbpp():
 @pytest.fixture(scope="module")
 def gm(cbpp):
     return quiet(pylme.glmer, CBPP, cbpp, family="binomial")
-
-
-def r_eval(code: str, **frames):
-    """Evaluate R code with data frames bound (r_reference's converter), as a float array."""
-    import r_reference
-    from rpy2 import robjects as ro
-
-    r_reference.r_versions()
-    for name, frame in frames.items():
-        ro.globalenv[name] = r_reference._frame_to_r(frame)
-    return np.array(ro.r(f"suppressMessages(suppressWarnings({{ library(lme4); {code} }}))"), dtype=float)
 
 
 def test_anova_is_lme4s_lrt(cbpp, gm) -> None:
