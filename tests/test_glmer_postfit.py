@@ -168,3 +168,57 @@ def test_analyses_lme4_refuses_or_pylme_has_not_verified_for_glmer() -> None:
         gm.anova(type=3)
     with pytest.raises(ValueError, match="test must be 'none' or 'Chisq'"):
         gm.drop1(test="F")
+
+
+# ---------------------------------------------------------------- allFit
+NLOPT_ROWS = ('m <- lme4:::meth.tab.0[lme4:::meth.tab.0[, "optimizer"] == "nloptwrap", , drop = FALSE]; '
+              "s <- summary(allFit(fm, meth.tab = m, verbose = FALSE)); ")
+SHARED = ["nloptwrap.NLOPT_LN_NELDERMEAD", "nloptwrap.NLOPT_LN_BOBYQA"]
+
+
+@pytest.mark.parametrize("name", ["cbpp", "grouseticks", "sleepstudy_gamma"])
+def test_allFit_of_a_glmer_fit_runs_lme4s_nloptwrap_in_both_stages(name) -> None:
+    """lme4's allFit refits a glmer with glmerControl(optimizer = "nloptwrap") and the algorithm:
+    both stages run nloptr with lme4's defaults. pylme's nlopt takes lme4's very path with
+    Nelder-Mead (the same evaluations, log-likelihood and theta) and with BOBYQA on cbpp and
+    grouseticks; on the Gamma model BOBYQA's stage 2 goes its own way, to a higher
+    log-likelihood than lme4's (-870.40436 against -870.40448)."""
+    data, formula, rfam, fam = _design(name)
+    _, _, (res, msgs) = r_glmer_postfit(formula, data, rfam, [
+        NLOPT_ROWS + "data.frame(llik = s$llik, s$theta, feval = s$feval)",
+        "data.frame(msg = vapply(s$msgs, function(m) if (is.null(m)) '' else m[[1]], ''))"])
+    gm = quiet(pylme.glmer, formula, data, family=fam)
+    s = gm.allFit(SHARED, verbose=False).summary()
+    r = res.table.loc[SHARED]
+    nm = SHARED[0]
+    assert s.feval[nm] == r.loc[nm, "feval"]
+    assert s.llik[nm] == pytest.approx(r.loc[nm, "llik"], abs=1e-8)
+    assert_close(s.theta.loc[nm], r.loc[nm].to_numpy()[1:-1], 0.0, "Nelder-Mead's theta", abs_=1e-7)
+    bobyqa = SHARED[1]
+    if name == "sleepstudy_gamma":
+        assert s.llik[bobyqa] > r.loc[bobyqa, "llik"]
+    else:
+        assert s.feval[bobyqa] == r.loc[bobyqa, "feval"]
+        assert s.llik[bobyqa] == pytest.approx(r.loc[bobyqa, "llik"], abs=1e-8)
+        assert_close(s.theta.loc[bobyqa], r.loc[bobyqa].to_numpy()[1:-1], 0.0, "BOBYQA's theta", abs_=1e-6)
+    for opt in SHARED[: 1 if name == "sleepstudy_gamma" else 2]:  # checkConv's words to the gradient's 5th digit
+        want = msgs.table.loc[opt, "msg"]
+        assert [m[:50] for m in s.msgs[opt]] == ([want[:50]] if want else [])
+
+
+def test_allFit_of_a_glmer_fit_records_what_cannot_run() -> None:
+    """cbpp's stage 1 has one parameter: nlopt's NEWUOA cannot take it and its PRAXIS never
+    stops on it; both are recorded as failed (lme4's catch.errs), L-BFGS-B needs lmer's gradient."""
+    data, formula, _, fam = _design("cbpp")
+    gm = quiet(pylme.glmer, formula, data, family=fam)
+    af = gm.allFit(verbose=False)
+    assert list(af) == ["nloptwrap.NLOPT_LN_BOBYQA", "nloptwrap.NLOPT_LN_NELDERMEAD", "nloptwrap.NLOPT_LN_SBPLX",
+                        "nloptwrap.NLOPT_LN_COBYLA", "nloptwrap.NLOPT_LN_NEWUOA_BOUND", "nloptwrap.NLOPT_LN_PRAXIS"]
+    assert "2 optimizer(s) failed" in str(af)
+    assert "needs at least two parameters" in str(af["nloptwrap.NLOPT_LN_NEWUOA_BOUND"])
+    assert "does not stop on a single parameter" in str(af["nloptwrap.NLOPT_LN_PRAXIS"])
+    lbfgsb = gm.allFit(["L-BFGS-B"], verbose=False)["L-BFGS-B"]
+    assert isinstance(lbfgsb, pylme.ModelError) and "glmer fits take the nloptwrap optimizers" in str(lbfgsb)
+    s = af.summary()
+    assert s.which_OK.sum() == 4 and list(s.sdcor.columns) == ["herd.(Intercept)"]
+    assert np.ptp(s.llik.to_numpy()) < 1e-6

@@ -208,6 +208,25 @@ def test_lockstep_one_term_weights_offset(study):
         _check_lockstep_against_lmer(res, samples, Y[names], formula=one_term, **kwargs)
 
 
+def test_lockstep_satterthwaite_columns(study, boundary_study):
+    """lmerTest's df and p computed for all responses together equal lmerTest's (pylme.inference.satterthwaite)
+    on the fit at the same theta (lmer's own end differs from the optimum, and its df with it)."""
+    samples, Y = study
+    Y = pd.concat([Y[["gene1", "gene3", "gene5"]], boundary_study[1][["flat0"]]], axis=1)
+    for REML in (True, False):
+        res = pylme.lmer_many(FORMULA, samples, Y, REML=REML, ddf="Satterthwaite", engine="lockstep")
+        assert list(res.table.columns) == list(pylme.lmer_many(FORMULA, samples, Y[["gene1"]], REML=REML,
+                                                               ddf="Satterthwaite").table.columns)
+        for name in Y.columns:
+            row = res.table.loc[name]
+            theta = row[[c for c in row.index if c.startswith("theta.")]].to_numpy(float)
+            at = _lmer(samples, Y[name], REML=REML, control=pylme.lmerControl(optimizer=None), start={"theta": theta})
+            coefs = at.summary(ddf="Satterthwaite").coefficients
+            for short, column in (("df", "df"), ("p", "Pr(>|t|)"), ("t", "t value")):
+                np.testing.assert_allclose(row[[f"{short}.{k}" for k in coefs.index]].to_numpy(float),
+                                           coefs[column], rtol=1e-6)
+
+
 def test_lockstep_chunks_and_processes_do_not_change_the_table(study):
     samples, Y = study
     serial = pylme.lmer_many(FORMULA, samples, Y, engine="lockstep")
@@ -224,7 +243,7 @@ def test_lockstep_falls_back_to_lmer_where_it_does_not_serve(study):
         warnings.simplefilter("ignore")
         pd.testing.assert_frame_equal(pylme.lmer_many(slopes, samples, Y[names], engine="lockstep").table,
                                       pylme.lmer_many(slopes, samples, Y[names]).table)
-    satt = pylme.lmer_many(FORMULA, samples, Y[names], ddf="Satterthwaite", engine="lockstep")  # df: lmer's steps
-    pd.testing.assert_frame_equal(satt.table, pylme.lmer_many(FORMULA, samples, Y[names], ddf="Satterthwaite").table)
+    kr = pylme.lmer_many(FORMULA, samples, Y[names], ddf="Kenward-Roger", engine="lockstep")  # lmer's steps
+    pd.testing.assert_frame_equal(kr.table, pylme.lmer_many(FORMULA, samples, Y[names], ddf="Kenward-Roger").table)
     with pytest.raises(ValueError, match="engine must be one of 'lmer', 'lockstep'"):
         pylme.lmer_many(FORMULA, samples, Y[names], engine="fast")

@@ -320,7 +320,6 @@ class MerMod:
 
     def allFit(self, optimizers=None, maxfun: int = 100_000, verbose: bool = True):
         """lme4's ``allFit(fm)`` (see pylme.inference.allfit)."""
-        self._lmer_only("allFit")
         from ..inference.allfit import allFit
 
         return allFit(self, optimizers, maxfun, verbose)

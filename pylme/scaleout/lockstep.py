@@ -14,12 +14,13 @@ dense system in the other terms, X and r, factored by one batched Cholesky. The 
 dense and CHOLMOD objectives' to rounding. Supported: every term scalar (``(1 | g)``), Lambda
 diagonal, a small remaining block; other models go through lmer's own steps (pylme.scaleout.many).
 
-Where lmer's BOBYQA stops within its tolerances of the optimum (theta up to about 1e-4 from it, the
+Where lmer's BOBYQA stops within its tolerances of the optimum (theta up to 2e-4 from it, the
 criterion up to 1e-8 above it, which pylme.fitting.polish certifies), the Newton iterations go on to the
 optimum itself: the criterion is never above lmer's and within 1e-10 relative of it; theta equals
 lmer's to the precision lmer's own end has. A response whose end is not certified by
 pylme.fitting.polish's rules (``analyse``), or whose values break the batch (a constant, say), is returned
-as not done, for lmer's own steps.
+as not done, for lmer's own steps. ``satterthwaite`` gives lmerTest's df at the optimum, the
+numerical derivatives of pylme.inference.satterthwaite evaluated for all the responses together.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import scipy.sparse as sp
 
 from ..fitting.convergence import Derivs
 from ..fitting.polish import ROUNDING_ULPS, analyse
+from ..inference.satterthwaite import _eigen_warnings, _richardson, _steps
 from ..objectives.design import LmmDesign
 from ..objectives.response import CriterionTerms, LmerResp
 
@@ -124,10 +126,6 @@ class LockstepCriterion:
         self.yy = np.einsum("ik,ik->k", Yw, Yw)
         self._work: _Work | None = None
 
-    @property
-    def k(self) -> int:
-        return self.rr.size
-
     def factor(self, idx: np.ndarray, thetas: np.ndarray, work: "_Work | None" = None) -> Factor:
         """The factor for the responses ``idx``, each at its row of ``thetas``; where it breaks down
         (not positive definite) its terms are NaN. The arrays of the size of the factor are
@@ -159,17 +157,38 @@ class LockstepCriterion:
         return Factor(L, terms)
 
     def __call__(self, idx: np.ndarray, thetas: np.ndarray) -> np.ndarray:
-        """The criterion (REML or ML, the response's) of the responses ``idx`` at ``thetas``, in
-        slices of SLICE_BYTES, on one workspace."""
-        out = np.empty(idx.size)
+        """The criterion (REML or ML, the response's) of the responses ``idx`` at ``thetas``."""
+        terms = self.terms(idx, thetas)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = self.resp.deviance(terms, self.resp.REML, self.p)
+        return np.where(np.isfinite(out), out, np.inf)
+
+    def _slices(self, idx: np.ndarray, thetas: np.ndarray):
+        """(slice, factor) over the batch in slices of SLICE_BYTES, on one workspace: each factor
+        is to be read before the next is made."""
         size = max(32, int(SLICE_BYTES / (8 * self.m2**2)))
         if self._work is None:
             self._work = _Work(self.m2, size, self.dv.size)
         for a in range(0, idx.size, size):
-            terms = self.factor(idx[a : a + size], thetas[a : a + size], self._work).terms
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[a : a + size] = self.resp.deviance(terms, self.resp.REML, self.p)
-        return np.where(np.isfinite(out), out, np.inf)
+            part = slice(a, a + size)
+            yield part, self.factor(idx[part], thetas[part], self._work)
+
+    def terms(self, idx: np.ndarray, thetas: np.ndarray) -> CriterionTerms:
+        """ldL2, ldRX2 and pwrss of the responses ``idx`` at ``thetas``."""
+        out = [np.empty(idx.size) for _ in range(3)]
+        for part, fac in self._slices(idx, thetas):
+            for o, v in zip(out, (fac.terms.ldL2, fac.terms.ldRX2, fac.terms.pwrss)):
+                o[part] = v
+        return CriterionTerms(*out)
+
+    def vcov_unscaled(self, idx: np.ndarray, thetas: np.ndarray) -> np.ndarray:
+        """(RX'RX)^-1 of the responses ``idx`` at ``thetas``, (k, p, p): vcov(beta) / sigma^2."""
+        q2, p = self.q2, self.p
+        out = np.empty((idx.size, p, p))
+        for part, fac in self._slices(idx, thetas):
+            LXi = np.linalg.inv(np.tril(fac.L[q2 : q2 + p, q2 : q2 + p].transpose(2, 0, 1)))
+            out[part] = np.einsum("kji,kjl->kil", LXi, LXi)
+        return out
 
     def estimates(self, idx: np.ndarray, thetas: np.ndarray) -> dict[str, np.ndarray]:
         """At the optimum: the criterion, sigma, beta and their standard errors (lme4's vcov), one
@@ -401,3 +420,88 @@ def start_values(lmod, Y: np.ndarray) -> np.ndarray:
     ok = np.isfinite(v_e) & (v_e > 0)
     theta[ok] = np.sqrt(v[ok] / v_e[ok, None])
     return theta
+
+
+# ---------------------------------------------------------------- Satterthwaite's df
+def satterthwaite(crit: LockstepCriterion, idx: np.ndarray, theta: np.ndarray, sigma: np.ndarray,
+                  tol: float = 1e-8) -> tuple[np.ndarray, list[list[str]]]:
+    """lmerTest's Satterthwaite df of each fixed effect, for the responses ``idx`` at their optimum
+    (``theta``, ``sigma``): pylme.inference.satterthwaite's computation (numDeriv's Richardson-extrapolated
+    Hessian of the deviance in varpar = (theta, sigma), the Jacobian of vcov(beta)), every point
+    of every response in one batch. Returns df (k, p) and each response's warnings about the
+    Hessian (lmerTest's)."""
+    k, n = theta.shape
+    N, r = n + 1, 4
+    x = np.column_stack([theta, sigma])
+    nobs, p, REML = crit.resp.n, crit.p, crit.resp.REML
+
+    def deviance(points: np.ndarray) -> np.ndarray:  # (k, m, N) -> (k, m)
+        m = points.shape[1]
+        flat = points.reshape(-1, N)
+        t = crit.terms(np.repeat(idx, m), flat[:, :n])
+        s2 = flat[:, -1] ** 2
+        dev = t.ldL2 + t.pwrss / s2 + nobs * np.log(2.0 * np.pi * s2)
+        if REML:
+            dev += t.ldRX2 - p * np.log(2.0 * np.pi * s2)
+        return dev.reshape(k, m)
+
+    H = _varpar_hessian(deviance, x, r)
+    values, vectors = np.linalg.eigh(H)
+    values, vectors = values[:, ::-1], vectors[:, :, ::-1]  # decreasing, as R's eigen()
+    pos = values > tol
+    inv = np.where(pos, 1.0 / np.where(pos, values, 1.0), 0.0)
+    A = 2.0 * np.einsum("kia,ka,kja->kij", vectors, inv, vectors)
+    U = crit.vcov_unscaled(idx, theta)
+    V = sigma[:, None, None] ** 2 * U
+    h0 = _steps(x, 1e-4, 1e-4)
+    grads = []  # per varpar, d diag(vcov) / d varpar by Richardson-extrapolated central differences
+    for i in range(N):
+        approx = []
+        for j in range(r):
+            h = h0[:, i] / 2.0**j
+            if i < n:
+                step = np.zeros((k, n))
+                step[:, i] = h
+                both = crit.vcov_unscaled(np.concatenate([idx, idx]), np.concatenate([theta + step, theta - step]))
+                plus, minus = sigma[:, None, None] ** 2 * both[:k], sigma[:, None, None] ** 2 * both[k:]
+            else:
+                plus, minus = (sigma + h)[:, None, None] ** 2 * U, (sigma - h)[:, None, None] ** 2 * U
+            approx.append(np.diagonal(plus - minus, axis1=1, axis2=2) / (2.0 * h[:, None]))
+        grads.append(_richardson(approx, r))
+    g = np.stack(grads, axis=2)  # (k, p, N)
+    var = np.diagonal(V, axis1=1, axis2=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = 2.0 * var**2 / np.einsum("kpa,kab,kpb->kp", g, A, g)
+    notes = [_eigen_warnings(values[j], tol) if np.any(values[j] < tol) else [] for j in range(k)]
+    return df, notes
+
+
+def _varpar_hessian(f, x: np.ndarray, r: int, d: float = 0.1, eps: float = 1e-4) -> np.ndarray:
+    """pylme.inference.satterthwaite.numeric_hessian for each row of ``x`` (k, N), ``f`` evaluating a
+    (k, m, N) stack of points at once: all the points in one call."""
+    k, N = x.shape
+    h0 = _steps(x, d, eps)
+    pairs = [(i, j) for i in range(N) for j in range(i)]
+    points, hs = [x[:, None, :]], []
+    for i, j in [(i, i) for i in range(N)] + pairs:
+        for s in range(r):
+            h = h0 / 2.0**s
+            step = np.zeros((k, N))
+            step[:, i], step[:, j] = h[:, i], h[:, j]
+            points += [(x + step)[:, None, :], (x - step)[:, None, :]]
+            hs.append(h)
+    values = f(np.concatenate(points, axis=1))
+    f0, plus, minus = values[:, 0], values[:, 1::2], values[:, 2::2]
+    H = np.zeros((k, N, N))
+    for c, (i, j) in enumerate([(i, i) for i in range(N)] + pairs):
+        approx = []
+        for s in range(r):
+            col, h = c * r + s, hs[c * r + s]
+            second = plus[:, col] - 2.0 * f0 + minus[:, col]
+            if i == j:
+                approx.append(second / h[:, i] ** 2)
+            else:
+                num = second - H[:, i, i] * h[:, i] ** 2 - H[:, j, j] * h[:, j] ** 2
+                approx.append(num / (2.0 * h[:, i] * h[:, j]))
+        H[:, i, j] = H[:, j, i] = _richardson(approx, r)
+    return H

@@ -11,6 +11,11 @@ on its complete rows, as ``lmer`` on that column drops them: responses with the 
 share one design, built when first needed. A response that fails (constant, all missing, not a
 number) gets a row with the error; the others go on.
 
+With ``engine="lockstep"`` the responses of a chunk are optimised together instead
+(pylme.scaleout.lockstep: one stacked criterion, Newton steps for all of them), to the optimum that lmer's
+end approximates, and their rows are read off the stacked factor (``_lockstep_rows``); a response
+it does not certify goes through lmer's steps.
+
 The work is split into chunks of responses of one row set, run here (``n_jobs=1``), in forked
 local processes (``n_jobs > 1``) or on a ``dask.distributed`` Client (pylme.rbase.parallel), the
 designs sent to each worker once.
@@ -26,13 +31,20 @@ import pandas as pd
 
 from ..description.formula import parse_mixed
 from ..description.modelframe import as_data_frame
+from ..description.modelframe import as_data_frame
 from ..errors import DataError, FormulaError, PylmeError
 from ..fitted.model import LmerMod, theta_names
+from ..fitted.model import LmerMod, theta_names
+from ..fitting.convergence import Derivs, check_conv, is_singular, quiet
 from ..fitting.convergence import Derivs, check_conv, is_singular, quiet
 from ..fitting.driver import LmerControl, choose_objective, fit_lmer
+from ..inference.tables import p_t
 from ..objectives.lformula import LmerFormula, get_start, lFormula, mkLmerDevfun
 from ..objectives.objective import Objective
+from ..objectives.objective import Objective
 from ..objectives.pls import CholmodObjective
+from ..objectives.pls import CholmodObjective
+from ..rbase.parallel import run_tasks
 from ..rbase.parallel import run_tasks
 from . import lockstep
 
@@ -66,10 +78,11 @@ class ManySpec:
     @property
     def lockstep(self) -> bool:
         """Whether the lockstep engine is asked for and the fits are ones it gives: lmer's default
-        optimiser, finished and certified (polish), with derivatives for checkConv, no df columns."""
+        optimiser, finished and certified (polish), with derivatives for checkConv; Satterthwaite's
+        df columns or none."""
         c = self.control
-        return (self.engine == "lockstep" and self.ddf is None and c.optimizer == "nloptwrap" and c.polish
-                and c.calc_derivs)
+        return (self.engine == "lockstep" and self.ddf in (None, "Satterthwaite") and c.optimizer == "nloptwrap"
+                and c.polish and c.calc_derivs)
 
     def lformula(self, y: np.ndarray | pd.Series) -> LmerFormula:
         """lme4's lFormula on the data with ``y`` as the response column (what ``lmer`` sees)."""
@@ -195,10 +208,16 @@ def _lockstep_rows(spec: ManySpec, design: RowSetDesign, crit, res, idx: np.ndar
     silent = quiet(g, H, theta, lower, **tols)
     est = crit.estimates(idx, theta)
     beta, se = est["beta"], est["se"]
+    columns = {"beta": beta, "se": se, "t": beta / se}
+    notes = [[] for _ in idx]
+    if spec.ddf is not None:  # Satterthwaite's (lmerTest's warnings come after the fit's messages)
+        df, notes = lockstep.satterthwaite(crit, idx, theta, est["sigma"])
+        columns = {"beta": beta, "se": se, "df": df, "t": beta / se, "p": p_t(beta / se, df)}
     names = lmod.fixef_names
-    keys = (["criterion", "sigma"] + _prefixed("theta", theta_names(lmod.reTrms)) + _prefixed("beta", names)
-            + _prefixed("se", names) + _prefixed("t", names))
-    values = np.column_stack([est["criterion"], est["sigma"], theta, beta, se, beta / se]).tolist()
+    keys = ["criterion", "sigma"] + _prefixed("theta", theta_names(lmod.reTrms))
+    for short in columns:
+        keys += _prefixed(short, names)
+    values = np.column_stack([est["criterion"], est["sigma"], theta, *columns.values()]).tolist()
     singular = is_singular(theta, lower).tolist()
     nobs, plain = len(design.rows), "; ".join(lmod.messages + lmod.warnings)
     rows = []
@@ -208,6 +227,8 @@ def _lockstep_rows(spec: ManySpec, design: RowSetDesign, crit, res, idx: np.ndar
             conv = check_conv(Derivs(g[i], H[i], theta[i]), theta[i], lower, **tols)
             row["conv"] = conv.code
             row["messages"] = "; ".join(lmod.messages + conv.messages + lmod.warnings + conv.warnings)
+        if notes[i]:
+            row["messages"] = "; ".join(filter(None, [row["messages"], *notes[i]]))
         rows.append(row)
     return rows
 
@@ -297,8 +318,8 @@ def lmer_many(
     optimises a task's responses together, by Newton steps on all of them at once (pylme.scaleout.lockstep),
     to the optimum that lmer's end approximates (criterion within 1e-10 relative of lmer's and never
     above it; theta within lmer's own stopping tolerance of its); it serves models whose terms are
-    all scalar (``(1 | g)``), without ``ddf``, and sends any response it does not certify, and any
-    other model, through lmer's steps."""
+    all scalar (``(1 | g)``), with ``ddf`` None or 'Satterthwaite' (df for all responses together),
+    and sends any response it does not certify, and any other model, through lmer's steps."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
     chunk_size = chunk_size or (LOCKSTEP_CHUNK if engine == "lockstep" else CHUNK)
