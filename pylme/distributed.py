@@ -200,12 +200,16 @@ class PartitionModel:
         terms = [ReTerm(t.bar, _Codes(t.index.codes(frame), t.nl), t.spec, t.spec.matrix(frame)) for t in self.terms]
         return frame, y, X, offset, sqrtw, terms
 
-    def stats(self, part: pd.DataFrame, index: int) -> PartStats | None:
-        """The statistics of one partition (None when it has no complete rows)."""
+    def named_frame(self, part: pd.DataFrame, index: int):
+        """``frame``, its errors naming the partition (``index``)."""
         try:
-            rows = self.frame(part)
+            return self.frame(part)
         except (DataError, ModelError) as exc:
             raise type(exc)(f"partition {index}: {exc}") from exc
+
+    def stats(self, part: pd.DataFrame, index: int) -> PartStats | None:
+        """The statistics of one partition (None when it has no complete rows)."""
+        rows = self.named_frame(part, index)
         if rows is None:
             return None
         frame, y, X, offset, sqrtw, terms = rows
@@ -240,10 +244,7 @@ class PartitionModel:
         no weights), summed per group of levels with equal row counts: per group its number of
         levels, ``C = sum A31_l A13_l``, ``D = sum A31_l A12_l`` and ``H = sum A21_l A12_l``
         (lower triangle); ``shift``: subtracted from y in the sums for the start (precision)."""
-        try:
-            rows = self.frame(part)
-        except (DataError, ModelError) as exc:
-            raise type(exc)(f"partition {index}: {exc}") from exc
+        rows = self.named_frame(part, index)
         if rows is None:
             return None
         frame, y, X, offset, sqrtw, terms = rows
@@ -271,10 +272,7 @@ class PartitionModel:
         """Before ``grouped_stats``: per group of block-1 levels with equal row counts (whole levels
         here), its number of levels and the entries its sum of ``A21_l A12_l`` (lower triangle) can
         hold at most: ``k (k + 1) / 2`` for a level whose rows meet k random effects of block 2."""
-        try:
-            rows = self.frame(part)
-        except (DataError, ModelError) as exc:
-            raise type(exc)(f"partition {index}: {exc}") from exc
+        rows = self.named_frame(part, index)
         if rows is None:
             return None
         Z1t, Z2t, _ = self._blocks(rows)
