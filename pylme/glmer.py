@@ -333,7 +333,24 @@ def optimizeGlmer(devfun: GlmerDevfun, control: GlmerControl, start: np.ndarray,
     msgs = [f"convergence code {summary.conv} from {summary.optimizer}: {summary.message}"] if summary.conv else []
     if (stage == 2 or devfun.nAGQ == 0) and control.boundary_tol > 0:
         summary = _check_boundary(devfun, summary, control.boundary_tol)
+    if stage == 2 and control.calc_derivs:
+        summary.certificate = _certificate(devfun, summary, derivs)
     return GlmerOpt(summary, [summary], derivs, msgs, devfun)
+
+
+def _certificate(devfun: GlmerDevfun, summary: OptSummary, derivs: Derivs | None):
+    """The certificate of the final stage's end in (theta, beta) (pylme.polish; reported, not
+    finished: glmer keeps its optimiser's end). It reads checkConv's derivatives where they were
+    taken at the end; where lme4's boundary check moved it they are taken anew, and the deviance
+    function is left at the end again (the fitted model reads its last evaluation)."""
+    from .polish import polish
+
+    at_end = derivs if derivs is not None and np.array_equal(derivs.at, summary.par) else None
+    cert = polish(devfun, summary.par, summary.fval, at_end, finish=False,
+                  mirrors=devfun.reTrms.lam.factor_columns())[3]
+    if at_end is None:
+        devfun(summary.par)
+    return cert
 
 
 def _restart(devfun: GlmerDevfun, summary: OptSummary, derivs: Derivs, ctrl: dict, verbose: int):

@@ -14,12 +14,13 @@ dense system in the other terms, X and r, factored by one batched Cholesky. The 
 dense and CHOLMOD objectives' to rounding. Supported: every term scalar (``(1 | g)``), Lambda
 diagonal, a small remaining block; other models go through lmer's own steps (pylme.many).
 
-Where lmer's BOBYQA stops within its tolerances of the optimum (theta up to about 1e-4 from it, the
+Where lmer's BOBYQA stops within its tolerances of the optimum (theta up to 2e-4 from it, the
 criterion up to 1e-8 above it, which pylme.polish certifies), the Newton iterations go on to the
 optimum itself: the criterion is never above lmer's and within 1e-10 relative of it; theta equals
 lmer's to the precision lmer's own end has. A response whose end is not certified by
 pylme.polish's rules (``analyse``), or whose values break the batch (a constant, say), is returned
-as not done, for lmer's own steps.
+as not done, for lmer's own steps. ``satterthwaite`` gives lmerTest's df at the optimum, the
+numerical derivatives of pylme.satterthwaite evaluated for all the responses together.
 """
 from __future__ import annotations
 
@@ -124,10 +125,6 @@ class LockstepCriterion:
         self.rr = np.einsum("ik,ik->k", R, R)
         self.yy = np.einsum("ik,ik->k", Yw, Yw)
         self._work: _Work | None = None
-
-    @property
-    def k(self) -> int:
-        return self.rr.size
 
     def factor(self, idx: np.ndarray, thetas: np.ndarray, work: "_Work | None" = None) -> Factor:
         """The factor for the responses ``idx``, each at its row of ``thetas``; where it breaks down
