@@ -86,9 +86,10 @@ class PylmeEngine:
         devfun = pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, devFunOnly=True)
         objective = choose_objective(devfun.design, devfun.resp, start=devfun.start, cholmod=devfun)
         at = np.asarray(theta, dtype=float)
-        _, value, derivs, cert = polish(objective, at, float(objective(at)), finish=False)
+        mirrors = objective.design.lam.factor_columns()
+        _, value, derivs, cert = polish(objective, at, float(objective(at)), finish=False, mirrors=mirrors)
         mine = np.asarray(own, dtype=float)
-        own_cert = polish(objective, mine, float(objective(mine)), finish=False)[3]
+        own_cert = polish(objective, mine, float(objective(mine)), finish=False, mirrors=mirrors)[3]
         d = mine - at
         return {"criterion": value, "gradient": cert.gradient.tolist(), "verdict": cert.verdict,
                 "decrement": cert.newton_decrement, "distance": float(abs(d @ derivs.Hessian @ d) / 2),

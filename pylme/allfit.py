@@ -3,8 +3,10 @@ optimum from an optimiser's stopping point when lme4 warns about convergence.
 
 pylme's optimisers: nlopt's derivative-free algorithms through lme4's nloptwrap settings
 (BOBYQA, lme4's default; Nelder-Mead; Subplex; COBYLA; NEWUOA with bounds; PRAXIS) and scipy's
-L-BFGS-B on pylme's analytic gradient. lme4's own list also has minqa's bobyqa, lme4's
-Nelder_Mead, nlminb, dfoptim's nmkb and optimx's L-BFGS-B, which are not in pylme.
+L-BFGS-B on pylme's analytic gradient (lmer fits only: glmer's criterion has no analytic
+gradient, so a glmer fit is refitted with the nloptwrap algorithms, in both of glmer's stages as
+lme4's). lme4's own list also has minqa's bobyqa, lme4's Nelder_Mead, nlminb, dfoptim's nmkb and
+optimx's L-BFGS-B, which are not in pylme.
 ``summary()`` gives lme4's summary.allFit: which fits ran, their convergence messages, fixed
 effects, log-likelihoods, standard deviations and correlations, theta, times and evaluations.
 """
@@ -17,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .errors import PylmeError
+from .errors import ModelError, PylmeError
 from .printing import format_number, format_numbers, named_vector, render_table
 
 #: name -> (lmerControl optimizer, the optCtrl it gets), lme4's "optimizer.method" names
@@ -71,18 +73,31 @@ def _signif3(x: float) -> str:
 
 
 def _control(fm, name: str, maxfun: int):
+    """The fit's control with optimiser ``name`` (its optCtrl kept when the fit used that optimiser)."""
     optimizer, ctrl = OPTIMIZERS[name]
-    opt_ctrl = {**(fm.control.optCtrl if fm.control.optimizer == optimizer else {}), **ctrl,
-                _MAXFUN[optimizer]: maxfun}
+    same = fm.control.optimizer in (optimizer, (optimizer, optimizer))
+    opt_ctrl = {**(fm.control.optCtrl if same else {}), **ctrl, _MAXFUN[optimizer]: maxfun}
+    if fm.family is not None:  # glmer: both stages with it, as lme4's glmerControl(optimizer = "nloptwrap")
+        if optimizer != "nloptwrap":
+            raise ModelError(f"{name} needs the analytic gradient of an lmer criterion; glmer fits take the "
+                             "nloptwrap optimizers")
+        return replace(fm.control, optimizer=optimizer, optCtrl=opt_ctrl)
     # each optimiser's own stopping point, as lme4's allFit compares them (not finished by polish)
     return replace(fm.control, optimizer=optimizer, optCtrl=opt_ctrl, polish=False)
 
 
+def default_optimizers(fm) -> list[str]:
+    """allFit's optimisers for the fit: all of ``OPTIMIZERS`` for lmer, the nloptwrap ones for glmer."""
+    return [n for n, (opt, _) in OPTIMIZERS.items() if fm.family is None or opt == "nloptwrap"]
+
+
 def allFit(fm, optimizers: list[str] | None = None, maxfun: int = 100_000, verbose: bool = True) -> AllFit:
     """lme4's ``allFit(fm)``: refit with each optimiser (``optimizers``: names of
-    ``OPTIMIZERS``; all by default), each allowed ``maxfun`` evaluations (iterations for
-    L-BFGS-B); an optimiser that fails keeps its error, as lme4's ``catch.errs``."""
-    names = list(OPTIMIZERS) if optimizers is None else list(optimizers)
+    ``OPTIMIZERS``; by default all that apply: a glmer fit is refitted with nloptwrap's
+    algorithms in both of glmer's stages, as lme4's allFit does), each allowed ``maxfun``
+    evaluations (iterations for L-BFGS-B); an optimiser that fails keeps its error, as lme4's
+    ``catch.errs``."""
+    names = default_optimizers(fm) if optimizers is None else list(optimizers)
     unknown = [n for n in names if n not in OPTIMIZERS]
     if unknown:
         raise ValueError(f"allFit: unknown optimizer(s) {unknown}; available: {', '.join(OPTIMIZERS)}")

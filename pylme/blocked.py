@@ -37,7 +37,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas, lapack
-from scipy.sparse.csgraph import connected_components
 from sksparse.cholmod import CholmodNotPositiveDefiniteError, analyze
 
 from .errors import ModelError
@@ -452,6 +451,8 @@ class BlockedObjective(Objective):
     def _close_pattern(self) -> None:
         """Close the pattern under the blocks of Lambda2 (an entry (i, j) brings in every pair of
         the blocks of i and j), so that Lambda2' H Lambda2 stays on it; remap the cross map."""
+        from scipy.sparse.csgraph import connected_components  # imported on first use: a diagonal Lambda2 needs none
+
         q2 = self.q2
         Lt2 = self.lam2.pattern
         _, block = connected_components(Lt2 + Lt2.T, directed=False)

@@ -71,9 +71,11 @@ def derivs_from_gradient(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x
 
 
 def is_singular(theta: np.ndarray, lower: np.ndarray, tol: float = 1e-4) -> bool:
-    """lme4's isSingular: a theta with lower bound 0 (a diagonal element) below tol."""
+    """lme4's isSingular: a theta with lower bound 0 (a diagonal element) below tol; for many fits
+    (rows of ``theta``) a boolean array."""
     theta, lower = np.asarray(theta), np.asarray(lower)
-    return bool(np.any(theta[lower == 0] < tol))
+    out = np.any(theta[..., lower == 0] < tol, axis=-1)
+    return bool(out) if out.ndim == 0 else out
 
 
 def check_conv(derivs: Derivs | None, theta: np.ndarray, lower: np.ndarray, grad_tol: float = 2e-3,
@@ -92,6 +94,35 @@ def check_conv(derivs: Derivs | None, theta: np.ndarray, lower: np.ndarray, grad
     _check_gradient(derivs, grad_tol, res)
     _check_hessian(derivs.Hessian, hess_tol, res)
     return res
+
+
+def quiet(gradient: np.ndarray, Hessian: np.ndarray, theta: np.ndarray, lower: np.ndarray, grad_tol: float = 2e-3,
+          hess_tol: float = 1e-6, singular_tol: float = 1e-4) -> np.ndarray:
+    """For many fits at once (rows of ``gradient`` and ``theta``, ``Hessian`` stacked): whether
+    ``check_conv`` has nothing to say (code 0, no message): not singular, the scaled gradient
+    within tolerance, the Hessian positive definite and well conditioned. The others are left to
+    ``check_conv`` itself (pylme.many's lockstep rows)."""
+    theta, g = np.asarray(theta), np.asarray(gradient)
+    H = np.asarray(Hessian)
+    ok = ~is_singular(theta, lower, singular_tol) & np.all(np.isfinite(g), axis=1)
+    ok &= np.all(np.isfinite(H), axis=(1, 2))
+    if not ok.any():
+        return ok
+    rows = np.flatnonzero(ok)
+    evd = np.linalg.eigvalsh(H[rows])
+    good = np.all(evd >= hess_tol, axis=1)  # none negative, none |evd| < tol
+    good &= (evd[:, -1] * hess_tol <= 1) & (evd[:, 0] / evd[:, -1] >= hess_tol)
+    rows = rows[good]
+    ok[:] = False
+    if rows.size:
+        try:
+            R = np.linalg.cholesky(H[rows]).transpose(0, 2, 1)
+        except np.linalg.LinAlgError:  # positive eigenvalues, yet a failed factor: check_conv's to say
+            return ok
+        scgrad = np.linalg.solve(R, g[rows][:, :, None])[:, :, 0]
+        small = np.max(np.minimum(np.abs(scgrad), np.abs(g[rows])), axis=1) <= grad_tol
+        ok[rows[small]] = True
+    return ok
 
 
 def _check_gradient(derivs: Derivs, tol: float, res: ConvCheck) -> None:

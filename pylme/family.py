@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy import special
 
 from .errors import DataError, ModelError
 
@@ -44,6 +43,30 @@ def _cloglog_mu_eta(eta: np.ndarray) -> np.ndarray:
     return np.maximum(EPS, np.exp(eta - np.exp(eta)))
 
 
+def _logit(mu: np.ndarray) -> np.ndarray:
+    from scipy.special import logit  # imported on first use: an lmer fit needs no scipy.special
+
+    return logit(mu)
+
+
+def _logit_inv(eta: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return _clamp01(expit(eta))
+
+
+def _probit(mu: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtri
+
+    return ndtri(mu)
+
+
+def _probit_inv(eta: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+
+    return np.minimum(1.0 - EPS, ndtr(eta))
+
+
 def _finite_nonzero(eta: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(eta)) and np.all(eta != 0))
 
@@ -53,9 +76,9 @@ def _finite_positive(eta: np.ndarray) -> bool:
 
 
 LINKS: dict[str, Link] = {
-    "logit": Link("logit", special.logit, lambda e: _clamp01(special.expit(e)),
+    "logit": Link("logit", _logit, _logit_inv,
                   lambda e: np.maximum(EPS, np.exp(-np.abs(e)) / (1.0 + np.exp(-np.abs(e))) ** 2)),
-    "probit": Link("probit", special.ndtri, lambda e: np.minimum(1.0 - EPS, special.ndtr(e)),
+    "probit": Link("probit", _probit, _probit_inv,
                    lambda e: np.exp(-0.5 * e * e) / np.sqrt(2.0 * np.pi)),
     "cauchit": Link("cauchit", lambda mu: np.tan(np.pi * (mu - 0.5)),
                     lambda e: np.minimum(1.0 - EPS, 0.5 + np.arctan(e) / np.pi),
@@ -301,8 +324,10 @@ def negative_binomial(theta: float, link: str = "log") -> Family:
         return 2.0 * wt * (_ylogy(y, mu) - (y + th) * np.log((y + th) / (mu + th)))
 
     def aic(y, n, mu, wt, d):
-        return 2.0 * float(np.sum(wt * (y + th) * np.log(mu + th) - y * np.log(mu) + special.gammaln(y + 1)
-                                  - th * np.log(th) + special.gammaln(th) - special.gammaln(th + y)))
+        from scipy.special import gammaln
+
+        return 2.0 * float(np.sum(wt * (y + th) * np.log(mu + th) - y * np.log(mu) + gammaln(y + 1)
+                                  - th * np.log(th) + gammaln(th) - gammaln(th + y)))
 
     init = _counts_init("negative binomial", lambda y: y + (y == 0) / 6.0)
     return Family(f"Negative Binomial({_format_theta(th)})", LINKS[link], lambda mu: mu + mu * mu / th, dev, aic,

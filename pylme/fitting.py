@@ -190,7 +190,8 @@ def finish(objective, run: OptResult, control: LmerControl) -> OptResult:
     # budget: its end is certified (and reported not to be the optimum), not finished
     within_budget = run.summary.conv != 5
     theta, fval, new_derivs, cert = polish(objective, run.summary.par, run.summary.fval, derivs,
-                                           control.polish and within_budget)
+                                           control.polish and within_budget,
+                                           mirrors=objective.design.lam.factor_columns())
     if cert.moved == 0.0:
         return replace(run, summary=replace(run.summary, certificate=cert))
     summary = replace(run.summary, par=theta, fval=fval, certificate=cert)

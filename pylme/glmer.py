@@ -37,8 +37,11 @@ from .reterms import ReTrms, mk_reterms
 @dataclass
 class GlmerControl:
     """lme4's glmerControl defaults. ``optimizer`` names lme4's two stages' optimisers (recorded);
-    pylme runs nlopt's BOBYQA in both (see the module's docstring). ``optimizer=None`` evaluates
-    the model at ``start`` without optimising (to install another engine's estimates)."""
+    pylme runs nlopt's BOBYQA in both (see the module's docstring), except for a stage given
+    ``"nloptwrap"``, which runs lme4's nloptwrap itself: nlopt with lme4's defaults overridden by
+    ``optCtrl`` (``algorithm``, ``maxeval``, ``xtol_rel``, ...), as ``allFit`` uses it.
+    ``optimizer=None`` evaluates the model at ``start`` without optimising (to install another
+    engine's estimates)."""
 
     optimizer: tuple[str, str] | None = ("bobyqa", "Nelder_Mead")
     optCtrl: dict = field(default_factory=dict)
@@ -309,22 +312,45 @@ def _stage2_control(devfun: GlmerDevfun, user: dict) -> dict:
 
 def optimizeGlmer(devfun: GlmerDevfun, control: GlmerControl, start: np.ndarray, stage: int,
                   verbose: int = 0) -> GlmerOpt:
-    """One stage: BOBYQA from ``start`` (theta; stage 2: theta and beta), derivatives at the end
-    (stage 2), the final evaluation at the optimum, then lme4's boundary check."""
-    ctrl = _stage1_control(start, control.optCtrl) if stage == 1 else _stage2_control(devfun, control.optCtrl)
-    x0 = np.where(np.all(start == 0), 0.001, start) if stage == 1 else start
+    """One stage: BOBYQA from ``start`` (theta; stage 2: theta and beta), or lme4's nloptwrap when
+    the stage's optimizer is ``"nloptwrap"``; derivatives at the end (stage 2), the final
+    evaluation at the optimum, then lme4's boundary check."""
+    name = control.optimizer[stage - 1]
+    nlopt_own = name == "nloptwrap"
+    if nlopt_own:  # lme4's nloptwrap: nloptr with lme4's defaults and the user's optCtrl, no adjustments
+        ctrl, x0 = dict(control.optCtrl), start
+    else:
+        ctrl = _stage1_control(start, control.optCtrl) if stage == 1 else _stage2_control(devfun, control.optCtrl)
+        x0 = np.where(np.all(start == 0), 0.001, start) if stage == 1 else start
     summary = optwrap(devfun, x0, devfun.lower, ctrl, verbose=verbose)
     derivs = None
     if stage == 2 and control.calc_derivs:
         derivs = deriv12(one_by_one(devfun), summary.par, fx=summary.fval)
-        if np.max(np.abs(derivs.gradient), initial=0.0) > control.check_conv_grad_tol:
+        if not nlopt_own and np.max(np.abs(derivs.gradient), initial=0.0) > control.check_conv_grad_tol:
             summary, derivs = _restart(devfun, summary, derivs, ctrl, verbose)
-    summary.optimizer = control.optimizer[stage - 1] + " (pylme: nlopt BOBYQA)"
+    summary.optimizer = name if nlopt_own else name + " (pylme: nlopt BOBYQA)"
     devfun(summary.par)
     msgs = [f"convergence code {summary.conv} from {summary.optimizer}: {summary.message}"] if summary.conv else []
     if (stage == 2 or devfun.nAGQ == 0) and control.boundary_tol > 0:
         summary = _check_boundary(devfun, summary, control.boundary_tol)
+    if stage == 2 and control.calc_derivs:
+        summary.certificate = _certificate(devfun, summary, derivs)
     return GlmerOpt(summary, [summary], derivs, msgs, devfun)
+
+
+def _certificate(devfun: GlmerDevfun, summary: OptSummary, derivs: Derivs | None):
+    """The certificate of the final stage's end in (theta, beta) (pylme.polish; reported, not
+    finished: glmer keeps its optimiser's end). It reads checkConv's derivatives where they were
+    taken at the end; where lme4's boundary check moved it they are taken anew, and the deviance
+    function is left at the end again (the fitted model reads its last evaluation)."""
+    from .polish import polish
+
+    at_end = derivs if derivs is not None and np.array_equal(derivs.at, summary.par) else None
+    cert = polish(devfun, summary.par, summary.fval, at_end, finish=False,
+                  mirrors=devfun.reTrms.lam.factor_columns())[3]
+    if at_end is None:
+        devfun(summary.par)
+    return cert
 
 
 def _restart(devfun: GlmerDevfun, summary: OptSummary, derivs: Derivs, ctrl: dict, verbose: int):

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .fitting import emit
-from .formula import deparse, expand_double_verts, parse
+from .formula import deparse, expand_double_verts, names_in, parse, update_formula
 from .model import LogLik, MerMod
 from .printing import format_numbers, format_pvals, named_vector, render_table, signif_stars
 from .summary import correlation_lines, groups_line, residual_quantiles
@@ -263,6 +263,22 @@ class GlmerMod(MerMod):
     def refit(self, newresp=None):
         """lme4's refit: the same model on a new response, optimised from this fit's estimates."""
         return self.objective.refit(self, newresp)
+
+    def update(self, formula: str | None = None, **kwargs) -> "GlmerMod":
+        """Refit with some arguments changed, as R's ``update(gm, . ~ . - period)``: glmer with
+        this fit's family, nAGQ, weights, offset and control unless given (``data``, ``start``,
+        ``control``, ... as ``pylme.glmer`` takes them); a formula with ``.`` is read as R's
+        update.formula reads it. A glmer_nb fit is updated with its estimated theta held fixed, as
+        lme4's (whose call is glmer with ``negative.binomial(theta)``)."""
+        from .glmer import glmer
+
+        if formula is not None and "." in names_in(formula):
+            formula = update_formula(self.formula, formula)
+        args = {"family": self.family, "nAGQ": self.nAGQ, "weights": self.lmod.weights_arg,
+                "offset": self.lmod.offset_arg, "control": self.control}
+        args.update(kwargs)
+        data = args.pop("data", self.lmod.data)
+        return glmer(formula or self.formula, data, **args)
 
 
 class GlmerSummary:

@@ -2,13 +2,17 @@
 
 * ``hatvalues`` (lme4's hatvalues.merMod): the diagonal of the hat matrix of the penalized
   least-squares fit at theta-hat, ``colSums(CL^2) + colSums(CR^2)`` with
-  ``CL = L^-1 P Lambda'Z'W^1/2`` and ``CR = RX'^-1 (X'W^1/2 - RZX' CL)``;
+  ``CL = L^-1 P Lambda'Z'W^1/2`` and ``CR = RX'^-1 (X'W^1/2 - RZX' CL)``, W the prior weights;
+  for a glmer fit L, RZX and RX are the fit's (PIRLS's working weights at the estimates) while W
+  stays the prior weights, as lme4 computes it, with lme4's warning that the hat matrix may not
+  make sense for GLMMs (cbpp's hat values reach 5, their sum 163.5 for 56 rows);
 * ``cooks_distance`` (cooks.distance.merMod): ``(r / (1 - h))^2 h / (sigma^2 p)`` from the
-  Pearson residuals r and hat values h;
+  Pearson residuals r and hat values h (sigma = 1 for the binomial and Poisson families);
 * ``influence`` (influence.merMod): each observation, or each group of a grouping variable,
-  deleted in turn and the model refitted from theta-hat (at most ``maxfun`` evaluations),
-  keeping the fixed effects, variance components and vcov of every deletion; its
-  ``cooks_distance``, ``dfbeta`` and ``dfbetas`` are lme4's methods for that object.
+  deleted in turn and the model refitted from the estimates (theta; and the fixed effects of a
+  glmer fit with nAGQ > 0) with at most ``maxfun`` evaluations, keeping the fixed effects,
+  variance components and vcov of every deletion; its ``cooks_distance``, ``dfbeta`` and
+  ``dfbetas`` are lme4's methods for that object.
 """
 from __future__ import annotations
 
@@ -19,23 +23,33 @@ import pandas as pd
 import scipy.sparse as sp
 from sksparse.cholmod import cholesky_AAt
 
-from .errors import DataError
-from .fitting import fit_formula, lmerControl
+from .errors import DataError, PylmeWarning
+from .fitting import lmerControl
 
 _CHUNK = 2_000_000  # entries of CL computed at a time
+
+
+def _factor_sqrtw(fm) -> np.ndarray:
+    """The square roots of the weights in the fit's factor L: the prior weights of an lmer fit,
+    the working weights of the last PIRLS iteration of a glmer fit."""
+    return fm.state.sqrtW if fm.family is not None else np.sqrt(fm.getME("weights"))
 
 
 def _hat_parts(fm) -> tuple[np.ndarray, np.ndarray]:
     """(colSums(CL^2), colSums(CR^2)): the random-effects and fixed-effects parts of the hat values."""
     sqrtw = np.sqrt(fm.getME("weights"))
-    A = (fm.getME("Lambdat") @ fm.getME("Zt") @ sp.diags(sqrtw)).tocsc()
-    Xw = fm.getME("X").to_numpy() * sqrtw[:, None]
-    factor = cholesky_AAt(A, beta=1.0)  # L L' = P (A A' + I) P'
+    LtZt = (fm.getME("Lambdat") @ fm.getME("Zt")).tocsc()
+    A = (LtZt @ sp.diags(sqrtw)).tocsc()
+    X = fm.getME("X").to_numpy()
+    Xw = X * sqrtw[:, None]
+    sqrtw_L = _factor_sqrtw(fm)
+    AL = (LtZt @ sp.diags(sqrtw_L)).tocsc()
+    factor = cholesky_AAt(AL, beta=1.0)  # L L' = P (AL AL' + I) P'
 
     def half_solve(B) -> np.ndarray:
         return factor.solve_L(factor.apply_P(B), use_LDLt_decomposition=False)
 
-    RZX = half_solve(np.asarray(A @ Xw))
+    RZX = half_solve(np.asarray(AL @ (X * sqrtw_L[:, None])))
     RX = fm.getME("RX")
     q, n = A.shape
     cl2, cr2 = np.empty(n), np.empty(n)
@@ -49,7 +63,9 @@ def _hat_parts(fm) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hatvalues(fm) -> pd.Series:
-    """lme4's ``hatvalues(fm)``: the leverage of each fitted row."""
+    """lme4's ``hatvalues(fm)``: the leverage of each fitted row (with lme4's warning for a glmer fit)."""
+    if fm.family is not None:
+        warnings.warn("the hat matrix may not make sense for GLMMs", PylmeWarning, stacklevel=3)
     cl2, cr2 = _hat_parts(fm)
     return pd.Series(cl2 + cr2, index=fm.fitted().index, name="hat")
 
@@ -147,20 +163,31 @@ def _subset_argument(value, keep: np.ndarray):
 
 
 def influence(fm, groups=None, maxfun: int = 1000) -> InfluenceMerMod:
-    """lme4's ``influence(fm, groups)``: the model refitted with each observation (``groups``
-    None) or each level of ``groups`` (a column, or several pasted together) deleted, from
-    theta-hat with at most ``maxfun`` evaluations (lme4's default 1000); each deletion fit is
-    finished to its certified optimum as the fit was (``lmerControl(polish=)``)."""
+    """lme4's ``influence(fm, groups)``: the model refitted (``fm.update``) with each observation
+    (``groups`` None) or each level of ``groups`` (a column, or several pasted together)
+    deleted, from the estimates with at most ``maxfun`` evaluations per optimisation (lme4's
+    default 1000) and otherwise lme4's default control; an lmer deletion fit is finished to its
+    certified optimum as the fit was (``lmerControl(polish=)``)."""
     data = fm.lmod.data
     name, labels = _deletion_groups(data, groups)
     deleted = list(pd.unique(labels))
-    control = lmerControl(optCtrl={"maxeval": maxfun}, polish=fm.control.polish)
+    control, start = _deletion_control(fm, maxfun)
     fits = []
     for d in deleted:
         keep = (labels != d).to_numpy()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fits.append(fit_formula(type(fm), fm.formula, data.loc[keep], REML=fm.REML,
-                                    weights=_subset_argument(fm.lmod.weights_arg, keep),
-                                    offset=_subset_argument(fm.lmod.offset_arg, keep), start=fm.theta, control=control))
+            fits.append(fm.update(data=data.loc[keep], weights=_subset_argument(fm.lmod.weights_arg, keep),
+                                  offset=_subset_argument(fm.lmod.offset_arg, keep), start=start, control=control))
     return InfluenceMerMod(fm, name, deleted, fits)
+
+
+def _deletion_control(fm, maxfun: int):
+    """influence.merMod's control (the default one with ``maxfun``) and start: theta, and for a
+    glmer fit with nAGQ > 0 also the fixed effects."""
+    if fm.family is None:
+        return lmerControl(optCtrl={"maxeval": maxfun}, polish=fm.control.polish), fm.theta
+    from .glmer import glmerControl
+
+    start = {"theta": fm.theta} if fm.nAGQ == 0 else {"theta": fm.theta, "fixef": fm.fixef().to_numpy()}
+    return glmerControl(optCtrl={"maxeval": maxfun}), start

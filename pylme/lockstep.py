@@ -14,24 +14,26 @@ dense system in the other terms, X and r, factored by one batched Cholesky. The 
 dense and CHOLMOD objectives' to rounding. Supported: every term scalar (``(1 | g)``), Lambda
 diagonal, a small remaining block; other models go through lmer's own steps (pylme.many).
 
-Where lmer's BOBYQA stops within its tolerances of the optimum (theta up to about 1e-4 from it, the
+Where lmer's BOBYQA stops within its tolerances of the optimum (theta up to 2e-4 from it, the
 criterion up to 1e-8 above it, which pylme.polish certifies), the Newton iterations go on to the
 optimum itself: the criterion is never above lmer's and within 1e-10 relative of it; theta equals
 lmer's to the precision lmer's own end has. A response whose end is not certified by
 pylme.polish's rules (``analyse``), or whose values break the batch (a constant, say), is returned
-as not done, for lmer's own steps.
+as not done, for lmer's own steps. ``satterthwaite`` gives lmerTest's df at the optimum, the
+numerical derivatives of pylme.satterthwaite evaluated for all the responses together.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
+import scipy.sparse as sp
 
 from .convergence import Derivs
 from .design import LmmDesign
 from .polish import ROUNDING_ULPS, analyse
 from .response import CriterionTerms, LmerResp
+from .satterthwaite import _eigen_warnings, _richardson, _steps
 
 #: deriv12's step (lme4's), and the Newton iterations allowed before a response is left to lmer
 DELTA = 1e-4
@@ -39,6 +41,9 @@ MAX_ITER = 40
 #: the Newton decrement below which a response is at its optimum (relative to max(1, |criterion|)):
 #: far below pylme.polish's certificate (1e-8), at the precision of the finite differences
 DECREMENT_TOL = 1e-13
+#: below this decrement (relative, as above) the next derivatives are deriv12's own (the Newton
+#: steps before are taken on a cheaper Hessian)
+NEAR_TOL = 1e-4
 #: the line search's step lengths, and the largest step (in theta's units) a Newton step may take
 LENGTHS = (1.0, 0.5, 0.25, 0.1, 0.03, 0.01, 1e-3)
 MAX_STEP = 1.0
@@ -46,6 +51,10 @@ MAX_STEP = 1.0
 BOUNDARY_TOL = 1e-5
 #: the largest dense block left after block 1 (the other terms' random effects, X and r)
 MAX_BLOCK = 120
+#: the size of a slice of a batch's factors (m2 x m2 x evaluations, in bytes): the slice's arrays
+#: stay in the cache and are reused by the allocator rather than mapped afresh (page faults
+#: tripled the cost of a batch of 5,000 evaluations)
+SLICE_BYTES = 1.2e6
 
 
 def supported(design: LmmDesign) -> bool:
@@ -60,15 +69,21 @@ def supported(design: LmmDesign) -> bool:
 
 @dataclass
 class Factor:
-    """The batched factor at each response's theta: block 1's diagonal, the rest's Cholesky factor."""
+    """The batched factor at each response's theta (the batch on the last axis): the Cholesky
+    factor of the Schur complement of block 1 (block 2, X, r), and the criterion's terms."""
 
-    D: np.ndarray  # (k, q1): theta1^2 diag(Z1'Z1) + 1
-    L: np.ndarray  # (k, m2, m2): lower Cholesky factor of the Schur complement (block 2, X, r)
+    L: np.ndarray  # (m2, m2, k), lower triangular in its first two axes
     terms: CriterionTerms
 
 
 class LockstepCriterion:
-    """The criterion of many responses (columns of ``Y``, on the design's rows), each at its own theta."""
+    """The criterion of many responses (columns of ``Y``, on the design's rows), each at its own theta.
+
+    Block 1's levels are grouped by their value of diag(Z1'WZ1) (one group in a balanced design),
+    so that the Schur complement ``A - sum_i w_i a_i a_i'``, ``w_i = theta1^2 / (1 + theta1^2 d_i)``,
+    is a sum over the groups of cross-products summed once. Arrays of the batch have it on the
+    last axis, so that every operation is elementwise over responses: a response's arithmetic does
+    not depend on the others in its batch (chunking does not change the table)."""
 
     def __init__(self, design: LmmDesign, resp: LmerResp, Y: np.ndarray):
         self.design, self.resp = design, resp
@@ -77,114 +92,168 @@ class LockstepCriterion:
         self.q1 = q1 = lam.nls[0]
         self.q2 = q2 = q - q1
         self.p = p
-        self.m2 = q2 + p + 1
+        self.m2 = m2 = q2 + p + 1
         Ztw = design.Ztw.tocsr()
         Z1, Z2 = Ztw[:q1], Ztw[q1:]
-        self.d1 = np.asarray(Z1.multiply(Z1).sum(axis=1)).ravel()
+        d1 = np.asarray(Z1.multiply(Z1).sum(axis=1)).ravel()
+        self.dv, group, self.count = np.unique(d1, return_inverse=True, return_counts=True)
+        member = sp.csr_matrix((np.ones(q1), (group, np.arange(q1))), shape=(self.dv.size, q1))
         A1b = np.hstack([(Z1 @ Z2.T).toarray(), design.ZtX[:q1]])  # block 1 against block 2 and X
-        self.A1b = A1b
-        self.outer = np.einsum("ia,ib->iab", A1b, A1b).reshape(q1, -1)
-        Abb = np.empty((q2 + p, q2 + p))
+        outer = np.einsum("ia,ib->iab", A1b, A1b).reshape(q1, -1)
+        self.outer = np.asarray(member @ outer).reshape(-1, m2 - 1, m2 - 1)  # per group, summed
+        Abb = np.empty((m2 - 1, m2 - 1))
         Abb[:q2, :q2] = (Z2 @ Z2.T).toarray()
         Abb[:q2, q2:] = design.ZtX[q1:]
         Abb[q2:, :q2] = design.ZtX[q1:].T
         Abb[q2:, q2:] = design.XtX
-        self.Abb = Abb
+        self.Abb = Abb[:, :, None]
         self.col_theta = lam.Lind[q1:]  # the theta scaling each column of block 2
+        # the products with Y are einsum's loops, not BLAS: small products that a threaded BLAS
+        # makes slow on a busy machine, and per response the same whatever the batch
         Yw = (Y - resp.offset[:, None]) * resp.sqrtw[:, None]
         Q, Rx = np.linalg.qr(design.Xw)
-        QtY = Q.T @ Yw
-        R = Yw - Q @ QtY
-        self.beta0 = solve_triangular(Rx, QtY).T  # (k, p): the least-squares part of beta
+        QtY = np.einsum("ip,ik->pk", Q, Yw)
+        R = Yw - np.einsum("ip,pk->ik", Q, QtY)
+        self.beta0 = np.einsum("ap,pk->ak", np.linalg.inv(Rx), QtY)  # the least-squares part of beta
         zr = np.asarray(Ztw @ R)
-        self.z1, self.z2 = zr[:q1].T.copy(), zr[q1:].T.copy()
+        z1 = zr[:q1]
+        # per group: sum_i z1_i a_i (groups, m2 - 1, k) and sum_i z1_i^2 (groups, k)
+        self.za = np.stack([np.einsum("ia,ik->ak", A1b[member[v].indices], z1[member[v].indices])
+                            for v in range(self.dv.size)])
+        self.zz = np.asarray(member @ (z1 * z1))
+        self.z2 = zr[q1:]
         self.rr = np.einsum("ik,ik->k", R, R)
         self.yy = np.einsum("ik,ik->k", Yw, Yw)
+        self._work: _Work | None = None
 
-    @property
-    def k(self) -> int:
-        return self.rr.size
-
-    def factor(self, idx: np.ndarray, thetas: np.ndarray) -> Factor:
-        """The factor for the responses ``idx``, each at its row of ``thetas``; a response whose
-        factor breaks down gets an infinite pwrss."""
-        q2, p, m2 = self.q2, self.p, self.m2
-        k = idx.size
+    def factor(self, idx: np.ndarray, thetas: np.ndarray, work: "_Work | None" = None) -> Factor:
+        """The factor for the responses ``idx``, each at its row of ``thetas``; where it breaks down
+        (not positive definite) its terms are NaN. The arrays of the size of the factor are
+        ``work``'s (allocated here if None): no large array is allocated per call."""
+        q2, p, m2, k = self.q2, self.p, self.m2, idx.size
+        work = work or _Work(m2, k, self.dv.size)
+        B, tmp, col, za = work.B[..., :k], work.tmp[..., :k], work.col[..., :k], work.za[..., :k]
         t1s = thetas[:, 0] ** 2
-        D = 1.0 + t1s[:, None] * self.d1
-        w = t1s[:, None] / D
-        z1 = self.z1[idx]
-        z1w = w * z1
-        B = np.empty((k, m2, m2))
-        B[:, :-1, :-1] = self.Abb - np.matmul(w[:, None, :], self.outer)[:, 0].reshape(k, m2 - 1, m2 - 1)
-        cross = -np.matmul(z1w[:, None, :], self.A1b)[:, 0]
-        cross[:, :q2] += self.z2[idx]
-        B[:, :-1, -1] = cross
-        B[:, -1, :-1] = cross
-        B[:, -1, -1] = self.rr[idx] - np.einsum("ki,ki->k", z1w, z1)
-        s = np.ones((k, m2))
-        s[:, :q2] = thetas[:, self.col_theta]
-        B *= s[:, :, None]
-        B *= s[:, None, :]
+        w = t1s / (1.0 + self.dv[:, None] * t1s)  # (groups, k)
+        # einsum's loops sum over the groups in one order for every response (BLAS might not)
+        np.einsum("vab,vk->abk", self.outer, w, out=tmp[:-1, :-1])
+        np.subtract(self.Abb, tmp[:-1, :-1], out=B[:-1, :-1])
+        np.take(self.za, idx, axis=2, out=za, mode="clip")
+        np.einsum("vak,vk->ak", za, w, out=col[:-1])
+        np.negative(col[:-1], out=B[-1, :-1])
+        B[-1, :q2] += self.z2[:, idx]
+        B[-1, -1] = self.rr[idx] - np.einsum("vk,vk->k", self.zz[:, idx], w)
+        s = thetas[:, self.col_theta].T
+        B[:q2] *= s[:, None, :]
+        B[:, :q2] *= s[None, :, :]
         diag = np.arange(q2)
-        B[:, diag, diag] += 1.0
-        L = _cholesky(B)
-        d = np.diagonal(L, axis1=1, axis2=2)
+        B[diag, diag] += 1.0
+        ld = np.einsum("v,vk->k", self.count, np.log1p(self.dv[:, None] * t1s))
         with np.errstate(divide="ignore", invalid="ignore"):
-            logd = np.log(d)
-            terms = CriterionTerms(np.log(D).sum(axis=1) + 2.0 * logd[:, :q2].sum(axis=1),
-                                   2.0 * logd[:, q2 : q2 + p].sum(axis=1), d[:, -1] ** 2)
-        return Factor(D, L, terms)
+            L = _cholesky_in_place(B, tmp, col)
+            logd = [np.log(L[j, j]) for j in range(m2 - 1)]
+            terms = CriterionTerms(ld + 2.0 * sum(logd[:q2], np.zeros(k)), 2.0 * sum(logd[q2:], np.zeros(k)),
+                                   L[-1, -1] ** 2)
+        return Factor(L, terms)
 
     def __call__(self, idx: np.ndarray, thetas: np.ndarray) -> np.ndarray:
         """The criterion (REML or ML, the response's) of the responses ``idx`` at ``thetas``."""
-        terms = self.factor(idx, thetas).terms
+        terms = self.terms(idx, thetas)
         with np.errstate(divide="ignore", invalid="ignore"):
-            f = self.resp.deviance(terms, self.resp.REML, self.p)
-        return np.where(np.isfinite(f), f, np.inf)
+            out = self.resp.deviance(terms, self.resp.REML, self.p)
+        return np.where(np.isfinite(out), out, np.inf)
+
+    def _slices(self, idx: np.ndarray, thetas: np.ndarray):
+        """(slice, factor) over the batch in slices of SLICE_BYTES, on one workspace: each factor
+        is to be read before the next is made."""
+        size = max(32, int(SLICE_BYTES / (8 * self.m2**2)))
+        if self._work is None:
+            self._work = _Work(self.m2, size, self.dv.size)
+        for a in range(0, idx.size, size):
+            part = slice(a, a + size)
+            yield part, self.factor(idx[part], thetas[part], self._work)
+
+    def terms(self, idx: np.ndarray, thetas: np.ndarray) -> CriterionTerms:
+        """ldL2, ldRX2 and pwrss of the responses ``idx`` at ``thetas``."""
+        out = [np.empty(idx.size) for _ in range(3)]
+        for part, fac in self._slices(idx, thetas):
+            for o, v in zip(out, (fac.terms.ldL2, fac.terms.ldRX2, fac.terms.pwrss)):
+                o[part] = v
+        return CriterionTerms(*out)
+
+    def vcov_unscaled(self, idx: np.ndarray, thetas: np.ndarray) -> np.ndarray:
+        """(RX'RX)^-1 of the responses ``idx`` at ``thetas``, (k, p, p): vcov(beta) / sigma^2."""
+        q2, p = self.q2, self.p
+        out = np.empty((idx.size, p, p))
+        for part, fac in self._slices(idx, thetas):
+            LXi = np.linalg.inv(np.tril(fac.L[q2 : q2 + p, q2 : q2 + p].transpose(2, 0, 1)))
+            out[part] = np.einsum("kji,kjl->kil", LXi, LXi)
+        return out
 
     def estimates(self, idx: np.ndarray, thetas: np.ndarray) -> dict[str, np.ndarray]:
-        """At the optimum: the criterion, sigma, beta and their standard errors (lme4's vcov)."""
+        """At the optimum: the criterion, sigma, beta and their standard errors (lme4's vcov), one
+        row per response."""
         fac = self.factor(idx, thetas)
         q2, p, n = self.q2, self.p, self.resp.n
-        LX = fac.L[:, q2 : q2 + p, q2 : q2 + p]
-        LXi = np.linalg.inv(LX)
-        beta = self.beta0[idx] + np.einsum("kji,kj->ki", LXi, fac.L[:, -1, q2 : q2 + p])
+        LXi = np.linalg.inv(np.tril(fac.L[q2 : q2 + p, q2 : q2 + p].transpose(2, 0, 1)))  # (k, p, p)
+        beta = self.beta0[:, idx].T + np.einsum("kji,jk->ki", LXi, fac.L[-1, q2 : q2 + p])
         sigma = np.sqrt(fac.terms.pwrss / (n - p if self.resp.REML else n))
         se = sigma[:, None] * np.sqrt(np.einsum("kji,kji->ki", LXi, LXi))
         crit = self.resp.deviance(fac.terms, self.resp.REML, p)
         return {"criterion": crit, "sigma": sigma, "beta": beta, "se": se}
 
 
-def _cholesky(B: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factors of a stack; a matrix that is not positive definite gets NaNs."""
-    try:
-        return np.linalg.cholesky(B)
-    except np.linalg.LinAlgError:
-        out = np.full_like(B, np.nan)
-        for j, Bj in enumerate(B):
-            try:
-                out[j] = np.linalg.cholesky(Bj)
-            except np.linalg.LinAlgError:
-                pass
-        return out
+class _Work:
+    """The arrays a slice of factors is computed in (batch on the last axis): allocated once per
+    criterion, as a fresh large array costs page faults on every call (in Dask's workers, whose
+    allocator returns freed memory at once, every time)."""
+
+    def __init__(self, m2: int, size: int, groups: int):
+        self.B = np.empty((m2, m2, size))
+        self.tmp = np.empty((m2, m2, size))
+        self.col = np.empty((m2, size))
+        self.za = np.empty((groups, m2 - 1, size))
 
 
-def deriv_offsets(n: int, delta: float = DELTA) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """deriv12's points around theta (without theta itself), in its order, and its pairs."""
+def _cholesky_in_place(B: np.ndarray, tmp: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """B's lower Cholesky factors in place, for a stack of matrices with the stack on the last axis,
+    column by column, each step elementwise over the stack (``tmp`` and ``col``: work arrays of
+    B's shape and of one column's); a matrix that is not positive definite gets NaNs. Only the
+    lower triangle is read and written."""
+    m = B.shape[0]
+    for j in range(m):
+        c = col[: m - j]
+        if j:
+            t = tmp[: m - j, :j]
+            np.multiply(B[j:, :j], B[j, :j], out=t)
+            np.sum(t, axis=1, out=c)
+            np.subtract(B[j:, j], c, out=c)
+        else:
+            c[...] = B[j:, j]
+        np.sqrt(c[0], out=B[j, j])
+        np.divide(c[1:], B[j, j], out=B[j + 1 :, j])
+    return B
+
+
+def deriv_offsets(n: int, exact: bool = True, delta: float = DELTA) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """deriv12's points around theta (without theta itself), in its order, and its pairs; not
+    ``exact``: one point per pair, (+delta, +delta), instead of four."""
     eye = np.eye(n) * delta
     pairs = [(i, j) for j in range(n) for i in range(j)]
+    signs = ((1, 1), (1, -1), (-1, 1), (-1, -1)) if exact else ((1, 1),)
     points = [s * eye[j] for j in range(n) for s in (1, -1)]
-    points += [si * eye[i] + sj * eye[j] for i, j in pairs for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
+    points += [si * eye[i] + sj * eye[j] for i, j in pairs for si, sj in signs]
     return np.array(points).reshape(-1, n), pairs
 
 
-def derivs(crit: LockstepCriterion, idx: np.ndarray, thetas: np.ndarray, f: np.ndarray,
+def derivs(crit: LockstepCriterion, idx: np.ndarray, thetas: np.ndarray, f: np.ndarray, exact: bool = True,
            delta: float = DELTA) -> tuple[np.ndarray, np.ndarray]:
     """deriv12's gradient and Hessian (central differences, step 1e-4) of each response at its
-    theta, all points in one batch: (k, n) and (k, n, n)."""
+    theta, all points in one batch: (k, n) and (k, n, n). Not ``exact``: the Hessian's off-diagonal
+    by forward differences (n (n - 1) / 2 points where deriv12 takes four times as many), which the
+    Newton steps far from the optimum need no better."""
     k, n = thetas.shape
-    offsets, pairs = deriv_offsets(n, delta)
+    offsets, pairs = deriv_offsets(n, exact, delta)
     npts = len(offsets)
     points = (thetas[:, None, :] + offsets[None]).reshape(-1, n)
     values = crit(np.repeat(idx, npts), points).reshape(k, npts)
@@ -193,10 +262,13 @@ def derivs(crit: LockstepCriterion, idx: np.ndarray, thetas: np.ndarray, f: np.n
     H = np.zeros((k, n, n))
     diag = np.arange(n)
     H[:, diag, diag] = (fadd - 2 * f[:, None] + fsub) / delta**2
-    quads = values[:, 2 * n :].reshape(k, -1, 4)
+    quads = values[:, 2 * n :].reshape(k, len(pairs), 4 if exact else 1)
     for c, (i, j) in enumerate(pairs):
-        pp, pm, mp, mm = quads[:, c].T
-        H[:, i, j] = H[:, j, i] = (pp - pm - mp + mm) / (2 * delta) ** 2
+        if exact:
+            pp, pm, mp, mm = quads[:, c].T
+            H[:, i, j] = H[:, j, i] = (pp - pm - mp + mm) / (2 * delta) ** 2
+        else:
+            H[:, i, j] = H[:, j, i] = (quads[:, c, 0] - fadd[:, i] - fadd[:, j] + f) / delta**2
     return g, H
 
 
@@ -222,24 +294,33 @@ def optimise(crit: LockstepCriterion, start: np.ndarray, lower: np.ndarray) -> L
     theta = np.maximum(start.astype(float), lower)
     f = crit(np.arange(k), theta)
     g, H = np.zeros((k, n)), np.zeros((k, n, n))
-    optimum = np.zeros(k, bool)  # at its optimum, with derivatives there
+    optimum = np.zeros(k, bool)  # at its optimum, with deriv12's derivatives there
     stalled = np.zeros(k, bool)  # no step lowers the criterion: analyse decides
+    near = np.zeros(k, bool)  # close enough to the optimum for deriv12's derivatives
+    exact = np.zeros(k, bool)  # g and H are deriv12's
     run = np.flatnonzero(np.isfinite(f))
     for _ in range(MAX_ITER):
         if not run.size:
             break
         th, fr = theta[run], f[run]
-        g[run], H[run] = derivs(crit, run, th, fr)
+        exact[run] = near[run]
+        for kind in (True, False):
+            part = exact[run] == kind
+            if part.any():
+                g[run[part]], H[run[part]] = derivs(crit, run[part], th[part], fr[part], exact=kind)
         step, decrement, released = _newton_step(th, fr, g[run], H[run], lower)
-        at_end = (decrement < DECREMENT_TOL * np.maximum(1.0, np.abs(fr))) & ~released
+        scale = np.maximum(1.0, np.abs(fr))
+        at_end = exact[run] & (decrement < DECREMENT_TOL * scale) & ~released
+        near[run] = decrement < NEAR_TOL * scale
         optimum[run[at_end]] = True
         search = run[~at_end]
         found, theta[search], f[search] = _line_search(crit, search, theta[search], f[search], step[~at_end], lower)
         stalled[search[~found]] = True
         run = search[found]
     moved = _boundary_check(crit, theta, f, optimum | stalled, lower)
-    if moved.size:
-        g[moved], H[moved] = derivs(crit, moved, theta[moved], f[moved])
+    again = np.union1d(moved, np.flatnonzero(stalled & ~exact))  # no deriv12 derivatives at their end
+    if again.size:
+        g[again], H[again] = derivs(crit, again, theta[again], f[again])
     done = optimum.copy()
     done[moved] = False
     for j in np.flatnonzero((stalled | (optimum & ~done))):
@@ -330,12 +411,97 @@ def start_values(lmod, Y: np.ndarray) -> np.ndarray:
     if not (all(t.cnms == ["(Intercept)"] for t in rt.terms) and len(rt.flist) == len(rt.lower)):
         return theta
     v = np.empty((k, len(rt.flist)))
+    n = Y.shape[0]
     for j, f in enumerate(rt.flist.values()):
-        sums = np.zeros((f.nlevels, k))
-        np.add.at(sums, f.codes, Y)
-        means = (sums / np.bincount(f.codes, minlength=f.nlevels)[:, None])[f.codes]
+        member = sp.csr_matrix((np.ones(n), (f.codes, np.arange(n))), shape=(f.nlevels, n))
+        means = (np.asarray(member @ Y) / np.bincount(f.codes, minlength=f.nlevels)[:, None])[f.codes]
         v[:, j] = np.var(means, axis=0, ddof=1)
     v_e = np.var(Y, axis=0, ddof=1) - v.sum(axis=1)
     ok = np.isfinite(v_e) & (v_e > 0)
     theta[ok] = np.sqrt(v[ok] / v_e[ok, None])
     return theta
+
+
+# ---------------------------------------------------------------- Satterthwaite's df
+def satterthwaite(crit: LockstepCriterion, idx: np.ndarray, theta: np.ndarray, sigma: np.ndarray,
+                  tol: float = 1e-8) -> tuple[np.ndarray, list[list[str]]]:
+    """lmerTest's Satterthwaite df of each fixed effect, for the responses ``idx`` at their optimum
+    (``theta``, ``sigma``): pylme.satterthwaite's computation (numDeriv's Richardson-extrapolated
+    Hessian of the deviance in varpar = (theta, sigma), the Jacobian of vcov(beta)), every point
+    of every response in one batch. Returns df (k, p) and each response's warnings about the
+    Hessian (lmerTest's)."""
+    k, n = theta.shape
+    N, r = n + 1, 4
+    x = np.column_stack([theta, sigma])
+    nobs, p, REML = crit.resp.n, crit.p, crit.resp.REML
+
+    def deviance(points: np.ndarray) -> np.ndarray:  # (k, m, N) -> (k, m)
+        m = points.shape[1]
+        flat = points.reshape(-1, N)
+        t = crit.terms(np.repeat(idx, m), flat[:, :n])
+        s2 = flat[:, -1] ** 2
+        dev = t.ldL2 + t.pwrss / s2 + nobs * np.log(2.0 * np.pi * s2)
+        if REML:
+            dev += t.ldRX2 - p * np.log(2.0 * np.pi * s2)
+        return dev.reshape(k, m)
+
+    H = _varpar_hessian(deviance, x, r)
+    values, vectors = np.linalg.eigh(H)
+    values, vectors = values[:, ::-1], vectors[:, :, ::-1]  # decreasing, as R's eigen()
+    pos = values > tol
+    inv = np.where(pos, 1.0 / np.where(pos, values, 1.0), 0.0)
+    A = 2.0 * np.einsum("kia,ka,kja->kij", vectors, inv, vectors)
+    U = crit.vcov_unscaled(idx, theta)
+    V = sigma[:, None, None] ** 2 * U
+    h0 = _steps(x, 1e-4, 1e-4)
+    grads = []  # per varpar, d diag(vcov) / d varpar by Richardson-extrapolated central differences
+    for i in range(N):
+        approx = []
+        for j in range(r):
+            h = h0[:, i] / 2.0**j
+            if i < n:
+                step = np.zeros((k, n))
+                step[:, i] = h
+                both = crit.vcov_unscaled(np.concatenate([idx, idx]), np.concatenate([theta + step, theta - step]))
+                plus, minus = sigma[:, None, None] ** 2 * both[:k], sigma[:, None, None] ** 2 * both[k:]
+            else:
+                plus, minus = (sigma + h)[:, None, None] ** 2 * U, (sigma - h)[:, None, None] ** 2 * U
+            approx.append(np.diagonal(plus - minus, axis1=1, axis2=2) / (2.0 * h[:, None]))
+        grads.append(_richardson(approx, r))
+    g = np.stack(grads, axis=2)  # (k, p, N)
+    var = np.diagonal(V, axis1=1, axis2=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = 2.0 * var**2 / np.einsum("kpa,kab,kpb->kp", g, A, g)
+    notes = [_eigen_warnings(values[j], tol) if np.any(values[j] < tol) else [] for j in range(k)]
+    return df, notes
+
+
+def _varpar_hessian(f, x: np.ndarray, r: int, d: float = 0.1, eps: float = 1e-4) -> np.ndarray:
+    """pylme.satterthwaite.numeric_hessian for each row of ``x`` (k, N), ``f`` evaluating a
+    (k, m, N) stack of points at once: all the points in one call."""
+    k, N = x.shape
+    h0 = _steps(x, d, eps)
+    pairs = [(i, j) for i in range(N) for j in range(i)]
+    points, hs = [x[:, None, :]], []
+    for i, j in [(i, i) for i in range(N)] + pairs:
+        for s in range(r):
+            h = h0 / 2.0**s
+            step = np.zeros((k, N))
+            step[:, i], step[:, j] = h[:, i], h[:, j]
+            points += [(x + step)[:, None, :], (x - step)[:, None, :]]
+            hs.append(h)
+    values = f(np.concatenate(points, axis=1))
+    f0, plus, minus = values[:, 0], values[:, 1::2], values[:, 2::2]
+    H = np.zeros((k, N, N))
+    for c, (i, j) in enumerate([(i, i) for i in range(N)] + pairs):
+        approx = []
+        for s in range(r):
+            col, h = c * r + s, hs[c * r + s]
+            second = plus[:, col] - 2.0 * f0 + minus[:, col]
+            if i == j:
+                approx.append(second / h[:, i] ** 2)
+            else:
+                num = second - H[:, i, i] * h[:, i] ** 2 - H[:, j, j] * h[:, j] ** 2
+                approx.append(num / (2.0 * h[:, i] * h[:, j]))
+        H[:, i, j] = H[:, j, i] = _richardson(approx, r)
+    return H

@@ -11,6 +11,11 @@ on its complete rows, as ``lmer`` on that column drops them: responses with the 
 share one design, built when first needed. A response that fails (constant, all missing, not a
 number) gets a row with the error; the others go on.
 
+With ``engine="lockstep"`` the responses of a chunk are optimised together instead
+(pylme.lockstep: one stacked criterion, Newton steps for all of them), to the optimum that lmer's
+end approximates, and their rows are read off the stacked factor (``_lockstep_rows``); a response
+it does not certify goes through lmer's steps.
+
 The work is split into chunks of responses of one row set, run here (``n_jobs=1``), in forked
 local processes (``n_jobs > 1``) or on a ``dask.distributed`` Client (pylme.parallel), the
 designs sent to each worker once.
@@ -29,12 +34,13 @@ from .formula import parse_mixed
 from .fitting import LmerControl, choose_objective, fit_lmer
 from .lformula import LmerFormula, get_start, lFormula, mkLmerDevfun
 from . import lockstep
-from .convergence import Derivs, check_conv, is_singular
+from .convergence import Derivs, check_conv, is_singular, quiet
 from .model import LmerMod, theta_names
 from .objective import Objective
 from .pls import CholmodObjective
 from .modelframe import as_data_frame
 from .parallel import run_tasks
+from .tables import p_t
 
 #: responses per task: large enough that a task's overhead (a few ms on a cluster) is small; the
 #: lockstep engine's tasks are larger, its per-step overhead being shared by the task's responses
@@ -66,10 +72,11 @@ class ManySpec:
     @property
     def lockstep(self) -> bool:
         """Whether the lockstep engine is asked for and the fits are ones it gives: lmer's default
-        optimiser, finished and certified (polish), with derivatives for checkConv, no df columns."""
+        optimiser, finished and certified (polish), with derivatives for checkConv; Satterthwaite's
+        df columns or none."""
         c = self.control
-        return (self.engine == "lockstep" and self.ddf is None and c.optimizer == "nloptwrap" and c.polish
-                and c.calc_derivs)
+        return (self.engine == "lockstep" and self.ddf in (None, "Satterthwaite") and c.optimizer == "nloptwrap"
+                and c.polish and c.calc_derivs)
 
     def lformula(self, y: np.ndarray | pd.Series) -> LmerFormula:
         """lme4's lFormula on the data with ``y`` as the response column (what ``lmer`` sees)."""
@@ -177,34 +184,48 @@ def _lockstep_chunk(spec: ManySpec, design: RowSetDesign, columns: list[int], Y:
     (pylme.lockstep); those it does not finish at a certified optimum go through lmer's steps."""
     devfun = design.devfun
     crit = lockstep.LockstepCriterion(devfun.design, devfun.resp, Y)
-    lower = devfun.design.lower
-    res = lockstep.optimise(crit, lockstep.start_values(design.lmod, Y), lower)
+    res = lockstep.optimise(crit, lockstep.start_values(design.lmod, Y), devfun.design.lower)
     done = res.done & (crit.rr > (MIN_RESIDUAL**2) * crit.yy)
     idx = np.flatnonzero(done)
-    est = crit.estimates(idx, res.theta[idx])
-    rows = [_lockstep_row(spec, design, res, est, i, j) for i, j in enumerate(idx)]
-    out = list(zip([columns[j] for j in idx], rows))
+    out = list(zip([columns[j] for j in idx], _lockstep_rows(spec, design, crit, res, idx)))
     out += [(columns[j], _row_of(spec, design, Y[:, j])) for j in np.flatnonzero(~done)]
     return out
 
 
-def _lockstep_row(spec: ManySpec, design: RowSetDesign, res, est: dict, i: int, j: int) -> dict:
-    """The table row of response ``j`` of a lockstep chunk (``i``: its place in ``est``): what
-    ``table_row`` reads off lmer's fit, from the batched factor at the optimum."""
-    lmod, c = design.lmod, spec.control
-    theta, lower = res.theta[j], design.devfun.design.lower
-    conv = check_conv(Derivs(res.gradient[j], res.Hessian[j], theta), theta, lower, grad_tol=c.check_conv_grad_tol,
-                      hess_tol=c.check_conv_hess_tol, singular_tol=c.check_conv_singular_tol)
+def _lockstep_rows(spec: ManySpec, design: RowSetDesign, crit, res, idx: np.ndarray) -> list[dict]:
+    """The table rows of the lockstep responses ``idx``: what ``table_row`` reads off lmer's fit,
+    from the batched factor at the optimum; lme4's checkConv where its vectorised screen
+    (``convergence.quiet``) finds something to say."""
+    lmod, c, lower = design.lmod, spec.control, design.devfun.design.lower
+    theta, g, H = res.theta[idx], res.gradient[idx], res.Hessian[idx]
+    tols = {"grad_tol": c.check_conv_grad_tol, "hess_tol": c.check_conv_hess_tol,
+            "singular_tol": c.check_conv_singular_tol}
+    silent = quiet(g, H, theta, lower, **tols)
+    est = crit.estimates(idx, theta)
+    beta, se = est["beta"], est["se"]
+    columns = {"beta": beta, "se": se, "t": beta / se}
+    notes = [[] for _ in idx]
+    if spec.ddf is not None:  # Satterthwaite's (lmerTest's warnings come after the fit's messages)
+        df, notes = lockstep.satterthwaite(crit, idx, theta, est["sigma"])
+        columns = {"beta": beta, "se": se, "df": df, "t": beta / se, "p": p_t(beta / se, df)}
     names = lmod.fixef_names
-    beta, se = est["beta"][i], est["se"][i]
-    row = {"nobs": len(design.rows), "criterion": float(est["criterion"][i]), "sigma": float(est["sigma"][i])}
-    row.update(zip(_prefixed("theta", theta_names(lmod.reTrms)), theta.tolist()))
-    for short, values in (("beta", beta), ("se", se), ("t", beta / se)):
-        row.update(zip(_prefixed(short, names), values.tolist()))
-    row["singular"] = is_singular(theta, lower)
-    row["conv"] = conv.code
-    row["messages"] = "; ".join(lmod.messages + conv.messages + lmod.warnings + conv.warnings)
-    return row
+    keys = ["criterion", "sigma"] + _prefixed("theta", theta_names(lmod.reTrms))
+    for short in columns:
+        keys += _prefixed(short, names)
+    values = np.column_stack([est["criterion"], est["sigma"], theta, *columns.values()]).tolist()
+    singular = is_singular(theta, lower).tolist()
+    nobs, plain = len(design.rows), "; ".join(lmod.messages + lmod.warnings)
+    rows = []
+    for i in range(idx.size):
+        row = {"nobs": nobs, **dict(zip(keys, values[i])), "singular": singular[i], "conv": 0, "messages": plain}
+        if not silent[i]:
+            conv = check_conv(Derivs(g[i], H[i], theta[i]), theta[i], lower, **tols)
+            row["conv"] = conv.code
+            row["messages"] = "; ".join(lmod.messages + conv.messages + lmod.warnings + conv.warnings)
+        if notes[i]:
+            row["messages"] = "; ".join(filter(None, [row["messages"], *notes[i]]))
+        rows.append(row)
+    return rows
 
 
 def _row_of(spec: ManySpec, design: RowSetDesign, y: np.ndarray) -> dict:
@@ -292,8 +313,8 @@ def lmer_many(
     optimises a task's responses together, by Newton steps on all of them at once (pylme.lockstep),
     to the optimum that lmer's end approximates (criterion within 1e-10 relative of lmer's and never
     above it; theta within lmer's own stopping tolerance of its); it serves models whose terms are
-    all scalar (``(1 | g)``), without ``ddf``, and sends any response it does not certify, and any
-    other model, through lmer's steps."""
+    all scalar (``(1 | g)``), with ``ddf`` None or 'Satterthwaite' (df for all responses together),
+    and sends any response it does not certify, and any other model, through lmer's steps."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
     chunk_size = chunk_size or (LOCKSTEP_CHUNK if engine == "lockstep" else CHUNK)
@@ -305,22 +326,19 @@ def lmer_many(
     frame = _as_responses(responses, data)
     spec = ManySpec(formula, data, pf.response.text, REML, weights, offset, control or LmerControl(), ddf, engine)
     rows: dict[int, dict] = {}
+    plain, Y = _plain_columns(frame)
     groups: dict[bytes, list[int]] = {}
-    for j, name in enumerate(frame.columns):
-        column = frame.iloc[:, j]
-        if _plain(column):
-            groups.setdefault(_row_key(column.to_numpy()), []).append(j)
-        else:  # not numbers, or infinite values: lmer's own error (or its fit, if it has none)
-            rows[j] = _alone_row(spec, column)
+    keys = np.ascontiguousarray(np.packbits(np.isnan(Y[:, plain]), axis=0).T)  # _row_key of each column
+    for j, key in zip(plain, keys):
+        groups.setdefault(key.tobytes(), []).append(j)
+    for j in sorted(set(range(frame.shape[1])) - set(plain)):  # not numbers, or infinite values:
+        rows[j] = _alone_row(spec, frame.iloc[:, j])  # lmer's own error (or its fit, if it has none)
     designs = {}
     for key, columns in groups.items():
         try:
-            designs[key] = RowSetDesign.build(spec, frame.iloc[:, columns[0]].to_numpy())
+            designs[key] = RowSetDesign.build(spec, Y[:, columns[0]])
         except FIT_ERRORS as exc:
             designs[key] = exc
-    Y = np.full(frame.shape, np.nan)
-    for columns in groups.values():
-        Y[:, columns] = frame.iloc[:, columns].to_numpy(dtype=float, na_value=np.nan)
     tasks = [(key, cols[s : s + chunk_size], Y[:, cols[s : s + chunk_size]])
              for key, cols in groups.items() for s in range(0, len(cols), chunk_size)]
     for part in run_tasks(_fit_chunk, (spec, designs), tasks, client=client, n_jobs=n_jobs, progress=progress,
@@ -354,6 +372,18 @@ def _as_responses(responses, data: pd.DataFrame) -> pd.DataFrame:
         dup = frame.columns[frame.columns.duplicated()].unique().tolist()
         raise DataError(f"responses' names must be unique; repeated: {dup}")
     return frame
+
+
+def _plain_columns(frame: pd.DataFrame) -> tuple[list[int], np.ndarray]:
+    """The positions of the responses that are ``_plain`` and all the responses as floats (NaN in
+    the columns that are not plain), column types read once rather than per column."""
+    numeric = [j for j, dtype in enumerate(frame.dtypes) if isinstance(dtype, np.dtype) and dtype.kind in "fiu"]
+    values = frame.iloc[:, numeric].to_numpy(dtype=float, na_value=np.nan)
+    finite = ~np.isinf(values).any(axis=0)
+    plain = [j for j, ok in zip(numeric, finite) if ok]
+    Y = np.full(frame.shape, np.nan)
+    Y[:, plain] = values[:, finite]
+    return plain, Y
 
 
 def _plain(column: pd.Series) -> bool:

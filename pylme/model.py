@@ -265,9 +265,11 @@ class MerMod:
 
     # ------------------------------------------------------------ analyses (both families)
     def _lmer_only(self, what: str) -> None:
-        """Refuse, naming it, an analysis not yet verified against lme4 for glmer fits."""
+        """Refuse, naming it, an lmerTest analysis for a glmer fit (lmerTest's tables, with their
+        denominator df, are for linear mixed models)."""
         if self.family is not None:
-            raise ModelError(f"{what} of a glmer fit is not implemented yet (it is for lmer fits)")
+            raise ModelError(f"{what} is for lmer fits; for a glmer fit use lme4's: gm.anova(), "
+                             "gm.drop1(test='Chisq') or pylme.anova(gm0, gm)")
 
     def anova(self, *others, type: int | str | None = None, ddf: str = "lme4", **kwargs):
         """lme4's anova: with other fits, the likelihood-ratio table (see pylme.anova; its rows are
@@ -287,43 +289,39 @@ class MerMod:
 
             return anova_table(self, 3 if type is None else type, "Satterthwaite" if ddf == "lme4" else ddf)
         compared = others or any(isinstance(v, MerMod) for v in kwargs.values())
-        if not compared:
-            self._lmer_only("anova of a single model (a table of the fixed-effect terms)")
         return anova(self, *others, **kwargs) if compared else anova_single(self)
 
     # ------------------------------------------------------------ after the fit: reduction, influence, optimisers
     def drop1(self, scope=None, test: str = "none", k: float = 2.0, ddf: str | None = None):
-        """lme4's ``drop1(fm, test = "Chisq")`` (ML refits without each marginal fixed term);
-        with ``ddf``, lmerTest's F-test table (see pylme.reduction)."""
-        self._lmer_only("drop1")
+        """lme4's ``drop1(fm, test = "Chisq")`` (ML refits without each marginal fixed term; a
+        glmer fit's refits are glmer fits, see ``update``); with ``ddf``, lmerTest's F-test table
+        (see pylme.reduction; lmer fits only, as lmerTest)."""
+        if ddf is not None:
+            self._lmer_only("drop1 with ddf (lmerTest's F tests)")
         from .reduction import drop1
 
         return drop1(self, scope, test, k, ddf)
 
     def hatvalues(self) -> pd.Series:
         """lme4's ``hatvalues(fm)`` (see pylme.influence)."""
-        self._lmer_only("hatvalues")
         from .influence import hatvalues
 
         return hatvalues(self)
 
     def cooks_distance(self) -> pd.Series:
         """lme4's ``cooks.distance(fm)`` from the hat values (see pylme.influence)."""
-        self._lmer_only("cooks_distance")
         from .influence import cooks_distance
 
         return cooks_distance(self)
 
     def influence(self, groups=None, maxfun: int = 1000):
         """lme4's ``influence(fm, groups)``: deletion refits (see pylme.influence)."""
-        self._lmer_only("influence")
         from .influence import influence
 
         return influence(self, groups, maxfun)
 
     def allFit(self, optimizers=None, maxfun: int = 100_000, verbose: bool = True):
         """lme4's ``allFit(fm)`` (see pylme.allfit)."""
-        self._lmer_only("allFit")
         from .allfit import allFit
 
         return allFit(self, optimizers, maxfun, verbose)

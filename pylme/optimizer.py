@@ -13,6 +13,8 @@ from typing import Callable
 import nlopt
 import numpy as np
 
+from .errors import ModelError
+
 #: lme4's nloptwrap defaults (lmerControl(optimizer = "nloptwrap"))
 DEFAULT_OPT_CTRL = {"algorithm": "NLOPT_LN_BOBYQA", "xtol_abs": 1e-8, "ftol_abs": 1e-8, "xtol_rel": 1e-4, "maxeval": 100_000}
 
@@ -78,6 +80,11 @@ Objective = Callable[[np.ndarray], float]
 LBFGSB_CTRL = {"ftol": 1e-13, "gtol": 1e-6, "maxiter": 1000, "scale": 0.1}
 
 
+#: nlopt algorithms that cannot minimise a function of one parameter, and why
+_NEEDS_TWO = {"NLOPT_LN_NEWUOA_BOUND": "needs at least two parameters",
+              "NLOPT_LN_PRAXIS": "does not stop on a single parameter (nlopt runs it to maxeval)"}
+
+
 def optwrap(
     fn: Objective,
     start: np.ndarray,
@@ -91,6 +98,8 @@ def optwrap(
     """Minimise ``fn`` from ``start`` within ``lower`` (and ``upper``) bounds with nlopt (lme4's nloptwrap)."""
     ctrl = {**DEFAULT_OPT_CTRL, **(control or {})}
     x0 = np.array(start, dtype=float)
+    if x0.size == 1 and ctrl["algorithm"] in _NEEDS_TWO:
+        raise ModelError(f"nlopt's {ctrl['algorithm']} {_NEEDS_TWO[ctrl['algorithm']]}: this problem has one parameter")
     summary = OptSummary("nloptwrap", ctrl, x0.copy(), np.asarray(lower, dtype=float))
     algorithm = getattr(nlopt, ctrl["algorithm"].removeprefix("NLOPT_"))
     opt = nlopt.opt(algorithm, x0.size)
@@ -129,6 +138,9 @@ def optwrap(
         summary.status = int(opt.last_optimize_result())
     except nlopt.RoundoffLimited:  # nlopt raises for this status; keep the best point seen
         summary.par, summary.fval, summary.status = best[0], best[1], -4
+    except nlopt.invalid_argument as exc:  # e.g. NEWUOA on a single parameter
+        raise ModelError(f"nlopt's {ctrl['algorithm']} refused the problem ({x0.size} parameter(s), "
+                         f"bounds {summary.lower.tolist()}): invalid argument ({exc})") from exc
     summary.message = _RESULT_MESSAGES.get(summary.status, str(summary.status))
     if verbose:
         print(f"return code {summary.status}: {summary.message}")

@@ -9,7 +9,6 @@ reschedules it; ``retries`` reruns tasks that raised), so no task is lost.
 """
 from __future__ import annotations
 
-import multiprocessing
 from typing import Any, Callable, Iterator, Sequence
 
 from .progress import progress_bar
@@ -50,6 +49,8 @@ def _call(indexed: tuple[int, Any]) -> tuple[int, Any]:
 
 
 def _forked(fn, shared, tasks: Sequence, n_jobs: int) -> Iterator:
+    import multiprocessing  # imported on first use: most fits run in one process
+
     global _SHARED
     _SHARED = (fn, shared)
     try:

@@ -15,21 +15,41 @@ the evidence that a point is the minimum of the profiled criterion within its bo
 Where the point is not certified, ``polish`` finishes: projected Newton steps with a backtracking
 line search, a step along a direction of negative curvature (a saddle), and a BOBYQA restart with
 tight tolerances; a step is taken only where the criterion decreases by more than rounding, so a
-point that is already the optimum does not move. Only the objective's public calls are used (those of
-pylme.objective.Objective): the criterion at theta, a batch of them (``many``), ``lower``, and
-``criterion_and_gradient`` where ``has_gradient`` is true.
+point that is already the optimum does not move. Only the objective's public calls are used (those
+of pylme.objective.Objective): the criterion at theta, ``lower``, a batch of criteria (``many``)
+where it has one, and ``criterion_and_gradient`` where ``has_gradient`` is true; glmer's deviance
+function of (theta, beta) is certified through the same calls.
+
+A variance at 0 is a bound of the parameters, not of the covariance matrices: where a diagonal
+entry of a term's factor is 0, negating the entries below it in its column (the mirror) gives the
+same covariance matrix, and the derivative in that diagonal entry changes sign. A boundary end whose
+gradient there is positive is therefore no optimum: the criterion decreases from its mirror, into
+a basin that the bound hides from a local search (lme4's path may end there, pylme's in the
+other, when the two paths part at the rounding level). The certificate checks the mirrors of the
+factor's columns (``mirrors``: pylme.reterms.LambdaMap.factor_columns) and the finish continues from
+a mirror where the criterion decreases, accepted where it ends lower by more than rounding.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from .convergence import Derivs, deriv12, derivs_from_gradient
 from .optimizer import optwrap
 
+#: the columns of theta's covariance factors: each diagonal entry's theta index and those of the
+#: entries below it (pylme.reterms.LambdaMap.factor_columns)
+Mirrors = Sequence[tuple[int, np.ndarray]]
+
 #: settings of the finishing steps: BOBYQA's restart tolerances, the Newton steps allowed
 RESTART_CTRL = {"xtol_rel": 1e-10, "xtol_abs": 0.0, "ftol_abs": 0.0, "maxeval": 2_000}
 MAX_NEWTON = 6
+#: mirrors tried one after another (each accepted only where it ends lower)
+MAX_MIRRORS = 3
+#: a diagonal theta this close to its bound (0) is mirrored as if on it (lme4's isSingular tolerance)
+MIRROR_NEAR = 1e-4
 #: the criterion's rounding: decreases smaller than this many units in the last place are noise
 ROUNDING_ULPS = 64
 #: a point is certified when the quadratic model predicts a decrease below
@@ -74,7 +94,7 @@ class Certificate:
         fmt = lambda v: " ".join(f"{x:.4g}" for x in v)  # noqa: E731
         lines = [
             f"certificate: {self.verdict}",
-            f"  criterion at the end of lme4's path {self.criterion_path:.12g}, at the end {self.criterion:.12g} "
+            f"  criterion at the optimiser's end {self.criterion_path:.12g}, at the end {self.criterion:.12g} "
             f"(change {self.criterion - self.criterion_path:.3g})",
             f"  theta moved by {self.moved:.3g}; projected gradient {fmt(self.gradient)}",
             f"  on a bound: {', '.join(str(i + 1) for i in np.flatnonzero(self.active)) or 'none'}; "
@@ -105,15 +125,17 @@ class _Counted:
         self.objective = objective
         self.lower = np.asarray(objective.lower if lower is None else lower, dtype=float)
         self.count = 0
-        self.has_gradient = objective.has_gradient
+        self.has_gradient = getattr(objective, "has_gradient", False)
 
     def __call__(self, theta: np.ndarray) -> float:
         self.count += 1
         return float(self.objective(np.asarray(theta, dtype=float)))
 
     def many(self, thetas: np.ndarray) -> np.ndarray:
+        """The criterion at each row (one by one where the objective has no ``many``: glmer's)."""
         self.count += len(thetas)
-        return self.objective.many(thetas)
+        many = getattr(self.objective, "many", None)
+        return many(thetas) if many is not None else np.array([float(self.objective(t)) for t in thetas])
 
     def criterion_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         self.count += 1
@@ -136,17 +158,63 @@ class _Analysis:
     min_eigenvalue: float
     decrement: float
     step: np.ndarray  # the projected Newton step (or a negative-curvature direction), zero on active bounds
-    verdict: str
+    verdict: str  # on the neighbourhood of theta (the mirror aside)
+    mirror: int | None = None  # a diagonal theta at 0 whose mirror lowers the criterion (see analyse)
+
+    @property
+    def locally_certified(self) -> bool:
+        return not self.verdict.startswith("not certified")
 
     @property
     def certified(self) -> bool:
-        return not self.verdict.startswith("not certified")
+        return self.locally_certified and self.mirror is None
+
+    @property
+    def summary(self) -> str:
+        """The verdict, the mirror included."""
+        if self.locally_certified and self.mirror is not None:
+            return (f"not certified: theta {self.mirror + 1} is at 0 and the criterion decreases from the mirrored "
+                    "factor (the entries below it negated: the same covariance matrix)")
+        return self.verdict
 
 
 def analyse(theta: np.ndarray, f: float, derivs: Derivs, lower: np.ndarray,
-            upper: np.ndarray | None = None) -> _Analysis:
+            upper: np.ndarray | None = None, mirrors: Mirrors = ()) -> _Analysis:
     """The KKT conditions, the Hessian's smallest eigenvalue on the free parameters and the Newton
-    decrement at theta, with a verdict and the step the finish would take."""
+    decrement at theta, with a verdict and the step the finish would take; ``mirrors`` (the factor's
+    columns: diagonal theta index, indices below it) are checked as the module's docstring says."""
+    info = _analyse_locally(theta, f, derivs, lower, upper)
+    g = np.asarray(derivs.gradient, dtype=float)
+    info.mirror = _mirror_candidate(theta, g, lower, _grad_tol(f), mirrors)
+    return info
+
+
+def _mirror_candidate(theta: np.ndarray, g: np.ndarray, lower: np.ndarray, gtol: float,
+                      mirrors: Mirrors) -> int | None:
+    """The diagonal theta on its bound (0; or within MIRROR_NEAR of it) with entries below it not
+    all 0 and the largest gradient above ``gtol``: its mirror has the negated derivative there, a
+    descent (None: no such theta). The central differences at 0 compare theta with its mirror: a
+    positive derivative says the mirror's side is lower."""
+    best, largest = None, gtol
+    for diag, below in mirrors:
+        if theta[diag] - lower[diag] <= MIRROR_NEAR and g[diag] > largest and np.any(theta[below] != 0):
+            best, largest = diag, float(g[diag])
+    return best
+
+
+def _mirrored(theta: np.ndarray, diag: int, lower: np.ndarray, mirrors: Mirrors) -> np.ndarray:
+    """theta with diagonal ``diag`` on its bound (0) and the entries below it negated: the same
+    covariance matrix where it was at 0."""
+    out = theta.copy()
+    below = dict((d, b) for d, b in mirrors)[diag]
+    out[diag] = lower[diag]
+    out[below] = -out[below]
+    return out
+
+
+def _analyse_locally(theta: np.ndarray, f: float, derivs: Derivs, lower: np.ndarray,
+                     upper: np.ndarray | None) -> _Analysis:
+    """analyse on theta's neighbourhood (no mirror)."""
     g = np.asarray(derivs.gradient, dtype=float)
     H = (np.asarray(derivs.Hessian, dtype=float) + np.asarray(derivs.Hessian, dtype=float).T) / 2
     gtol = _grad_tol(f)
@@ -214,29 +282,51 @@ def _scaled_curvature_step(step: np.ndarray, theta: np.ndarray) -> np.ndarray:
 
 
 def polish(objective, theta: np.ndarray, f: float, derivs: Derivs | None = None, finish: bool = True,
-           lower: np.ndarray | None = None, upper: np.ndarray | None = None
+           lower: np.ndarray | None = None, upper: np.ndarray | None = None, mirrors: Mirrors = ()
            ) -> tuple[np.ndarray, float, Derivs, Certificate]:
     """Certify theta (the optimiser's end, criterion ``f``) and, with ``finish``, move it to the
     optimum where it is not one. ``derivs`` are the derivatives at theta when already computed
-    (lme4's checkConv computes them); ``lower`` (default: the objective's) and ``upper`` bound theta.
-    Returns theta, the criterion, the derivatives there and the certificate."""
+    (lme4's checkConv computes them); ``lower`` (default: the objective's) and ``upper`` bound theta;
+    ``mirrors``: the columns of theta's covariance factors (LambdaMap.factor_columns; none: theta is
+    not a factor's, e.g. a profile's inner fit). Returns theta, the criterion, the derivatives there
+    and the certificate."""
     fn = _Counted(objective, lower)
     theta0, f0 = np.array(theta, dtype=float), float(f)
     theta, f = theta0.copy(), f0
     derivs = derivs if derivs is not None else fn.derivs(theta, f)
-    info = analyse(theta, f, derivs, fn.lower, upper)
+    info = analyse(theta, f, derivs, fn.lower, upper, mirrors)
     steps: list[str] = []
     if finish and not info.certified:
-        theta, f, derivs, info = _finish(fn, theta, f, derivs, info, upper, steps)
+        theta, f, derivs, info = _finish(fn, theta, f, derivs, info, upper, steps, mirrors)
     cert = Certificate(f0, f, theta0, theta.copy(), info.gradient, info.active, info.min_eigenvalue,
-                       info.decrement, info.verdict, steps, fn.count)
+                       info.decrement, info.summary, steps, fn.count)
     return theta, f, derivs, cert
 
 
-def _finish(fn: _Counted, theta, f, derivs, info, upper, steps):
-    """Newton steps (or a negative-curvature step), then a BOBYQA restart if still not certified."""
+def _finish(fn: _Counted, theta, f, derivs, info, upper, steps, mirrors):
+    """The local finish, then, where a mirror lowers the criterion, the local finish from the mirror,
+    kept where it ends lower by more than rounding."""
+    theta, f, derivs, info = _finish_locally(fn, theta, f, derivs, info, upper, steps, mirrors)
+    for _ in range(MAX_MIRRORS):
+        if info.mirror is None:
+            break
+        start = _mirrored(theta, info.mirror, fn.lower, mirrors)
+        f_start = fn(start)
+        trial_steps = [f"mirror of theta {info.mirror + 1}"]
+        trial = _finish_locally(fn, start, f_start, fn.derivs(start, f_start), None, upper, trial_steps, mirrors)
+        if not trial[1] < f - rounding(f):
+            break
+        theta, f, derivs, info = trial
+        steps += trial_steps
+    return theta, f, derivs, info
+
+
+def _finish_locally(fn: _Counted, theta, f, derivs, info, upper, steps, mirrors):
+    """Newton steps (or a negative-curvature step), then a BOBYQA restart if still not certified
+    on theta's neighbourhood. ``info``: the analysis at theta (None: not done yet)."""
+    info = info or analyse(theta, f, derivs, fn.lower, upper, mirrors)
     for _ in range(MAX_NEWTON):
-        if info.certified:
+        if info.locally_certified:
             break
         saddle = np.isnan(info.decrement)
         step = _scaled_curvature_step(info.step, theta) if saddle else info.step
@@ -248,21 +338,21 @@ def _finish(fn: _Counted, theta, f, derivs, info, upper, steps):
         theta, f = moved
         steps.append("saddle escape" if saddle else "Newton")
         derivs = fn.derivs(theta, f)
-        info = analyse(theta, f, derivs, fn.lower, upper)
-    if not info.certified:
+        info = analyse(theta, f, derivs, fn.lower, upper, mirrors)
+    if not info.locally_certified:
         res = optwrap(fn, theta, fn.lower, RESTART_CTRL, keep_log=False, upper=upper)
         if res.fval < f - rounding(f):
             theta, f = np.asarray(res.par, dtype=float), float(res.fval)
             steps.append(f"BOBYQA restart ({res.feval} evaluations)")
             derivs = fn.derivs(theta, f)
-            info = analyse(theta, f, derivs, fn.lower, upper)
-            if not info.certified and not np.isnan(info.decrement):
+            info = analyse(theta, f, derivs, fn.lower, upper, mirrors)
+            if not info.locally_certified and not np.isnan(info.decrement):
                 moved = _line_search(fn, theta, f, info.step, upper)
                 if moved is not None:
                     theta, f = moved
                     steps.append("Newton")
                     derivs = fn.derivs(theta, f)
-                    info = analyse(theta, f, derivs, fn.lower, upper)
+                    info = analyse(theta, f, derivs, fn.lower, upper, mirrors)
     return theta, f, derivs, info
 
 

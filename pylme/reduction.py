@@ -35,12 +35,13 @@ class ReductionTable(AnovaTable):
 
 
 def optimising(fm):
-    """The fit, or for a model evaluated at a given theta (``lmerControl(optimizer=None)``) a copy
-    whose refits (reduced models, ML and REML refits) run lme4's default optimiser."""
+    """The fit, or for a model evaluated at a given theta (``lmerControl(optimizer=None)`` or
+    ``glmerControl(optimizer=None)``) a copy whose refits (reduced models, ML and REML refits)
+    run lme4's default optimiser (that control class's default)."""
     if fm.control.optimizer is not None:
         return fm
     out = copy.copy(fm)
-    out.control = replace(fm.control, optimizer="nloptwrap")
+    out.control = replace(fm.control, optimizer=type(fm.control)().optimizer)
     return out
 
 
@@ -65,6 +66,8 @@ class _Deparser:
             self.put("(")
             self.node(n.args[0])
             self.put(")")
+        elif n.op == "call":  # a function call (cbind(...), log(x)) as one piece
+            self.put(deparse(n))
         elif n.op.startswith("u") and n.args:
             self.put(n.op[1:])
             self.node(n.args[0])

@@ -139,6 +139,18 @@ class LambdaMap:
         """Where each term's random effects start in b (and its end)."""
         return np.concatenate([[0], np.cumsum([nc * nl for nc, nl in zip(self.ncs, self.nls)])]).astype(int)
 
+    def factor_columns(self) -> list[tuple[int, np.ndarray]]:
+        """For each column of each term's factor, the theta index of its diagonal entry and those
+        of the entries below it. Negating the entries of a column leaves the covariance LL' as it
+        is; where the diagonal entry is 0, negating the entries below it alone does too: the
+        mirror that pylme.polish tries at a boundary end."""
+        out, off = [], 0
+        for nc in self.ncs:
+            for j in range(nc):
+                out.append((off, np.arange(off + 1, off + nc - j)))
+                off += nc - j
+        return out
+
     def values(self, theta: np.ndarray) -> np.ndarray:
         """Lambdat's stored values at theta (in its storage order)."""
         return np.asarray(theta, dtype=float)[self.Lind]

@@ -1,5 +1,6 @@
 """After a glmer fit, against lme4 1.1-31 live through rpy2: anova (the LRT of anova.merMod),
-Wald intervals, refit on a new response, simulate and bootMer. Needs R: fails (not skips)
+Wald intervals, refit on a new response, simulate and bootMer (profiles, drop1, influence and
+allFit: tests/test_glmer_postfit.py). Needs R: fails (not skips)
 when PYLME_REQUIRE_R=1 and R is missing."""
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from postfit_r import r_eval
 
 import pylme
 
@@ -34,17 +36,6 @@ def gm(cbpp):
     return quiet(pylme.glmer, CBPP, cbpp, family="binomial")
 
 
-def r_eval(code: str, **frames):
-    """Evaluate R code with data frames bound (r_reference's converter), as a float array."""
-    import r_reference
-    from rpy2 import robjects as ro
-
-    r_reference.r_versions()
-    for name, frame in frames.items():
-        ro.globalenv[name] = r_reference._frame_to_r(frame)
-    return np.array(ro.r(f"suppressMessages(suppressWarnings({{ library(lme4); {code} }}))"), dtype=float)
-
-
 def test_anova_is_lme4s_lrt(cbpp, gm) -> None:
     gm0 = quiet(pylme.glmer, CBPP0, cbpp, family="binomial")
     tab = pylme.anova(gm0, gm)
@@ -68,11 +59,6 @@ def test_wald_intervals_are_lme4s(gm, cbpp) -> None:
     # lme4: (Intercept) -1.851514 -0.945172; SEs from the Hessian agree to 2e-3 (conformance's GLMM_VCOV_REL)
     se = np.sqrt(np.diag(gm.vcov().to_numpy()))
     np.testing.assert_allclose(ci.iloc[1:].to_numpy().ravel(order="F"), r, atol=2e-3 * 1.96 * se.max())
-
-
-def test_profile_of_a_glmer_fit_says_it_is_not_there(gm) -> None:
-    with pytest.raises(pylme.ModelError, match="profile of a glmer fit is not implemented"):
-        gm.confint(method="profile")
 
 
 def test_refit_is_lme4s_fit_of_the_new_response(gm, cbpp) -> None:

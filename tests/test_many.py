@@ -32,10 +32,10 @@ def study():
     return samples, Y
 
 
-def _lmer(samples, y, **kwargs):
+def _lmer(samples, y, formula=FORMULA, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pylme.lmer(FORMULA, samples.assign(expr=y), **kwargs)
+        return pylme.lmer(formula, samples.assign(expr=y), **kwargs)
 
 
 def _fits_or_errors(res, samples, Y, **kwargs):
@@ -198,6 +198,35 @@ def test_lockstep_singular_responses_on_the_boundary(boundary_study):
     _check_lockstep_against_lmer(ml, samples, Y[["gene1", "flat0"]], REML=False)
 
 
+def test_lockstep_one_term_weights_offset(study):
+    samples, Y = study
+    samples = samples.assign(shift=np.linspace(-1.0, 1.0, len(samples)))
+    names = ["gene1", "gene2", "gene3", "gene4", "gene5"]
+    one_term = "expr ~ tissue + age + (1 | individual)"
+    for kwargs in ({"weights": "age"}, {"offset": "shift", "REML": False}):
+        res = pylme.lmer_many(one_term, samples, Y[names], engine="lockstep", **kwargs)
+        _check_lockstep_against_lmer(res, samples, Y[names], formula=one_term, **kwargs)
+
+
+def test_lockstep_satterthwaite_columns(study, boundary_study):
+    """lmerTest's df and p computed for all responses together equal lmerTest's (pylme.satterthwaite)
+    on the fit at the same theta (lmer's own end differs from the optimum, and its df with it)."""
+    samples, Y = study
+    Y = pd.concat([Y[["gene1", "gene3", "gene5"]], boundary_study[1][["flat0"]]], axis=1)
+    for REML in (True, False):
+        res = pylme.lmer_many(FORMULA, samples, Y, REML=REML, ddf="Satterthwaite", engine="lockstep")
+        assert list(res.table.columns) == list(pylme.lmer_many(FORMULA, samples, Y[["gene1"]], REML=REML,
+                                                               ddf="Satterthwaite").table.columns)
+        for name in Y.columns:
+            row = res.table.loc[name]
+            theta = row[[c for c in row.index if c.startswith("theta.")]].to_numpy(float)
+            at = _lmer(samples, Y[name], REML=REML, control=pylme.lmerControl(optimizer=None), start={"theta": theta})
+            coefs = at.summary(ddf="Satterthwaite").coefficients
+            for short, column in (("df", "df"), ("p", "Pr(>|t|)"), ("t", "t value")):
+                np.testing.assert_allclose(row[[f"{short}.{k}" for k in coefs.index]].to_numpy(float),
+                                           coefs[column], rtol=1e-6)
+
+
 def test_lockstep_chunks_and_processes_do_not_change_the_table(study):
     samples, Y = study
     serial = pylme.lmer_many(FORMULA, samples, Y, engine="lockstep")
@@ -214,7 +243,7 @@ def test_lockstep_falls_back_to_lmer_where_it_does_not_serve(study):
         warnings.simplefilter("ignore")
         pd.testing.assert_frame_equal(pylme.lmer_many(slopes, samples, Y[names], engine="lockstep").table,
                                       pylme.lmer_many(slopes, samples, Y[names]).table)
-    satt = pylme.lmer_many(FORMULA, samples, Y[names], ddf="Satterthwaite", engine="lockstep")  # df: lmer's steps
-    pd.testing.assert_frame_equal(satt.table, pylme.lmer_many(FORMULA, samples, Y[names], ddf="Satterthwaite").table)
+    kr = pylme.lmer_many(FORMULA, samples, Y[names], ddf="Kenward-Roger", engine="lockstep")  # lmer's steps
+    pd.testing.assert_frame_equal(kr.table, pylme.lmer_many(FORMULA, samples, Y[names], ddf="Kenward-Roger").table)
     with pytest.raises(ValueError, match="engine must be one of 'lmer', 'lockstep'"):
         pylme.lmer_many(FORMULA, samples, Y[names], engine="fast")

@@ -45,6 +45,9 @@ def test_cluster_table_equals_serial(client, study):
     pd.testing.assert_frame_equal(on_cluster.table, serial.table)
     assert set(on_cluster.errors.index) == {"all_missing", "text"}
     assert on_cluster.table["error"].isna().sum() == 41  # the others all fitted
+    lockstep = pylme.lmer_many(FORMULA, samples, Y, engine="lockstep")  # responses optimised together, per task
+    pd.testing.assert_frame_equal(pylme.lmer_many(FORMULA, samples, Y, client=client, chunk_size=7,
+                                                  engine="lockstep").table, lockstep.table)
 
 
 def test_bootstrap_on_cluster_equals_serial(client):

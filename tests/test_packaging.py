@@ -61,13 +61,14 @@ def test_building_the_wheel_prints_no_warnings(wheel):
 
 def test_import_loads_what_a_fit_needs_and_no_more():
     """``import pylme`` leaves plotting (matplotlib, scipy.stats), R files (rdata), the data sets,
-    splines and scipy's optimisers to their first use (scripts/bench_import.py times it)."""
+    splines, scipy's optimisers, scipy.special (the GLMM links), scipy's graph routines and
+    multiprocessing to their first use (scripts/bench_import.py times it)."""
     probe = ("import sys, pylme; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-             "{'matplotlib', 'rdata', 'pylme', 'scipy'})))")
+             "{'matplotlib', 'rdata', 'pylme', 'scipy', 'multiprocessing'})))")
     loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                 check=True).stdout.split())
-    for heavy in ("matplotlib", "rdata", "scipy.stats", "scipy.optimize", "scipy.interpolate",
-                  "pylme.plotting", "pylme.datasets"):
+    for heavy in ("matplotlib", "rdata", "scipy.stats", "scipy.optimize", "scipy.interpolate", "scipy.special",
+                  "scipy.sparse.csgraph", "multiprocessing", "pylme.plotting", "pylme.datasets"):
         assert heavy not in loaded, f"import pylme loads {heavy}"
     assert {"pylme.lmer", "pylme.model", "pylme.pls"} <= loaded
     # and they come when asked for
