@@ -41,7 +41,8 @@ class LmerControl:
     # the objective's linear algebra (see choose_objective): "auto" (default), "cholmod" (the general
     # path), "dense" (small models) or "blocked" (large ones)
     method: str = "auto"
-    # bytes the blocked factor may use (default: 80% of the memory available); more fails at once
+    # bytes the model matrices (lFormula) and the blocked factor may each use (default: 80% of the
+    # memory available); more fails at once, before the matrices are made
     memory_limit: float | None = None
     restart_edge: bool = True
     boundary_tol: float = 1e-5
@@ -303,7 +304,7 @@ def fit_formula(model_class: type, formula: str, data: pd.DataFrame, REML: bool 
     """lme4's lmer from the formula, as a ``model_class`` fit: lFormula -> mkLmerDevfun ->
     choose_objective -> ``fit_lmer``, the fit's messages emitted (lmer and update)."""
     control = control or LmerControl()
-    lmod = lFormula(formula, data, REML=REML, weights=weights, offset=offset)
+    lmod = lFormula(formula, data, REML=REML, weights=weights, offset=offset, memory_limit=control.memory_limit)
     devfun = mkLmerDevfun(lmod, start)
     if devFunOnly:
         return devfun

@@ -175,6 +175,8 @@ def run(n_responses: int, subset: int, subset_mixedlm: int, out: Path) -> dict:
               "lme4_loop_over_many_lmer_engine_same_subset": r["lmer_s"] / sub_many_s,
               "lme4_loop_over_many_2_workers": lme4_total / cluster[2],
               "mixedlm_loop_over_many": None if ml_s is None else ml_s * k / subset_mixedlm / serial_s}
+    if ratios["mixedlm_loop_over_many"] is not None:
+        print(f"\nmixedlm loop / lockstep lmer_many (1 process): {ratios['mixedlm_loop_over_many']:.1f}")
     print(f"\nlockstep criteria against separate pylme lmer fits ({subset}): max relative difference {d_pylme:.1e}, "
           f"most above them {worse_pylme:.1e}; against lme4's: {d_lme4:.1e}, most above them {worse_lme4:.1e}")
     record = {"formula": FORMULA, "n_responses": k, "n_samples": len(samples), "subset": subset,
