@@ -599,7 +599,7 @@ class DistributedObjective(BlockedObjective):
         if (where[idx] >= 0).any():
             Lam1, Minv = self.block1.inverses(theta)
             if self.q2:
-                B = (self.lam2.Lambdat(theta).T @ self.A21r) @ sp.kron(sp.identity(self.block1.nl), sp.csr_matrix(Lam1))
+                B = (self.lam2.Lambdat(theta) @ self.A21r) @ sp.kron(sp.identity(self.block1.nl), sp.csr_matrix(Lam1))
                 G1 = -(B @ sp.block_diag(list(Minv), format="csc")).tocsc()
         out = np.empty((nlev, k, k))
         per = max(1, chunk // max(k, 1))
