@@ -15,6 +15,9 @@ simulated from the model, so the true parameters are known (``Design.truth``):
   model ``score ~ year + grade + x1 + ... + x20 + (1 | student) + (1 | teacher)``. Students
   and teachers are clustered in schools and schools in districts; some students change
   school (within their district) between years.
+- ``ratings_chunks()``: a MovieLens-shaped crossed design (10 million ratings of 20,000 items by
+  100,000 users), made chunk by chunk, model
+  ``rating ~ released + weekend + (1 | user) + (1 | item)``.
 """
 from __future__ import annotations
 
@@ -147,6 +150,46 @@ def state_test_chunks(scale: int = 10, nchunks: int = 60, seed: int = 20100717):
         frame["teacher"] = frame["teacher"].cat.codes.astype(np.int64) + 1 + teachers
         students, teachers = students + part["n_students"], teachers + part["n_teachers"]
         yield frame, {**des.truth, "beta": beta}
+
+
+RATINGS_FORMULA = "rating ~ released + weekend + (1 | user) + (1 | item)"
+
+
+def ratings_chunks(n: int = 10_000_000, n_users: int = 100_000, n_items: int = 20_000, nchunks: int = 50,
+                   seed: int = 20240719, batch: int = 256):
+    """A MovieLens-shaped crossed design as ``nchunks`` data frames made one at a time (never whole
+    in memory; each chunk holds its own users, numbered across chunks): a user's number of ratings
+    is 1 plus a multinomial share of log-normal activity (heavy-tailed, as on rating platforms), its
+    items are drawn without replacement with Zipf-like popularity (weights ``1 / rank^0.9``, so
+    each (user, item) pair occurs once); ``released`` is an item's standardised release year,
+    ``weekend`` whether the rating was given on a weekend. ``batch``: users drawn at once (a
+    ``batch x n_items`` table of keys). Yields (frame, truth) pairs; model ``RATINGS_FORMULA``."""
+    rng = np.random.default_rng(seed)
+    sd = {"user": 0.5, "item": 0.4}
+    sigma = 0.8
+    beta = {"(Intercept)": 3.5, "released": -0.1, "weekend": 0.05}
+    u, v = rng.normal(0, sd["user"], n_users), rng.normal(0, sd["item"], n_items)
+    released = rng.normal(0, 1, n_items)
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    counts = _cap(rng, 1 + rng.multinomial(n - n_users, activity / activity.sum()), n_items)
+    popularity = rng.permutation(1.0 / np.arange(1, n_items + 1) ** 0.9)
+    truth = {"sd": sd, "sigma": sigma, "beta": beta}
+    for k in range(nchunks):
+        users = np.arange(n_users * k // nchunks, n_users * (k + 1) // nchunks)
+        user, item = [], []
+        for a in range(0, users.size, batch):
+            who = users[a : a + batch]
+            # Efraimidis-Spirakis: the items with the smallest Exp(1) / weight keys, per user
+            order = np.argsort(rng.exponential(size=(who.size, n_items)) / popularity, axis=1)
+            take = np.arange(n_items)[None, :] < counts[who][:, None]
+            user.append(np.repeat(who, counts[who]))
+            item.append(order[take])
+        user, item = np.concatenate(user), np.concatenate(item)
+        weekend = (rng.random(user.size) < 2 / 7).astype(float)
+        y = (beta["(Intercept)"] + beta["released"] * released[item] + beta["weekend"] * weekend + u[user] + v[item]
+             + rng.normal(0, sigma, user.size))
+        yield pd.DataFrame({"rating": y, "released": released[item], "weekend": weekend, "user": user + 1,
+                            "item": item + 1}), truth
 
 
 def _dirichlet(rng: np.random.Generator, k: int, shape: float) -> np.ndarray:

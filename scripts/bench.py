@@ -27,7 +27,7 @@ own process, with the blocked objective; it prints the fit time, the peak reside
 process, the memory the blocks were estimated to need, the criterion and the estimated standard
 deviations against the simulation's truth, and writes ``large.json``.
 
-``--bigdata state|state10|movielens`` fits partitioned Parquet data sets through Dask
+``--bigdata state|state10|movielens|movielens2m`` fits partitioned Parquet data sets through Dask
 (scripts/bench_bigdata.py): the Dask fit against the in-memory fit, client and worker memory.
 
 No timing is asserted anywhere in the test suite; this script is the record.
@@ -343,7 +343,7 @@ def main() -> None:
                              "refit and mixedlm (scripts/bench_many.py), instead of --models")
     parser.add_argument("--subset", type=int, default=500, help="--many: responses the lme4 and pylme loops fit")
     parser.add_argument("--subset-mixedlm", type=int, default=100, help="--many: responses the mixedlm loop fits")
-    parser.add_argument("--bigdata", default=None, choices=["state", "state10", "movielens"],
+    parser.add_argument("--bigdata", default=None, choices=["state", "state10", "movielens", "movielens2m"],
                         help="fit a partitioned Parquet data set through Dask (scripts/bench_bigdata.py)")
     parser.add_argument("--data", default="reports/bigdata", help="where --bigdata writes its Parquet data sets")
     args = parser.parse_args()

@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/bench.py --bigdata state      # 5.2M rows, 64 partitions: Dask fit vs in-memory fit
     .venv/bin/python scripts/bench.py --bigdata state10    # 52M rows written chunk by chunk, LocalCluster of 2 workers
-    .venv/bin/python scripts/bench.py --bigdata movielens  # 10M ratings, users x items crossed
+    .venv/bin/python scripts/bench.py --bigdata movielens  # 10M ratings, 100k users x 20k items crossed
+    .venv/bin/python scripts/bench.py --bigdata movielens2m  # 2M ratings, 100k users x 5k items
 
 Data sets are written once under ``--data`` (default ``reports/bigdata``) and reused. Each fit
 runs in its own process, which reports its wall time, its peak resident memory (the client's;
@@ -23,7 +24,6 @@ import pandas as pd
 
 STATE_FORMULA = ("score ~ year + grade + " + " + ".join(f"x{k}" for k in range(1, 21))
                  + " + (1 | student) + (1 | teacher)")
-MOVIELENS_FORMULA = "rating ~ 1 + (1 | user) + (1 | item)"
 
 
 def _as_stored(frame: pd.DataFrame) -> pd.DataFrame:
@@ -63,27 +63,17 @@ def state10_frames(nchunks: int):
     return state_test_chunks(10, nchunks)
 
 
-def movielens_frames(nchunks: int, n: int = 10_000_000, users: int = 100_000, items: int = 20_000, seed: int = 32):
-    """A MovieLens-shaped crossed design: ratings of popular items by active users (Zipf-like
-    item popularity, log-normal user activity), rating = 3.5 + user + item + noise."""
-    rng = np.random.default_rng(seed)
-    sd = {"user": 0.5, "item": 0.4}
-    sigma = 0.8
-    u = rng.normal(0, sd["user"], users)
-    v = rng.normal(0, sd["item"], items)
-    activity = rng.lognormal(0, 1.0, users)
-    popularity = 1.0 / np.arange(1, items + 1) ** 0.9
-    popularity = rng.permutation(popularity)
-    pu, pi = activity / activity.sum(), popularity / popularity.sum()
-    truth = {"sd": sd, "sigma": sigma, "beta": {"(Intercept)": 3.5}}
-    for k in range(nchunks):
-        m = n * (k + 1) // nchunks - n * k // nchunks
-        user = rng.choice(users, m, p=pu)
-        item = rng.choice(items, m, p=pi)
-        if k == 0:  # every user and item rated at least once
-            user[:users], item[:items] = np.arange(users), np.arange(items)
-        y = 3.5 + u[user] + v[item] + rng.normal(0, sigma, m)
-        yield pd.DataFrame({"rating": y, "user": user + 1, "item": item + 1}), truth
+def movielens_frames(nchunks: int):
+    from conformance.large_designs import ratings_chunks
+
+    return ratings_chunks(nchunks=nchunks)
+
+
+def movielens2m_frames(nchunks: int):
+    """The same shape with 2 million ratings of 5,000 items (block 2 small enough to factor here)."""
+    from conformance.large_designs import ratings_chunks
+
+    return ratings_chunks(n=2_000_000, n_items=5_000, nchunks=nchunks)
 
 
 def fit_one(kind: str, path: str, formula: str, workers: int) -> dict:
@@ -131,7 +121,7 @@ def fit_one(kind: str, path: str, formula: str, workers: int) -> dict:
         row["error"] = error
         return row
     row.update({"n": fm.nobs(), "evals": fm.opt.summary.feval, "criterion": fm.REMLcrit(), "theta": fm.theta.tolist(),
-                "beta": fm.fixef().tolist(), "se": np.sqrt(np.diag(fm.vcov().to_numpy())).tolist(),
+                "names": fm.fixef().index.tolist(), "beta": fm.fixef().tolist(), "se": np.sqrt(np.diag(fm.vcov().to_numpy())).tolist(),
                 "sigma": fm.sigma(), "sd": dict(zip([t.group for t in fm.lmod.reTrms.terms],
                                                     (fm.theta * fm.sigma()).tolist())),
                 "memory_plan": fm.objective.memory_plan()})
@@ -156,10 +146,13 @@ def compare(a: dict, b: dict) -> dict:
 
 def run(which: str, data_root: Path, out: Path) -> None:
     """Write the data set if needed, fit it, print and record the figures."""
+    from conformance.large_designs import RATINGS_FORMULA
+
     setups = {
         "state": (state_frames, 64, STATE_FORMULA, ["memory", "dask"], 0),
         "state10": (state10_frames, 60, STATE_FORMULA, ["dask"], 2),
-        "movielens": (movielens_frames, 50, MOVIELENS_FORMULA, ["dask"], 0),
+        "movielens": (movielens_frames, 50, RATINGS_FORMULA, ["dask"], 0),
+        "movielens2m": (movielens2m_frames, 50, RATINGS_FORMULA, ["dask", "memory"], 0),
     }
     frames, parts, formula, kinds, workers = setups[which]
     path = data_root / which
@@ -180,6 +173,8 @@ def run(which: str, data_root: Path, out: Path) -> None:
               + (f", workers {row['worker_peak_rss_gb']}" if "worker_peak_rss_gb" in row else ""))
         print(f"  criterion {row['criterion']:.6f}; sd " + ", ".join(f"{g} {v:.4f} (truth {truth['truth']['sd'][g]})"
               for g, v in row["sd"].items()) + f", sigma {row['sigma']:.4f} (truth {truth['truth']['sigma']})")
+        print("  beta " + ", ".join(f"{nm} {b:.4f} (se {se:.4f}, truth {truth['truth']['beta'].get(nm, float('nan')):.4f})"
+                                    for nm, b, se in zip(row["names"], row["beta"], row["se"])))
         print("  " + row["memory_plan"].replace("\n", "\n  "))
     if "memory" in rows and "dask" in rows and "error" not in rows["memory"] and "error" not in rows["dask"]:
         rows["equality"] = compare(rows["dask"], rows["memory"])

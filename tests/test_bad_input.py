@@ -471,6 +471,26 @@ def test_memory_limit_message_in_readable_units():
                                                                                    memory_limit=1e6))
 
 
+def test_model_matrices_too_large_refused_before_they_are_made(monkeypatch):
+    """lFormula checks the sizes of X (and its rank check's copy), Z, Z'X and the response's vectors
+    before making any of them: a model that would not fit fails at once, naming its largest matrix
+    (the path that refuses the 52-million-row state-test design in memory; README "Data larger
+    than memory")."""
+    from pylme.description.model_matrix import DesignSpec
+
+    d = pylme.datasets.load("InstEval")  # 73,421 rows; X: intercept, service1, lectage.L ... lectage^5
+    monkeypatch.setattr(DesignSpec, "matrix", lambda self, frame: pytest.fail("a model matrix was made"))
+    n, p, q = 73421, 7, 2972 + 1128
+    need = 8 * n * p * 2 + n * (20 * 2 + 8 * 2) + 8 * q * p + 40 * n  # X twice, Z, Z'X, the response
+    assert f"{need / 2**20:.3g}" == "14.8"
+    with pytest.raises(ModelError, match=r"^the model matrices \(lFormula and mkLmerDevfun\) would need about 14.8 MB, "
+                                         r"more than the 4.77 MB allowed \(memory_limit\); the largest block is X "
+                                         r"\(dense, 73,421 rows x 7 columns\): 3.92 MB$"):
+        pylme.lmer("y ~ service + lectage + (1 | s) + (1 | d)", d, control=pylme.lmerControl(memory_limit=5e6))
+    with pytest.raises(ModelError, match=r"would need about 14.8 MB, more than the 4.77 MB allowed"):
+        pylme.lFormula("y ~ service + lectage + (1 | s) + (1 | d)", d, memory_limit=5e6)
+
+
 def test_polars_and_pyarrow_frames_fit_as_pandas():
     """A polars DataFrame, a pyarrow Table and an interchange-protocol frame give the pandas fit."""
     import polars

@@ -205,13 +205,10 @@ def test_grouped_statistics_equal_in_memory_with_a_shuffle(grouped):
     fm0, fm = fit_both("y ~ service + lectage + (1 | s) + (1 | d) + (1 | dept:service)", d, 5)
     assert isinstance(fm.objective, pylme.scaleout.distributed.GroupedObjective)
     assert_same_fit(fm0, fm)
-    with pytest.raises(ModelError, match="condVar=False"):
-        fm.ranef()
-    r0 = fm0.ranef()
-    block1 = fm.objective.terms1[0].split("| ")[1].rstrip(")")
-    for k, name in enumerate(fm.lmod.reTrms.flist):
-        if name != block1:  # block 2's conditional variances come from the factor
-            np.testing.assert_allclose(fm._cond_var(k), r0.condVar[name], rtol=1e-5)
+    r0, r = fm0.ranef(), fm.ranef()  # block 1's conditional variances from a pass, block 2's from the factor
+    assert set(r.condVar) == set(r0.condVar) == {"s", "d", "dept:service"}
+    for name in r0.condVar:
+        np.testing.assert_allclose(r.condVar[name], r0.condVar[name], rtol=1e-5)
 
 
 def test_grouped_statistics_penicillin_and_one_factor(grouped):
@@ -221,3 +218,64 @@ def test_grouped_statistics_penicillin_and_one_factor(grouped):
     fm0, fm = fit_both("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"), 3)
     assert_same_fit(fm0, fm)
     assert str(fm.summary()) == str(fm0.summary())
+
+
+def test_crossed_ratings_from_parquet_and_the_cross_maps_bound(grouped, tmp_path):
+    """A MovieLens-shaped crossed design (conformance.large_designs.ratings_chunks, users x items),
+    written chunk by chunk to Parquet: the fit per group of users equals the in-memory fit; before
+    the groups' sums are made, a pass bounds the cross map's entries (per group of users with equal
+    counts, the pairs of items its users rated, at most the triangle of block 2), and a design whose
+    bound does not fit fails there, naming the cross map."""
+    from conformance.large_designs import RATINGS_FORMULA, ratings_chunks
+
+    frames = []
+    for k, (frame, truth) in enumerate(ratings_chunks(n=6_000, n_users=300, n_items=120, nchunks=3)):
+        frame.to_parquet(tmp_path / f"part.{k}.parquet", index=False)
+        frames.append(frame)
+    whole = pd.concat(frames, ignore_index=True)
+    assert not whole.duplicated(["user", "item"]).any() and whole["user"].nunique() == 300
+    ratings = dd.read_parquet(str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm0, fm = pylme.lmer(RATINGS_FORMULA, whole), pylme.lmer(RATINGS_FORMULA, ratings)
+    assert isinstance(fm.objective, pylme.scaleout.distributed.GroupedObjective)
+    assert_same_fit(fm0, fm)
+    r0, r = fm0.ranef(), fm.ranef()
+    for name in ("user", "item"):
+        np.testing.assert_allclose(r.condVar[name], r0.condVar[name], rtol=1e-5)
+    objective = fm.objective  # S^-1 by solves where block 2 is factored by CHOLMOD: LAPACK's dpotri's
+    Q = objective._block2_inverse(fm.theta)
+    objective.fill = pylme.objectives.blocked.SparseFill(objective._pattern())
+    np.testing.assert_allclose(objective._block2_inverse(fm.theta), Q, rtol=1e-9, atol=1e-12)
+
+    count = whole.groupby("user").size()  # each user's items are distinct: k = the count
+    q2 = whole["item"].nunique()
+    per_group = (count * (count + 1) // 2).groupby(count).sum()
+    bound = int(np.minimum(per_group, q2 * (q2 + 1) // 2).sum())
+    assert 0 < bound < int(per_group.sum())  # the small counts' groups are capped by the triangle
+    made = []
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(pylme.scaleout.distributed.PartitionModel, "grouped_stats", lambda *a: made.append(a))
+    with monkey.context():
+        with pytest.raises(ModelError, match=rf"the largest block is cross map A21 V A12 \(sparse map, at most "
+                                             rf"{bound:,} entries, 1 \| user, 1 \| item; order {q2}\): "):
+            pylme.lmer(RATINGS_FORMULA, ratings, control=pylme.lmerControl(memory_limit=30.0 * bound))
+    monkey.undo()
+    assert not made
+
+
+def test_cond_var_with_correlated_slopes_in_block_2(monkeypatch):
+    """Block 1's conditional variances where block 2's Lambda is not diagonal, (service | dept): the
+    factor's ``B = Lambda2' Z2'Z1 Lambda1`` (pylme gave 1.9% off with Lambda2 for Lambda2'), from
+    the level-wise statistics and from those per group of students, equal to the in-memory fit's."""
+    d = datasets.load("InstEval").iloc[:20_000].copy()
+    formula = "y ~ service + (1 | s) + (service | dept)"
+    fm0, fm = fit_both(formula, d, 4)
+    assert fm.objective.terms1 == ["1 | s"] and not fm.objective.diag2
+    r0 = fm0.ranef()
+    monkeypatch.setattr(pylme.scaleout.distributed, "GROUPED_MIN_LEVELS", 1)
+    grouped = pylme.lmer(formula, dd.from_pandas(d, npartitions=4, sort=False))
+    assert isinstance(grouped.objective, pylme.scaleout.distributed.GroupedObjective)
+    for r in (fm.ranef(), grouped.ranef()):
+        for name, v0 in r0.condVar.items():
+            np.testing.assert_allclose(r.condVar[name], v0, rtol=0, atol=1e-6 * np.abs(v0).max())

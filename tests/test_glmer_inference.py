@@ -1,5 +1,6 @@
 """After a glmer fit, against lme4 1.1-31 live through rpy2: anova (the LRT of anova.merMod),
-Wald intervals, refit on a new response, simulate and bootMer. Needs R: fails (not skips)
+Wald intervals, refit on a new response, simulate and bootMer (profiles, drop1, influence and
+allFit: tests/test_glmer_postfit.py). Needs R: fails (not skips)
 when PYLME_REQUIRE_R=1 and R is missing."""
 from __future__ import annotations
 
@@ -58,11 +59,6 @@ def test_wald_intervals_are_lme4s(gm, cbpp) -> None:
     # lme4: (Intercept) -1.851514 -0.945172; SEs from the Hessian agree to 2e-3 (conformance's GLMM_VCOV_REL)
     se = np.sqrt(np.diag(gm.vcov().to_numpy()))
     np.testing.assert_allclose(ci.iloc[1:].to_numpy().ravel(order="F"), r, atol=2e-3 * 1.96 * se.max())
-
-
-def test_profile_of_a_glmer_fit_says_it_is_not_there(gm) -> None:
-    with pytest.raises(pylme.ModelError, match="profile of a glmer fit is not implemented"):
-        gm.confint(method="profile")
 
 
 def test_refit_is_lme4s_fit_of_the_new_response(gm, cbpp) -> None:

@@ -1,5 +1,6 @@
 """After a glmer fit, against lme4 1.1-31 live (tests/postfit_r.py's r_glmer_postfit): update,
-the single-model anova, drop1, hatvalues, cooks.distance and influence, on cbpp (binomial,
+the single-model anova, drop1, hatvalues, cooks.distance, influence, allFit and the profile
+intervals (confint), on cbpp (binomial,
 ``cbind(incidence, size - incidence) ~ period + (1 | herd)``), grouseticks (Poisson, two
 random-effects terms), sleepstudy (Gamma with the log link, a fit with a dispersion) and cbpp's
 counts as Poisson with an offset (``incidence ~ period + offset(log(size)) + (1 | herd)``).
@@ -10,13 +11,16 @@ counts as Poisson with an offset (``incidence ~ period + offset(log(size)) + (1 
   by (1 - h)^2 and square residuals near zero, to 1e-4 relative or 1e-9 absolute);
 * drop1 and influence refit models: each engine's optimiser stops within lme4's glmer
   tolerances (conformance/tolerances.py's GLMM_*), so AIC and LRT agree to 1e-4 absolute and
-  deletion estimates to 1e-3 of their standard errors (the Gamma fit: see its case).
+  deletion estimates to 1e-3 of their standard errors (the Gamma fit: see its case);
+* profile intervals: pylme's inner fits go further than lme4's Nelder-Mead (1e-5 in deviance),
+  which moves lme4's zeta by ~1e-6: the limits agree to 1e-5 (cbpp: 4e-7).
 Needs R: fails (not skips) when PYLME_REQUIRE_R=1 and R is missing."""
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from postfit_r import assert_close, glmer_at, printed, r_eval, r_glmer_postfit
 
@@ -34,7 +38,13 @@ DESIGNS = {
     "grouseticks": ("grouseticks", GROUSE, "poisson", pylme.poisson()),
     "sleepstudy_gamma": ("sleepstudy", SLEEP, 'Gamma(link = "log")', pylme.Gamma(link="log")),
     "cbpp_poisson": ("cbpp", "incidence ~ period + offset(log(size)) + (1 | herd)", "poisson", pylme.poisson()),
+    "contraception": ("Contraception", "use ~ age + urban + (urban | district)", "binomial", pylme.binomial()),
 }
+#: lme4's glmer.nb estimate of the shape on grouseticks (TICKS ~ YEAR + (1 | BROOD)), as a fixed family
+NB_THETA = 3.303224058
+PROFILED = {**DESIGNS, "grouseticks_nb": ("grouseticks", "TICKS ~ YEAR + (1 | BROOD)",
+                                          f"MASS::negative.binomial(theta = {NB_THETA})",
+                                          pylme.negative_binomial(NB_THETA))}
 
 
 def quiet(f, *args, **kwargs):
@@ -222,3 +232,56 @@ def test_allFit_of_a_glmer_fit_records_what_cannot_run() -> None:
     s = af.summary()
     assert s.which_OK.sum() == 4 and list(s.sdcor.columns) == ["herd.(Intercept)"]
     assert np.ptp(s.llik.to_numpy()) < 1e-6
+
+
+# ---------------------------------------------------------------- profile and its intervals
+@pytest.mark.parametrize("name, parm, nAGQ, tol", [
+    ("cbpp", None, 1, 1e-5),  # lme4: .sig01 0.3460732 1.0999746, period2 -1.6167833 -0.4077631
+    ("cbpp", [".sig01", "period2"], 25, 1e-5),  # adaptive quadrature's deviance
+    ("grouseticks", ["YEAR96", ".sig02"], 1, 2e-5),  # .sig02's lower limit is its bound, 0
+    # the correlation of a vector term; its profile is not monotonic in lme4 either (linear interpolation)
+    ("contraception", [".sig02"], 1, 1e-5),
+    # a negative binomial family with lme4's glmer.nb shape held (lme4's profile of the glmer.nb
+    # fit itself evaluates the deviance at another shape than its base: see the README)
+    ("grouseticks_nb", [".sig01", "YEAR96"], 1, 2e-5),
+])
+def test_profile_intervals_of_a_glmer_fit_are_lme4s(name, parm, nAGQ, tol) -> None:
+    """lme4's confint(gm) (profile.merMod of a GLMM: the deviance the fit optimised, minimised
+    over every other parameter, fixed effects profiled the same way): the intervals, and the
+    profile's points per parameter (lme4's steps)."""
+    dataset, formula, rfam, fam = PROFILED[name]
+    data = pylme.datasets.load(dataset)
+    which = "NULL" if parm is None else "c(" + ", ".join(f"'{p}'" for p in parm) + ")"
+    _, _, (ci, npts) = r_glmer_postfit(formula, data, rfam, [
+        f"pr <- profile(fm, which = {which}); confint(pr)", "as.data.frame(table(as.data.frame(pr)$.par))"],
+        nAGQ=nAGQ)
+    gm = quiet(pylme.glmer, formula, data, family=fam, nAGQ=nAGQ)
+    pr = quiet(gm.profile, which=parm)
+    got = quiet(pr.confint)
+    assert list(got.index) == list(ci.table.index)
+    assert_close(got.to_numpy(), ci.table.to_numpy(), 0.0, "profile intervals", abs_=tol)
+    sizes = pr.frame.groupby(".par").size()
+    assert dict(zip(npts.table["Var1"], npts.table["Freq"])) == {k: float(v) for k, v in sizes.items()}
+    # the fit's deviance function is left at the fit's estimates (its factor is getME(gm, "L"))
+    assert gm.devfun.factor.logdet() == pytest.approx(gm.state.ldL2, rel=1e-12)
+
+
+def test_confint_of_a_glmer_fit_profiles_by_default() -> None:
+    """confint(gm) is confint(profile(gm)), as lme4's default method."""
+    data, formula, _, fam = _design("cbpp")
+    gm = quiet(pylme.glmer, formula, data, family=fam)
+    want = quiet(gm.profile, which=".sig01").confint(level=0.9)
+    pd.testing.assert_frame_equal(quiet(gm.confint, parm=".sig01", level=0.9), want)
+
+
+def test_profile_refuses_what_lme4_refuses() -> None:
+    """lme4: "can't (yet) profile GLMMs with non-fixed scale parameters" (a Gamma fit); an nAGQ = 0
+    fit's deviance takes theta alone (lme4 stops with "theta size mismatch"): a clear error."""
+    data, formula, _, fam = _design("sleepstudy_gamma")
+    gm = quiet(pylme.glmer, formula, data, family=fam)
+    with pytest.raises(pylme.ModelError, match=r"can't \(yet\) profile GLMMs with non-fixed scale parameters"):
+        gm.confint()
+    data, formula, _, fam = _design("cbpp")
+    g0 = quiet(pylme.glmer, formula, data, family=fam, nAGQ=0)  # lme4 fails: "theta size mismatch"
+    with pytest.raises(pylme.ModelError, match="profile of a glmer fit with nAGQ = 0 is not available"):
+        g0.profile()

@@ -172,3 +172,19 @@ def test_glmer_reports_the_certificate_of_its_final_stage():
     assert cert.gradient.size == 5 and cert.min_eigenvalue > 0
     assert gm.optinfo.fval == pytest.approx(_lme4("glmer_cbpp")["criterion"], abs=1e-6)
     assert "certificate: optimum" in str(gm.optinfo)
+
+
+def test_an_uncertified_dense_end_gets_the_cholmod_path():
+    """prop_5a99629680 (10 thetas, 30 rows; lme4 1.1-31 warns of a degenerate Hessian): the dense
+    objective's finish ends uncertified (negative curvature), so the optimiser runs once more on the
+    CHOLMOD objective from the start, kept only where it ends lower; either way the fit ends below
+    lme4's criterion (golden record), and the attempt is in the certificate's steps."""
+    (case,) = select("prop_5a99629680_reml")
+    fm = _fit(case)
+    cert = fm.optinfo.certificate
+    assert type(fm.opt.objective).__name__ == "DenseObjective" and not cert.certified
+    assert any(s.startswith("the CHOLMOD objective's path") for s in cert.steps)
+    assert fm.optinfo.fval < _lme4("prop_5a99629680_reml")["criterion"]
+    assert fm.deviance(REML=True) == pytest.approx(fm.optinfo.fval, abs=1e-9)
+    raw = _fit(case, polish=False)
+    assert not any("CHOLMOD" in s for s in raw.optinfo.certificate.steps)

@@ -120,6 +120,13 @@ def design(terms: Terms, frame: pd.DataFrame, states: dict | None = None) -> tup
     """Build the model matrix of ``terms`` on ``frame`` and the spec to rebuild it; ``states``
     holds what data-dependent transforms learned from the data (pylme.description.modelframe), filled here
     for any that did not learn yet."""
+    spec = design_spec(terms, frame, states)
+    return spec, spec.matrix(frame)
+
+
+def design_spec(terms: Terms, frame: pd.DataFrame, states: dict | None = None) -> DesignSpec:
+    """The codings and column names of the model matrix of ``terms`` on ``frame``, without the
+    matrix (its size is known before it is made)."""
     states = {} if states is None else states
     codings = {v.label: _coding(frame, v, states) for v in terms.variables}
     kinds = _term_kinds(terms, codings)
@@ -130,8 +137,7 @@ def design(terms: Terms, frame: pd.DataFrame, states: dict | None = None) -> tup
         names += block_names
         assign += [k] * len(block_names)
     spec.column_names, spec.assign = names, assign
-    X = spec.matrix(frame)
-    return spec, X
+    return spec
 
 
 def _term_kinds(terms: Terms, codings: dict) -> list[tuple[int, ...]]:

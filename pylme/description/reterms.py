@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from ..errors import DataError, ModelError
 from .factors import Factor, as_factor, interaction
 from .formula import BarTerm, Node, expand_terms
-from .model_matrix import DesignSpec, design
+from .model_matrix import DesignSpec, design_spec
 
 
 @dataclass
@@ -207,12 +207,15 @@ def grouping_factor(node: Node, frame: pd.DataFrame) -> Factor:
     return interaction([grouping_factor(node.args[0], frame), grouping_factor(node.args[1], frame)])
 
 
-def mk_reterms(bars: list[BarTerm], frame: pd.DataFrame, states: dict | None = None) -> ReTrms:
+def mk_reterms(bars: list[BarTerm], frame: pd.DataFrame, states: dict | None = None,
+               parts: list[tuple[Factor, DesignSpec]] | None = None) -> ReTrms:
     """Build the random-effects structures from the expanded bar terms (lme4's mkReTrms);
-    ``states``: what data-dependent transforms learned (pylme.description.modelframe)."""
+    ``states``: what data-dependent transforms learned (pylme.description.modelframe); ``parts``: the terms'
+    grouping factors and codings if found already (``reterm_parts``)."""
     if not bars:
         raise ModelError("No random effects terms specified in formula")
-    terms = [_make_term(bar, frame, states) for bar in bars]
+    parts = reterm_parts(bars, frame, states) if parts is None else parts
+    terms = [ReTerm(bar, factor, spec, spec.matrix(frame)) for bar, (factor, spec) in zip(bars, parts)]
     nl = [t.nl for t in terms]
     if any(b > a for a, b in zip(nl, nl[1:])):
         ascending = sorted(range(len(nl)), key=nl.__getitem__)
@@ -228,14 +231,19 @@ def mk_reterms(bars: list[BarTerm], frame: pd.DataFrame, states: dict | None = N
     return ReTrms(terms, Zt, Lambdat, Lind, theta0, lower, flist, asgn)
 
 
-def _make_term(bar: BarTerm, frame: pd.DataFrame, states: dict | None) -> ReTerm:
-    factor = grouping_factor(bar.group_node, frame)
-    if factor.nlevels == 0:
-        raise DataError(f"Invalid grouping factor specification, {bar.group}")
-    spec, Xi = design(expand_terms(bar.lhs), frame, states)
-    if Xi.shape[1] == 0:
-        raise ModelError(f"random-effects term ({bar.label}) has no columns")
-    return ReTerm(bar, factor, spec, Xi)
+def reterm_parts(bars: list[BarTerm], frame: pd.DataFrame, states: dict | None) -> list[tuple[Factor, DesignSpec]]:
+    """Each term's grouping factor and the coding of its left-hand side: the sizes of Z, known
+    before Z is made."""
+    parts = []
+    for bar in bars:
+        factor = grouping_factor(bar.group_node, frame)
+        if factor.nlevels == 0:
+            raise DataError(f"Invalid grouping factor specification, {bar.group}")
+        spec = design_spec(expand_terms(bar.lhs), frame, states)
+        if not spec.column_names:
+            raise ModelError(f"random-effects term ({bar.label}) has no columns")
+        parts.append((factor, spec))
+    return parts
 
 
 def _lambdat_template(terms: list[ReTerm]) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:

@@ -265,9 +265,11 @@ class MerMod:
 
     # ------------------------------------------------------------ analyses (both families)
     def _lmer_only(self, what: str) -> None:
-        """Refuse, naming it, an analysis not yet verified against lme4 for glmer fits."""
+        """Refuse, naming it, an lmerTest analysis for a glmer fit (lmerTest's tables, with their
+        denominator df, are for linear mixed models)."""
         if self.family is not None:
-            raise ModelError(f"{what} of a glmer fit is not implemented yet (it is for lmer fits)")
+            raise ModelError(f"{what} is for lmer fits; for a glmer fit use lme4's: gm.anova(), "
+                             "gm.drop1(test='Chisq') or pylme.anova(gm0, gm)")
 
     def anova(self, *others, type: int | str | None = None, ddf: str = "lme4", **kwargs):
         """lme4's anova: with other fits, the likelihood-ratio table (see pylme.anova; its rows are

@@ -188,4 +188,4 @@ def _deletion_control(fm, maxfun: int):
     if fm.family is None:
         return lmerControl(optCtrl={"maxeval": maxfun}, polish=fm.control.polish), fm.theta
     start = {"theta": fm.theta} if fm.nAGQ == 0 else {"theta": fm.theta, "fixef": fm.fixef().to_numpy()}
-    return type(fm.control)(optCtrl={"maxeval": maxfun}), start  # glmerControl's defaults with maxfun
+    return type(fm.control)(optCtrl={"maxeval": maxfun}), start   # the default GlmerControl with maxfun

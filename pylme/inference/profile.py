@@ -13,6 +13,12 @@ cutoff, a bound, or ``maxpts`` rows. Variance parameters are profiled with the d
 function of (sd/cor, sigma) and BOBYQA over the others; a fixed effect by moving its column
 into the offset and optimising theta with the profiled ML deviance.
 
+A glmer fit (lme4's profile of a GLMM) is profiled on the deviance it optimised (Laplace, or
+adaptive quadrature for nAGQ > 1) as a function of (sd/cor, beta): every parameter, fixed
+effects included, is held in turn and the deviance minimised over all the others, with lme4's
+first step (1% of the estimate) for fixed effects too. As lme4, families with a dispersion
+(Gamma, inverse Gaussian, gaussian with a link) are refused.
+
 Confidence intervals interpolate each profile as R does (``interpSpline`` of zeta against the
 parameter, inverted by ``backSpline``) at the normal quantiles; a quantile beyond the profiled
 range gives the parameter's bound (0 for a standard deviation, -1 or 1 for a correlation).
@@ -29,6 +35,7 @@ from scipy import stats
 from ..errors import ModelError, PylmeWarning
 from ..fitting.optimizer import optwrap
 from ..fitting.polish import polish
+from ..objectives.pirls import PirlsError
 from ..objectives.pls import CholmodObjective
 from ..rbase.parallel import run_tasks
 from ..rbase.splines import PolySpline, back_spline, interp_spline
@@ -58,6 +65,85 @@ class Devfun2:
         self.beta = st.beta
         resp = self.objective.resp
         return st.ldL2 - resp.ldW + st.pwrss / sigma**2 + resp.n * np.log(2 * np.pi * sigma**2)
+
+    def tail(self) -> np.ndarray:
+        """What follows the variance parameters in a profile row: beta at the last evaluation."""
+        return self.beta
+
+
+class GlmmDevfun2:
+    """lme4's devfun2 of a glmer fit: the deviance the fit optimised as a function of (sd/cor
+    parameters, beta); no sigma (lme4 profiles only families without a dispersion)."""
+
+    def __init__(self, fm):
+        self.devfun = fm.devfun
+        self.ncs = [t.nc for t in fm.lmod.reTrms.terms]
+        self.ntheta = len(fm.theta)
+
+    def __call__(self, pars: np.ndarray) -> float:
+        theta = sdcor_to_theta(pars[: self.ntheta], self.ncs, 1.0)
+        return self.devfun(np.concatenate([theta, pars[self.ntheta:]]))
+
+    def tail(self) -> np.ndarray:
+        """Nothing follows the parameters in a profile row: beta is among them."""
+        return np.zeros(0)
+
+
+@dataclass
+class _Setup:
+    """What a profile walks on: the (ML) fit, its deviance function ``dd`` of the first
+    ``len(lower)`` parameters (the variance parameters of an lmer fit, all of a glmer fit's),
+    the parameter names, the estimates ``opt``, the deviance there, bounds, and the inner
+    optimiser's nlopt settings and polish."""
+
+    fit: object
+    dd: object
+    names: list[str]
+    nvp: int
+    opt: np.ndarray
+    base: float
+    lower: np.ndarray
+    upper: np.ndarray
+    opt_ctrl: dict
+    polish: bool
+
+
+#: nlopt's settings for a glmer profile point's inner fit (BOBYQA over theta and beta): lme4's
+#: Nelder-Mead stops at a deviance change of 1e-5 absolute; pylme goes further so that zeta does
+#: not depend on where an inner fit stopped
+GLMM_INNER_CTRL = {"ftol_abs": 1e-10, "xtol_rel": 1e-7}
+
+
+def _lmm_setup(fm) -> _Setup:
+    """lme4's devfun2 of an lmer fit: the ML refit's deviance of (sd/cor, sigma), beta profiled out."""
+    from .anova import refit_ml
+
+    fm_ml = refit_ml(fm)
+    dd = Devfun2(fm_ml)
+    vp_names = profile_names(fm_ml)
+    lower, upper = _bounds(fm_ml.lmod.reTrms.lower)
+    opt = np.concatenate([theta_to_sdcor(fm_ml.theta, dd.ncs, fm_ml.sigma()), fm_ml.state.beta])
+    return _Setup(fm_ml, dd, vp_names + list(fm_ml.lmod.fixef_names), len(vp_names), opt,
+                  -2 * float(fm_ml.logLik()), lower, upper, fm.control.optCtrl, fm.control.polish)
+
+
+def _glmm_setup(fm) -> _Setup:
+    """lme4's devfun2 of a glmer fit (``GlmmDevfun2``), bounds -inf/inf on the fixed effects."""
+    if fm.family.has_scale:
+        raise ModelError(f"can't (yet) profile GLMMs with non-fixed scale parameters (the {fm.family.family} "
+                         "family has a dispersion): use confint(method='Wald') or confint(method='boot')")
+    if fm.nAGQ == 0:
+        raise ModelError("profile of a glmer fit with nAGQ = 0 is not available: its deviance function takes theta "
+                         "alone (lme4 stops with 'theta size mismatch'); refit with nAGQ = 1")
+    dd = GlmmDevfun2(fm)
+    vp_names = profile_names(fm)
+    lower, upper = _bounds(fm.lmod.reTrms.lower)
+    p = fm.p
+    lower = np.concatenate([lower[:-1], np.full(p, -np.inf)])  # no sigma
+    upper = np.concatenate([upper[:-1], np.full(p, np.inf)])
+    opt = np.concatenate([theta_to_sdcor(fm.theta, dd.ncs, 1.0)[: len(fm.theta)], fm.fixef().to_numpy()])
+    return _Setup(fm, dd, vp_names + list(fm.lmod.fixef_names), len(vp_names), opt, float(fm.opt.fval),
+                  lower, upper, GLMM_INNER_CTRL, False)
 
 
 @dataclass
@@ -149,35 +235,28 @@ def profile(
 ) -> LmerProfile:
     """``profile(fm)``: the likelihood profile of each parameter (all by default). The parameters
     are profiled independently: ``n_jobs > 1`` in forked processes, ``client`` (a
-    ``dask.distributed.Client``) on its workers (pylme.rbase.parallel); the profile does not depend on
-    either, and warnings raised while profiling are raised here as they would be."""
-    from .anova import refit_ml
-
-    if fm.family is not None:
-        raise ModelError("profile of a glmer fit is not implemented yet: use confint(method='Wald') or "
-                         "confint(method='boot')")
-
-    fm_ml = refit_ml(fm)
-    dd = Devfun2(fm_ml)
-    vp_names = profile_names(fm_ml)
-    names = vp_names + list(fm_ml.lmod.fixef_names)
-    nvp = len(vp_names)
-    opt = np.concatenate([theta_to_sdcor(fm_ml.theta, dd.ncs, fm_ml.sigma()), fm_ml.state.beta])
-    base = -2 * float(fm_ml.logLik())
-    if not np.isclose(dd(opt[:nvp]), base, rtol=1e-5, atol=0):
+    ``dask.distributed.Client``; lmer fits) on its workers (pylme.rbase.parallel); the profile does not
+    depend on either, and warnings raised while profiling are raised here as they would be."""
+    if fm.family is not None and client is not None:
+        raise ModelError("profile of a glmer fit runs here or in forked processes (n_jobs): its deviance "
+                         "function does not travel to dask workers")
+    setup = _glmm_setup(fm) if fm.family is not None else _lmm_setup(fm)
+    names, nvp, lower, upper = setup.names, setup.nvp, setup.lower, setup.upper
+    if not np.isclose(setup.dd(setup.opt[: len(lower)]), setup.base, rtol=1e-5, atol=0):
         raise ModelError("Profiling over both the residual variance and fixed effects is not numerically "
                          "consistent with profiling over the fixed effects only")
-    lower, upper = _bounds(fm_ml.lmod.reTrms.lower)
     chosen = names if which is None else select_parameters(which, names, nvp)
     cutoff = float(np.sqrt(stats.chi2.ppf(1 - alphamax, len(names))))
     walk = _Walk(maxpts, cutoff, delta if delta is not None else cutoff * delta_cutoff, maxmult)
-    shared = (fm_ml, dd, opt, base, lower, upper, fm.control, walk, devtol, names)
     done = {}
-    for name, frame, caught in run_tasks(_profile_one, shared, chosen, client=client, n_jobs=n_jobs,
-                                         progress=progress, desc="profile"):
-        done[name] = frame
-        for category, message in caught:
-            warnings.warn(message, category, stacklevel=3)
+    try:
+        for name, frame, caught in run_tasks(_profile_one, (setup, walk, devtol), chosen, client=client,
+                                             n_jobs=n_jobs, progress=progress, desc="profile"):
+            done[name] = frame
+            for category, message in caught:
+                warnings.warn(message, category, stacklevel=3)
+    finally:
+        _restore(fm)
     forward, backward = {}, {}
     for name in chosen:
         forward[name], backward[name] = _splines(done[name], name)
@@ -186,22 +265,28 @@ def profile(
         frame=frame,
         forward=forward,
         backward=backward,
-        lower={n: lower[i] for i, n in enumerate(vp_names) if n in chosen},
-        upper={n: upper[i] for i, n in enumerate(vp_names) if n in chosen},
+        lower={n: lower[i] for i, n in enumerate(names[:nvp]) if n in chosen},
+        upper={n: upper[i] for i, n in enumerate(names[:nvp]) if n in chosen},
     )
+
+
+def _restore(fm) -> None:
+    """A glmer fit's deviance function left at the fit's estimates (its factor is lme4's L)."""
+    if fm.family is not None:
+        fm.devfun(fm.opt.par)
 
 
 def _profile_one(shared: tuple, name: str) -> tuple[str, pd.DataFrame, list]:
     """The profile of one parameter (its frame) and the warnings raised making it (category, text)."""
-    fm_ml, dd, opt, base, lower, upper, control, walk, devtol, names = shared
-    w, nvp = names.index(name), len(lower)
+    setup, walk, devtol = shared
+    w = setup.names.index(name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if w < nvp:
-            rows = _profile_variance(dd, w, opt, base, lower, upper, control, walk, devtol)
+        if w < len(setup.lower):
+            rows = _profile_section(setup, w, walk, devtol)
         else:
-            rows = _profile_fixed(fm_ml, w - nvp, opt, base, walk)
-    return name, _tidy(rows, names, w), [(c.category, str(c.message)) for c in caught]
+            rows = _profile_fixed(setup.fit, w - setup.nvp, setup.opt, setup.base, walk)
+    return name, _tidy(rows, setup.names, w), [(c.category, str(c.message)) for c in caught]
 
 
 def _bounds(theta_lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -256,9 +341,10 @@ def _start_rows(walk: _Walk, opt: np.ndarray, first: np.ndarray) -> tuple[np.nda
     return up, down
 
 
-def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, control, walk: _Walk,
-                      devtol: float) -> np.ndarray:
-    """Rows (zeta, parameters) along variance parameter ``w`` (sd, correlation or sigma)."""
+def _profile_section(setup: _Setup, w: int, walk: _Walk, devtol: float) -> np.ndarray:
+    """Rows (zeta, parameters) along parameter ``w`` of ``setup.dd`` (a variance parameter: sd,
+    correlation or sigma; for a glmer fit also a fixed effect), minimising over the others."""
+    dd, opt, base, lower, upper = setup.dd, setup.opt, setup.base, setup.lower, setup.upper
     nvp = len(lower)
     others = np.arange(nvp) != w
     pw = opt[w]
@@ -267,12 +353,12 @@ def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, contr
         fn = _Section(dd, w, value)
         start = prev_row[1 : nvp + 1][others]
         try:
-            res = optwrap(fn, start, lower[others], control.optCtrl, keep_log=False, upper=upper[others])
-            par, fval = _finished(fn, res.par, res.fval, lower[others], upper[others], control.polish)
-            if control.polish:
+            res = optwrap(fn, start, lower[others], setup.opt_ctrl, keep_log=False, upper=upper[others])
+            par, fval = _finished(fn, res.par, res.fval, lower[others], upper[others], setup.polish)
+            if setup.polish:
                 fval = fn(par)  # dd.beta (in the row) is set by the last evaluation
             devdiff = fval - base
-        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError, PirlsError):  # R's tryCatch: an NA row
             devdiff, par = np.nan, np.full(nvp - 1, np.nan)
         if np.isnan(devdiff):
             warnings.warn("NAs detected in profiling", PylmeWarning, stacklevel=4)
@@ -283,7 +369,7 @@ def _profile_variance(dd: Devfun2, w: int, opt, base: float, lower, upper, contr
             warnings.warn(f"slightly lower deviances (diff={devdiff:g}) detected", PylmeWarning, stacklevel=4)
         pars = np.empty(nvp)
         pars[w], pars[others] = value, par
-        return np.concatenate([[np.sign(value - pw) * np.sqrt(max(0.0, devdiff))], pars, dd.beta])
+        return np.concatenate([[np.sign(value - pw) * np.sqrt(max(0.0, devdiff))], pars, dd.tail()])
 
     first = zeta(0.001 if pw == 0 else pw * 1.01, np.concatenate([[0.0], opt]))
     up, down = _start_rows(walk, opt, first)

@@ -78,7 +78,8 @@ class BlockPlan:
     bytes: float
 
     def describe(self) -> str:
-        return f"{self.name} ({self.kind}, {', '.join(self.terms)}; order {self.order}): {format_bytes(self.bytes)}"
+        order = f"; order {self.order}" if self.order else ""
+        return f"{self.name} ({self.kind}, {', '.join(self.terms)}{order}): {format_bytes(self.bytes)}"
 
 
 class FirstBlock:
@@ -745,14 +746,14 @@ def memory_limit_of(memory_limit: float | None) -> tuple[float, str]:
     return float(memory_limit), "memory_limit"
 
 
-def _check_memory(plan: list[BlockPlan], limit: tuple[float, str]) -> None:
+def _check_memory(plan: list[BlockPlan], limit: tuple[float, str], what: str = "the blocked factor") -> None:
     """Raise a ModelError naming the largest block when the blocks planned so far need more than
-    the limit (bytes, and where it comes from)."""
+    the limit (bytes, and where it comes from); ``what``: the whole the blocks make up."""
     total = sum(p.bytes for p in plan)
     if total > limit[0]:
         big = max(plan, key=lambda p: p.bytes)
         raise ModelError(
-            f"the blocked factor would need about {format_bytes(total)}, more than the {format_bytes(limit[0])} "
+            f"{what} would need about {format_bytes(total)}, more than the {format_bytes(limit[0])} "
             f"allowed ({limit[1]}); the largest block is {big.describe()}"
         )
 

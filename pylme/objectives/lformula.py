@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 
 from ..description.formula import ParsedFormula, expand_dot, expand_terms, parse_mixed
-from ..description.model_matrix import DesignSpec, check_scale_x, design, drop_rank_deficient, numeric_vector
+from ..description.model_matrix import DesignSpec, check_scale_x, design_spec, drop_rank_deficient, numeric_vector
 from ..description.modelframe import ModelFrame, as_data_frame, model_frame
-from ..description.reterms import ReTrms, mk_reterms
+from ..description.reterms import ReTrms, mk_reterms, reterm_parts
 from ..errors import DataError, FormulaError, ModelError
+from .blocked import BlockPlan, _check_memory, memory_limit_of
 from .design import lmm_design
 from .pls import CholmodObjective
 from .response import lmer_resp
@@ -47,8 +48,12 @@ def lFormula(
     REML: bool = True,
     weights: str | np.ndarray | None = None,
     offset: str | np.ndarray | None = None,
+    memory_limit: float | None = None,
 ) -> LmerFormula:
-    """Parse the formula, build the model frame, X (rank-checked) and the random-effects terms."""
+    """Parse the formula, build the model frame, X (rank-checked) and the random-effects terms.
+    Before X and Z are made, their sizes (and those of mkLmerDevfun's products) are checked
+    against ``memory_limit`` (bytes; default 80% of the memory available): a model too large
+    fails at once, naming its largest matrix (``matrices_plan``)."""
     data = as_data_frame(data)
     pf = expand_dot(parse_mixed(formula), data.columns)
     if pf.response is None:
@@ -59,11 +64,16 @@ def lFormula(
     messages = []
     frame = mf.data
     y = numeric_vector(frame, pf.response_label, pf.response, states=mf.states)
-    reTrms = mk_reterms(pf.bars, frame, mf.states)
+    parts = reterm_parts(pf.bars, frame, mf.states)
+    fixed = expand_terms(pf.fixed)
+    spec = design_spec(fixed, frame, mf.states)
+    _check_memory(matrices_plan(len(y), len(spec.column_names), [(bar.label, f.nlevels, len(c.column_names))
+                                                                 for bar, (f, c) in zip(pf.bars, parts)]),
+                  memory_limit_of(memory_limit), "the model matrices (lFormula and mkLmerDevfun)")
+    reTrms = mk_reterms(pf.bars, frame, mf.states, parts)
     check_nlevels(reTrms, len(y))
     check_zdims(reTrms, len(y))
-    fixed = expand_terms(pf.fixed)
-    spec, X = design(fixed, frame, mf.states)
+    X = spec.matrix(frame)
     names = list(spec.column_names)
     X, keep = drop_rank_deficient(X)
     col_dropped = [nm for k, nm in enumerate(names) if k not in keep]
@@ -85,6 +95,20 @@ def lFormula(
         data=data, weights_arg=weights, offset_arg=offset, data_name=data.attrs.get("name"), messages=messages,
         warnings=mf.notes + check_scale_x(X),
     )
+
+
+def matrices_plan(n: int, p: int, terms: list[tuple[str, int, int]]) -> list[BlockPlan]:
+    """The memory of what lFormula and mkLmerDevfun make for ``n`` rows, ``p`` columns of X and
+    the random-effects ``terms`` (label, levels, columns): X, the copy its rank check
+    factors, Z (Zt's entries and indices, each term's columns and codes), Z'X and the response's
+    vectors; the data frame itself is the caller's."""
+    nc = sum(c for _, _, c in terms)
+    q = sum(nl * c for _, nl, c in terms)
+    return [BlockPlan("X", [f"{n:,} rows x {p} columns"], "dense", 0, 8.0 * n * p),
+            BlockPlan("X's rank check", [f"{n:,} rows x {p} columns"], "dense QR", 0, 8.0 * n * p),
+            BlockPlan("Z", [label for label, _, _ in terms], "sparse", q, n * (20.0 * nc + 8.0 * len(terms))),
+            BlockPlan("Z'X", [f"{q:,} x {p}"], "dense", 0, 8.0 * q * p),
+            BlockPlan("response", ["y", "mu", "residuals", "weights", "offset"], "vectors", 0, 40.0 * n)]
 
 
 def offset_sum(offsets, frame: pd.DataFrame, argument: np.ndarray | None, states: dict) -> np.ndarray | None:

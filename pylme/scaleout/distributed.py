@@ -200,12 +200,16 @@ class PartitionModel:
         terms = [ReTerm(t.bar, _Codes(t.index.codes(frame), t.nl), t.spec, t.spec.matrix(frame)) for t in self.terms]
         return frame, y, X, offset, sqrtw, terms
 
-    def stats(self, part: pd.DataFrame, index: int) -> PartStats | None:
-        """The statistics of one partition (None when it has no complete rows)."""
+    def named_frame(self, part: pd.DataFrame, index: int):
+        """``frame``, its errors naming the partition (``index``)."""
         try:
-            rows = self.frame(part)
+            return self.frame(part)
         except (DataError, ModelError) as exc:
             raise type(exc)(f"partition {index}: {exc}") from exc
+
+    def stats(self, part: pd.DataFrame, index: int) -> PartStats | None:
+        """The statistics of one partition (None when it has no complete rows)."""
+        rows = self.named_frame(part, index)
         if rows is None:
             return None
         frame, y, X, offset, sqrtw, terms = rows
@@ -240,10 +244,7 @@ class PartitionModel:
         no weights), summed per group of levels with equal row counts: per group its number of
         levels, ``C = sum A31_l A13_l``, ``D = sum A31_l A12_l`` and ``H = sum A21_l A12_l``
         (lower triangle); ``shift``: subtracted from y in the sums for the start (precision)."""
-        try:
-            rows = self.frame(part)
-        except (DataError, ModelError) as exc:
-            raise type(exc)(f"partition {index}: {exc}") from exc
+        rows = self.named_frame(part, index)
         if rows is None:
             return None
         frame, y, X, offset, sqrtw, terms = rows
@@ -267,6 +268,21 @@ class PartitionModel:
             ssq1=float(np.sum(sums1 * sums1 / count[levels])), ysum=float(ys.sum()), ysq=float(ys @ ys),
         )
 
+    def grouped_pairs(self, part: pd.DataFrame, index: int) -> dict | None:
+        """Before ``grouped_stats``: per group of block-1 levels with equal row counts (whole levels
+        here), its number of levels and the entries its sum of ``A21_l A12_l`` (lower triangle) can
+        hold at most: ``k (k + 1) / 2`` for a level whose rows meet k random effects of block 2."""
+        rows = self.named_frame(part, index)
+        if rows is None:
+            return None
+        Z1t, Z2t, _ = self._blocks(rows)
+        count = np.diff(Z1t.indptr)
+        levels = np.flatnonzero(count)
+        k = np.diff((Z2t @ Z1t[levels].T).tocsc().indptr).astype(np.int64)
+        keys, inverse = np.unique(count[levels], return_inverse=True)
+        sizes, pairs = np.bincount(inverse), np.bincount(inverse, weights=k * (k + 1) // 2)
+        return {float(c): np.array([m, e]) for c, m, e in zip(keys, sizes, pairs)}
+
     def block1_modes(self, part: pd.DataFrame, index: int, beta: np.ndarray, c2: np.ndarray,
                      lam: float) -> tuple[np.ndarray, np.ndarray]:
         """Block 1's spherical modes for the whole levels of a partition:
@@ -279,6 +295,34 @@ class PartitionModel:
         count = np.diff(Z1t.indptr)
         levels = np.flatnonzero(count)
         return levels, lam * r[levels] / (lam * lam * count[levels] + 1.0)
+
+    def block1_quad(self, part: pd.DataFrame, index: int, Q: np.ndarray,
+                    chunk: int = 4_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the whole block-1 levels of a partition: the levels, their row counts and
+        ``a_l' Q a_l`` with ``a_l = Z2' z1_l`` (the block-2 effects a level's rows meet), from the
+        pairs of each level's entries, ``chunk`` pairs at a time."""
+        rows = self.frame(part)
+        if rows is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+        Z1t, Z2t, _ = self._blocks(rows)
+        count = np.diff(Z1t.indptr)
+        levels = np.flatnonzero(count)
+        A = (Z2t @ Z1t[levels].T).tocsc()
+        k = np.diff(A.indptr).astype(np.int64)
+        npairs = k * k
+        ends = np.cumsum(npairs)
+        bounds = np.searchsorted(ends, np.arange(chunk, ends[-1] + chunk, chunk), side="right") if ends.size else []
+        quad = np.zeros(levels.size)
+        for a, b in zip(np.r_[0, bounds[:-1]].astype(int), np.asarray(bounds, dtype=int)):
+            if b <= a:
+                continue
+            level = np.repeat(np.arange(a, b), npairs[a:b])
+            off = np.arange(level.size) - np.repeat(ends[a:b] - npairs[a:b], npairs[a:b])
+            es = A.indptr[level] + off // k[level]
+            et = A.indptr[level] + off % k[level]
+            quad[a:b] = np.bincount(level - a, weights=A.data[es] * A.data[et] * Q[A.indices[es], A.indices[et]],
+                                    minlength=b - a)
+        return levels, count[levels].astype(float), quad
 
     # -------------------------------------------------------- at the estimates
     def fitted(self, part: pd.DataFrame, beta: np.ndarray, b: np.ndarray) -> pd.DataFrame:
@@ -391,6 +435,37 @@ class GroupStats:
 
 def _grouped_task(part: pd.DataFrame, index: int, model: PartitionModel, shift: float) -> GroupStats | None:
     return model.grouped_stats(part, index, shift)
+
+
+def _pairs_task(part: pd.DataFrame, index: int, model: PartitionModel) -> dict | None:
+    return model.grouped_pairs(part, index)
+
+
+def _add_groups(a: dict | None, b: dict | None = None) -> dict | None:
+    """The sum of two partitions' ``grouped_pairs`` (per row count: levels, entries)."""
+    if a is None or b is None:
+        return a if b is None else b
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = out[key] + value if key in out else value
+    return out
+
+
+def grouped_plans(terms1: list[str], terms2: list[str], q1: int, ngroups: int, m3: int, q2: int,
+                  pairs: float | None = None) -> list[BlockPlan]:
+    """The memory of the blocked factor from statistics per group of block-1 levels: block 1's
+    per-group cross-products with ``[X y]`` and block 2, the ``[X y]`` block and, with ``pairs``
+    (the entries of the groups' sums of ``A21_l A12_l``, or a bound), the cross map they make."""
+    plan = [BlockPlan("block 1", terms1, GroupedFirstBlock.kind, q1, 8.0 * ngroups * m3 * (m3 + q2)),
+            BlockPlan("[X y]", ["X", "y"], "dense [X y]", m3, 3.0 * m3 * (q2 + m3) * 8)]
+    if pairs is not None:
+        plan.append(BlockPlan("cross map A21 V A12", terms1 + terms2, f"sparse map, at most {pairs:,.0f} entries",
+                              q2, 40.0 * pairs))
+    return plan
+
+
+def _quad_task(part: pd.DataFrame, index: int, model: PartitionModel, Q: np.ndarray):
+    return model.block1_quad(part, index, Q)
 
 
 def _modes_task(part: pd.DataFrame, index: int, model: PartitionModel, beta, c2, lam: float):
@@ -524,7 +599,7 @@ class DistributedObjective(BlockedObjective):
         if (where[idx] >= 0).any():
             Lam1, Minv = self.block1.inverses(theta)
             if self.q2:
-                B = (self.lam2.Lambdat(theta).T @ self.A21r) @ sp.kron(sp.identity(self.block1.nl), sp.csr_matrix(Lam1))
+                B = (self.lam2.Lambdat(theta) @ self.A21r) @ sp.kron(sp.identity(self.block1.nl), sp.csr_matrix(Lam1))
                 G1 = -(B @ sp.block_diag(list(Minv), format="csc")).tocsc()
         out = np.empty((nlev, k, k))
         per = max(1, chunk // max(k, 1))
@@ -578,8 +653,12 @@ class GroupedObjective(DistributedObjective):
     modes at the optimum come from one more pass over the partitions (``level_pass``)."""
 
     def __init__(self, design: StatsDesign, resp: StatsResp, stats: GroupStats, keep: list[int], residual_pass,
-                 level_pass, start: np.ndarray | None = None, fill: str = "auto", memory_limit: float | None = None):
+                 level_pass, quad_pass, start: np.ndarray | None = None, fill: str = "auto",
+                 memory_limit: float | None = None):
+        """``quad_pass(Q)``: block 1's levels, row counts and ``a_l' Q a_l`` from a pass over the
+        partitions (the conditional variances)."""
         self._setup_terms(design, resp, start)
+        self.quad_pass, self.memory_limit = quad_pass, memory_limit
         rows = keep + [stats.AXY.shape[0] - 1]
         keys = sorted(stats.groups)
         groups = [stats.groups[k] for k in keys]
@@ -591,9 +670,7 @@ class GroupedObjective(DistributedObjective):
         self.A33 = stats.AXY[np.ix_(rows, rows)].copy()
         self.residual_pass, self.level_pass = residual_pass, level_pass
         m3 = self.m3
-        self.plan = [BlockPlan("block 1", self.terms1, self.block1.kind, self.idx1.size,
-                               8.0 * len(groups) * m3 * (m3 + self.q2)),
-                     BlockPlan("[X y]", ["X", "y"], "dense [X y]", m3, 3.0 * m3 * (self.q2 + m3) * 8)]
+        self.plan = grouped_plans(self.terms1, [], self.idx1.size, len(groups), m3, self.q2)
         limit = memory_limit_of(memory_limit)
         _check_memory(self.plan, limit)
         if self.q2:
@@ -641,10 +718,51 @@ class GroupedObjective(DistributedObjective):
                         RZX=np.zeros((0, p)))
 
     def cond_var_blocks(self, theta: np.ndarray, columns: list[np.ndarray], chunk: int = 2048) -> np.ndarray:
-        if np.isin(np.asarray(columns), self.idx1).any():
-            raise ModelError(f"the conditional variances of block 1's random effects ({self.terms1[0]}) need Z2'Z1, "
-                             "which a fit from per-group statistics does not hold: use ranef(condVar=False)")
-        return super().cond_var_blocks(theta, columns, chunk)
+        """Block 2's from the factor (as DistributedObjective); block 1's (a scalar term) from
+        ``P^-1``'s diagonal: with ``m_l = lam1^2 n_l + 1``, ``Q = Lambda2 S^-1 Lambda2'`` (S block 2's
+        Schur complement) and ``a_l = Z2' z1_l`` (on the workers),
+        ``(P^-1)_ll = 1 / m_l + lam1^2 a_l' Q a_l / m_l^2``, times ``lam1^2``."""
+        idx = np.asarray(columns)
+        in1 = np.isin(idx, self.idx1)
+        if not in1.any():
+            return super().cond_var_blocks(theta, columns, chunk)
+        if not in1.all():
+            raise ModelError(f"the grouping factor of {self.terms1[0]} has other terms too: the conditional "
+                             "covariances between them are not computed from per-group statistics; use "
+                             "ranef(condVar=False)")
+        theta = np.asarray(theta, dtype=float)
+        lam1 = float(self.design.lam.block(theta, self.k1)[0, 0])
+        levels, counts, quad = self.quad_pass(self._block2_inverse(theta))
+        m = np.zeros(self.idx1.size)
+        q = np.zeros(self.idx1.size)
+        m[levels], q[levels] = lam1 * lam1 * counts + 1.0, quad
+        var = lam1 * lam1 * (1.0 / m + lam1 * lam1 * q / (m * m))
+        return var[idx[:, 0] - self.idx1[0]][:, None, None]
+
+    def _block2_inverse(self, theta: np.ndarray, chunk: int = 512) -> np.ndarray:
+        """``Q = Lambda2 S^-1 Lambda2'`` (dense, q2 x q2) at theta: ``S^-1`` from block 2's factor
+        (LAPACK's dpotri for a dense one, else solves of the identity's columns); its memory is
+        checked first."""
+        q2 = self.q2
+        if not q2:
+            return np.zeros((0, 0))
+        _check_memory(self.plan + [BlockPlan("block 2's inverse", self.terms2, "dense", q2, 16.0 * q2 * q2)],
+                      memory_limit_of(self.memory_limit), "the conditional variances of block 1")
+        if self._factor(theta) is None:
+            raise ModelError("the blocked factor is not positive definite at theta")
+        if self.fill.kind == "dense":
+            inv, info = lapack.dpotri(self.fill.L, lower=1)
+            if info != 0:
+                raise ModelError("block 2's factor is singular at theta")
+            inv = np.tril(inv) + np.tril(inv, -1).T
+        else:
+            inv = np.empty((q2, q2))
+            for a in range(0, q2, chunk):
+                E = np.zeros((q2, min(chunk, q2 - a)))
+                E[np.arange(a, a + E.shape[1]), np.arange(E.shape[1])] = 1.0
+                inv[:, a : a + E.shape[1]] = self.fill.solve_Lt(self.fill.solve_L(E))
+        Lt2 = self.lam2.Lambdat(theta)
+        return np.asarray(Lt2.T @ np.asarray(Lt2.T @ inv).T)
 
 
 # ---------------------------------------------------------------- exact quantiles over partitions
@@ -864,6 +982,13 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
         stats = over_partitions(data, _stats_task, (model,), client, combine=add_stats)[0]
     else:
         rows = data if scan.split[by_group] == 0 else data.shuffle(on=by_group)  # whole levels per partition
+        # the groups' sums of A21_l A12_l hold up to the pairs of block-2 effects met in one level
+        # (a crossed design's users x items: the pairs of items a user rated): bounded before they are made
+        groups = over_partitions(rows, _pairs_task, (model,), client, combine=_add_groups)[0] or {}
+        triangle = idx2.size * (idx2.size + 1) / 2
+        pairs = sum(min(e, triangle) for _, e in groups.values())
+        _check_memory(grouped_plans([t1.label], [t.label for k, t in enumerate(rt.terms) if k != k1], idx1.size,
+                                    len(groups), pall + 1, idx2.size, pairs), memory_limit_of(control.memory_limit))
         shift = float(numeric_vector(scan.prototype.iloc[:1], pf.response_label, pf.response)[0])
         stats = over_partitions(rows, _grouped_task, (model, shift), client, combine=add_stats)[0]
     if stats.bad_weights != (0, 0):
@@ -900,8 +1025,12 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
                 u1[levels] = u
             return u1
 
-        objective = GroupedObjective(design_, resp, stats, keep, residual_pass, level_pass, _start(rt, stats, start),
-                                     memory_limit=control.memory_limit)
+        def quad_pass(Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            found = over_partitions(rows, _quad_task, (model, Q), client)
+            return tuple(np.concatenate([f[i] for f in found]) for i in range(3))
+
+        objective = GroupedObjective(design_, resp, stats, keep, residual_pass, level_pass, quad_pass,
+                                     _start(rt, stats, start), memory_limit=control.memory_limit)
     fm = fit_lmer(DaskLmerMod, lmod, objective, control, verbose, objective if control.optimizer else None)
     fm.emit_messages()
     return fm

@@ -88,7 +88,8 @@ class ManySpec:
         """lme4's lFormula on the data with ``y`` as the response column (what ``lmer`` sees)."""
         data = self.data.assign(**{self.response: y})
         data.attrs = dict(self.data.attrs)
-        return lFormula(self.formula, data, REML=self.REML, weights=self.weights, offset=self.offset)
+        return lFormula(self.formula, data, REML=self.REML, weights=self.weights, offset=self.offset,
+                        memory_limit=self.control.memory_limit)
 
 
 @dataclass
