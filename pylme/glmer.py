@@ -261,6 +261,11 @@ class GlmerDevfun:
         and/or family (``refit_glmer``): how a fitted model refits without importing this module."""
         return refit_glmer(fm, newresp, family)
 
+    def fit(self, formula: str, data, **kwargs):
+        """A new glmer fit (``pylme.glmer(formula, data, **kwargs)``): how a fitted model's
+        ``update`` refits without importing this module."""
+        return glmer(formula, data, **kwargs)
+
     def unsc(self) -> np.ndarray:
         """(RX'RX)^-1 of the last factorisation (lme4's pp$unsc())."""
         RXi = np.linalg.inv(self.pls.RX) if self.pls.p else np.zeros((0, 0))
