@@ -235,14 +235,12 @@ class GlmerDevfun:
         """One evaluation, leaving the model's state at ``pars`` (as lme4's devfun does)."""
         pars = np.asarray(pars, dtype=float)
         pr, resp = self.pirls, self.pirls.resp
+        pr.start()
         if self.nAGQ == 0:
-            resp.update_mu(pr.lp0)
             self.pls.set_theta(pars)
             pr.update(u_only=False)
             value = pr.laplace()
         else:
-            resp.offset = pr.base_offset
-            resp.update_mu(pr.lp0)
             self.pls.set_theta(pars[: self.ntheta])
             beta = pars[self.ntheta:]
             resp.offset = pr.base_offset + (self.pls.X @ beta if beta.size else 0.0)
@@ -262,6 +260,11 @@ class GlmerDevfun:
         """lme4's refit of the glmer fit ``fm`` (whose deviance function this is) to a new response
         and/or family (``refit_glmer``): how a fitted model refits without importing this module."""
         return refit_glmer(fm, newresp, family)
+
+    def fit(self, formula: str, data, **kwargs):
+        """A new glmer fit (``pylme.glmer(formula, data, **kwargs)``): how a fitted model's
+        ``update`` refits without importing this module."""
+        return glmer(formula, data, **kwargs)
 
     def unsc(self) -> np.ndarray:
         """(RX'RX)^-1 of the last factorisation (lme4's pp$unsc())."""

@@ -270,15 +270,13 @@ class GlmerMod(MerMod):
         ``control``, ... as ``pylme.glmer`` takes them); a formula with ``.`` is read as R's
         update.formula reads it. A glmer_nb fit is updated with its estimated theta held fixed, as
         lme4's (whose call is glmer with ``negative.binomial(theta)``)."""
-        from .glmer import glmer
-
         if formula is not None and "." in names_in(formula):
             formula = update_formula(self.formula, formula)
         args = {"family": self.family, "nAGQ": self.nAGQ, "weights": self.lmod.weights_arg,
                 "offset": self.lmod.offset_arg, "control": self.control}
         args.update(kwargs)
         data = args.pop("data", self.lmod.data)
-        return glmer(formula or self.formula, data, **args)
+        return self.objective.fit(formula or self.formula, data, **args)
 
 
 class GlmerSummary:

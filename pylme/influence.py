@@ -187,7 +187,5 @@ def _deletion_control(fm, maxfun: int):
     glmer fit with nAGQ > 0 also the fixed effects."""
     if fm.family is None:
         return lmerControl(optCtrl={"maxeval": maxfun}, polish=fm.control.polish), fm.theta
-    from .glmer import glmerControl
-
     start = {"theta": fm.theta} if fm.nAGQ == 0 else {"theta": fm.theta, "fixef": fm.fixef().to_numpy()}
-    return glmerControl(optCtrl={"maxeval": maxfun}), start
+    return type(fm.control)(optCtrl={"maxeval": maxfun}), start   # the default GlmerControl with maxfun

@@ -17,7 +17,8 @@ previous evaluation's u.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from sksparse.cholmod import analyze_AAt
@@ -46,18 +47,33 @@ class GlmResponse:
     offset: np.ndarray
     eta: np.ndarray
     mu: np.ndarray
+    _aic: object = field(default=None, init=False, repr=False)  # family.aic_for(y, n, weights), made once
+    _cache: dict = field(default_factory=dict, init=False, repr=False)  # what depends on eta and mu alone
 
     def update_mu(self, gamma: np.ndarray) -> None:
         """eta = offset + gamma, mu = linkinv(eta)."""
         self.eta = self.offset + gamma
         self.mu = self.family.linkinv(self.eta)
+        self._cache = {}
+
+    def snapshot(self) -> tuple:
+        """eta, mu and what was and will be derived from them (``restore`` shares it)."""
+        return self.eta, self.mu, self._cache
+
+    def restore(self, snap: tuple) -> None:
+        self.eta, self.mu, self._cache = snap
+
+    def _cached(self, key: str, compute: Callable[[], object]):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def mu_eta(self) -> np.ndarray:
-        return self.family.mu_eta(self.eta)
+        return self._cached("mu_eta", lambda: self.family.mu_eta(self.eta))
 
     def sqrt_wrk_wt(self) -> np.ndarray:
         """Square roots of the working weights, mu_eta sqrt(w / V(mu))."""
-        return self.mu_eta() * np.sqrt(self.weights / self.family.variance(self.mu))
+        return self._cached("sqrtW", lambda: self.mu_eta() * np.sqrt(self.weights / self.family.variance(self.mu)))
 
     def wrk_resids(self) -> np.ndarray:
         return (self.y - self.mu) / self.mu_eta()
@@ -69,10 +85,13 @@ class GlmResponse:
         return self.family.dev_resids(self.y, self.mu, self.weights)
 
     def res_dev(self) -> float:
-        return float(np.sum(self.dev_resid()))
+        """The sum of the deviance residuals at the current mean (kept until mu changes)."""
+        return self._cached("dev", lambda: float(np.sum(self.dev_resid())))
 
     def aic(self) -> float:
-        return self.family.aic(self.y, self.n, self.mu, self.weights, self.res_dev())
+        if self._aic is None:
+            self._aic = self.family.aic_for(self.y, self.n, self.weights)
+        return self._aic(self.mu, self.res_dev())
 
     def pearson(self) -> np.ndarray:
         """sqrt(w / V(mu)) (y - mu): lme4's wtres after updateWts."""
@@ -91,9 +110,7 @@ class PirlsState:
     mu: np.ndarray
     sqrtW: np.ndarray  # the working weights of the last factorisation
     ldL2: float
-    ldRX2: float
-    RX: np.ndarray
-    RZX: np.ndarray
+    _x_parts: Callable[[], tuple[np.ndarray, np.ndarray]] | tuple[np.ndarray, np.ndarray]  # (RZX, RX), see below
     wrss: float  # sum of squared Pearson residuals (lme4's wrss after updateWts)
     ussq: float
     devresid: float
@@ -102,6 +119,26 @@ class PirlsState:
     @property
     def pwrss(self) -> float:
         return self.wrss + self.ussq
+
+    @property
+    def RZX(self) -> np.ndarray:
+        return self._x()[0]
+
+    @property
+    def RX(self) -> np.ndarray:
+        return self._x()[1]
+
+    @property
+    def ldRX2(self) -> float:
+        RX = self.RX
+        return float(2.0 * np.log(np.abs(np.diag(RX))).sum()) if RX.size else 0.0
+
+    def _x(self) -> tuple[np.ndarray, np.ndarray]:
+        """RZX and RX, computed on first use: with beta outside PIRLS (nAGQ >= 1) no iteration
+        needs them, and only the fit's last evaluation is ever asked for them."""
+        if callable(self._x_parts):
+            self._x_parts = self._x_parts()
+        return self._x_parts
 
 
 class WeightedPLS:
@@ -117,41 +154,83 @@ class WeightedPLS:
         self.factor = analyze_AAt(self.LtZt)
         self.lambdat = SparseProduct.of_csc(reTrms.Lambdat)
         self.zt = SparseProduct.of_csc(reTrms.Zt)
+        self.lt = SparseProduct.of_csc(self.LtZt)
         self.theta = reTrms.theta0.copy()
         self._lt_values = self.values(self.theta)
+        self.sqrtW = np.ones(self.n)
+        self.version = 0  # counts factorisations (x_parts_later knows whether L is still its own)
+        self._x: tuple[np.ndarray, np.ndarray] | None = None  # RZX, RX of the current L
 
     def set_theta(self, theta: np.ndarray) -> None:
         self.theta = np.array(theta, dtype=float)
         self._lt_values = self.values(self.theta)
 
-    def factorize(self, sqrtW: np.ndarray) -> None:
-        """L for ``Lambdat Zt W Z Lambda + I`` and the weighted X (lme4's updateXwts + updateDecomp)."""
+    def factorize(self, sqrtW: np.ndarray, with_x: bool = True) -> None:
+        """L for ``Lambdat Zt W Z Lambda + I`` (lme4's updateDecomp), and with ``with_x`` the weighted
+        X's RZX and RX (updateXwts); without it they are computed when first asked for."""
         self.LtZt.data = self._lt_values * sqrtW[self.entry_col]
         self.factor.cholesky_AAt_inplace(self.LtZt, beta=1.0)
-        self.V = self.X * sqrtW[:, None]
-        if self.p:
-            RZX = self.factor.solve_L(self.factor.apply_P(np.asarray(self.LtZt @ self.V)),
-                                      use_LDLt_decomposition=False)
-            VtV = self.V.T @ self.V - RZX.T @ RZX
-            try:
-                self.RX = np.linalg.cholesky(VtV).T
-            except np.linalg.LinAlgError as exc:
-                raise ModelError("Downdated VtV is not positive definite") from exc
-            self.RZX = RZX
-        else:
-            self.RZX, self.RX = np.zeros((self.LtZt.shape[0], 0)), np.zeros((0, 0))
+        self.sqrtW = sqrtW
+        self.version += 1
+        self._x = None
+        if with_x:
+            self.x_parts()
+
+    def x_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """RZX = L^-1 P Lambdat Zt W^1/2 X and RX (RX'RX = X'WX - RZX'RZX) of the current L."""
+        if self._x is None:
+            V = self.X * self.sqrtW[:, None]
+            if self.p:
+                RZX = self.factor.solve_L(self.factor.apply_P(self.LtZt @ V), use_LDLt_decomposition=False)
+                VtV = V.T @ V - RZX.T @ RZX
+                try:
+                    RX = np.linalg.cholesky(VtV).T
+                except np.linalg.LinAlgError as exc:
+                    raise ModelError("Downdated VtV is not positive definite") from exc
+                self._x = (RZX, RX)
+            else:
+                self._x = (np.zeros((self.LtZt.shape[0], 0)), np.zeros((0, 0)))
+        return self._x
+
+    def x_parts_later(self) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """``x_parts`` of the current L as a function to call later: while L is unchanged it reads
+        it; after other factorisations it refactors at this one's theta and weights, and back."""
+        version, theta, sqrtW = self.version, self.theta.copy(), self.sqrtW
+
+        def parts() -> tuple[np.ndarray, np.ndarray]:
+            if self.version == version:
+                return self.x_parts()
+            now = (self.theta, self.sqrtW, self._x)
+            self.set_theta(theta)
+            self.factorize(sqrtW)
+            out = self._x
+            self.set_theta(now[0])
+            self.factorize(now[1], with_x=False)
+            self._x = now[2]
+            return out
+
+        return parts
+
+    @property
+    def RZX(self) -> np.ndarray:
+        return self.x_parts()[0]
+
+    @property
+    def RX(self) -> np.ndarray:
+        return self.x_parts()[1]
 
     def solve(self, wz: np.ndarray, u_only: bool) -> tuple[np.ndarray, np.ndarray]:
         """(u, beta) of the weighted problem for the weighted working response ``wz``
         (beta = 0 when ``u_only``): lme4's solveU / solve with u0 = 0."""
         F = self.factor
-        cu = F.solve_L(F.apply_P(self.LtZt @ wz), use_LDLt_decomposition=False)
+        cu = F.solve_L(F.apply_P(self.lt(wz, self.LtZt.data)), use_LDLt_decomposition=False)
         if u_only or not self.p:
             beta = np.zeros(self.p)
         else:
-            rhs = self.V.T @ wz - self.RZX.T @ cu
-            beta = np.linalg.solve(self.RX, np.linalg.solve(self.RX.T, rhs))
-            cu = cu - self.RZX @ beta
+            RZX, RX = self.x_parts()
+            rhs = (self.X * self.sqrtW[:, None]).T @ wz - RZX.T @ cu
+            beta = np.linalg.solve(RX, np.linalg.solve(RX.T, rhs))
+            cu = cu - RZX @ beta
         u = F.apply_Pt(F.solve_Lt(cu, use_LDLt_decomposition=False))
         return u, beta
 
@@ -159,8 +238,9 @@ class WeightedPLS:
         return self.lambdat.transposed(u, self.reTrms.lam.values(self.theta))
 
     def lin_pred(self, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
-        """X beta + Z Lambda u."""
-        return self.X @ beta + self.zt.transposed(self.b(u))
+        """X beta + Z Lambda u (X beta skipped when beta is 0, as inside PIRLS with beta outside)."""
+        zb = self.zt.transposed(self.b(u))
+        return self.X @ beta + zb if beta.any() else zb
 
     @property
     def ldL2(self) -> float:
@@ -201,10 +281,23 @@ class Pirls:
         self.u = np.zeros(pls.reTrms.Zt.shape[0])
         self.beta = np.zeros(pls.p)
         self.lp0 = resp.eta - resp.offset
+        self._start: tuple | None = None  # (lp0, the response's snapshot at it)
+
+    def start(self) -> None:
+        """The mean at lp0 with the base offset, where each evaluation starts (lme4's
+        ``updateMu(lp0)``): computed once per lp0 (which changes only between stages), with what
+        PIRLS derives from it (the first working weights)."""
+        resp = self.resp
+        resp.offset = self.base_offset
+        if self._start is not None and self._start[0] is self.lp0:
+            resp.restore(self._start[1])
+        else:
+            resp.update_mu(self.lp0)
+            self._start = (self.lp0, resp.snapshot())
 
     def _work_iteration(self, u_only: bool) -> float:
         sqrtW = self.resp.sqrt_wrk_wt()
-        self.pls.factorize(sqrtW)
+        self.pls.factorize(sqrtW, with_x=not u_only)
         self.sqrtW = sqrtW
         self.u, self.beta = self.pls.solve(self.resp.wrk_resp() * sqrtW, u_only)
         self.resp.update_mu(self.pls.lin_pred(self.u, self.beta))
@@ -265,5 +358,5 @@ class Pirls:
         return PirlsState(
             theta=pls.theta.copy(), beta=self.beta.copy(), u=self.u.copy(), b=pls.b(self.u),
             eta=resp.eta - self.base_offset, mu=resp.mu.copy(), sqrtW=self.sqrtW.copy(), ldL2=pls.ldL2,
-            ldRX2=pls.ldRX2, RX=pls.RX.copy(), RZX=pls.RZX.copy(), wrss=float(pearson @ pearson),
+            _x_parts=pls.x_parts_later(), wrss=float(pearson @ pearson),
             ussq=float(self.u @ self.u), devresid=resp.res_dev(), value=value)

@@ -3,7 +3,6 @@ pylme.kenward_roger, pylme.reduction): the columns, a t row, an F row, the quadr
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 T_COLUMNS = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
 F_COLUMNS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
@@ -16,6 +15,8 @@ def qform(x: np.ndarray, A: np.ndarray) -> float:
 
 def p_t(tstat, df):
     """Two-sided p-value of a t statistic."""
+    from scipy import stats  # on first use: import pylme stays light
+
     return 2.0 * stats.t.sf(np.abs(tstat), df)
 
 
@@ -25,6 +26,8 @@ def t_row(estimate, se, df, rhs, confint, level):
         tstat = (estimate - rhs) / se
     row = {"Estimate": estimate, "Std. Error": se, "df": df, "t value": tstat}
     if confint:
+        from scipy import stats
+
         fac = stats.t.isf((1.0 - level) / 2.0, df)
         row["lower"], row["upper"] = estimate - se * fac, estimate + se * fac
     row["Pr(>|t|)"] = p_t(tstat, df) if not np.isnan(tstat) else np.nan
@@ -36,6 +39,8 @@ def f_row(F, ndf, ddf, sigma, scaling: float = 1.0):
     F scaling; 1 for Satterthwaite)."""
     ms = F * sigma**2
     F = F * scaling
+    from scipy import stats
+
     with np.errstate(all="ignore"):
         pval = stats.f.sf(F, ndf, ddf) if np.isfinite(F) else np.nan
     return {"Sum Sq": ms * ndf, "Mean Sq": ms, "NumDF": ndf, "DenDF": ddf, "F value": F, "Pr(>F)": pval}

@@ -262,3 +262,42 @@ def test_crossed_ratings_from_parquet_and_the_cross_maps_bound(grouped, tmp_path
             pylme.lmer(RATINGS_FORMULA, ratings, control=pylme.lmerControl(memory_limit=30.0 * bound))
     monkey.undo()
     assert not made
+
+
+def test_cond_var_with_correlated_slopes_in_block_2(monkeypatch):
+    """Block 1's conditional variances where block 2's Lambda is not diagonal, (service | dept): the
+    factor's ``B = Lambda2' Z2'Z1 Lambda1`` (pylme gave 1.9% off with Lambda2 for Lambda2'), from
+    the level-wise statistics and from those per group of students, equal to the in-memory fit's."""
+    d = datasets.load("InstEval").iloc[:20_000].copy()
+    formula = "y ~ service + (1 | s) + (service | dept)"
+    fm0, fm = fit_both(formula, d, 4)
+    assert fm.objective.terms1 == ["1 | s"] and not fm.objective.diag2
+    r0 = fm0.ranef()
+    monkeypatch.setattr(pylme.distributed, "GROUPED_MIN_LEVELS", 1)
+    grouped = pylme.lmer(formula, dd.from_pandas(d, npartitions=4, sort=False))
+    assert isinstance(grouped.objective, pylme.distributed.GroupedObjective)
+    for r in (fm.ranef(), grouped.ranef()):
+        for name, v0 in r0.condVar.items():
+            np.testing.assert_allclose(r.condVar[name], v0, rtol=0, atol=1e-6 * np.abs(v0).max())
+
+
+def test_scale_learned_over_all_partitions():
+    """scale(x) learns x's mean and sd from all rows (R's model.frame: before rows with missing
+    values are dropped) by passes over the partitions: the fit equals the in-memory fit, with its
+    column names; poly() (orthogonal polynomials of all rows at once) is still refused by name."""
+    d = datasets.load("sleepstudy").copy()
+    d["Reaction"] = d["Reaction"].astype(float)
+    d.loc[d.index[::7], "Reaction"] = np.nan  # dropped from the fit, counted in scale(Days)'s mean and sd
+    d.loc[d.index[3], "Days"] = np.nan
+    for formula in ("Reaction ~ scale(Days) + (scale(Days) | Subject)",
+                    "Reaction ~ scale(Days, center = FALSE) + (1 | Subject)",
+                    "Reaction ~ scale(log(Days + 1), center = 2, scale = TRUE) + (1 | Subject)"):
+        fm0, fm = fit_both(formula, d, 4)
+        assert_same_fit(fm0, fm)
+        assert fm.lmod.model.states.keys() == fm0.lmod.frame.states.keys()
+        for key, want in fm0.lmod.frame.states.items():  # (center or None, scale or None)
+            got = fm.lmod.model.states[key]
+            assert [v is None for v in got] == [v is None for v in want]
+            assert [v for v in got if v is not None] == pytest.approx([v for v in want if v is not None], rel=1e-13)
+    with pytest.raises(ModelError, match=r"poly\(\) learns from all rows at once"):
+        pylme.lmer("Reaction ~ scale(poly(Days, 2)) + (1 | Subject)", dd.from_pandas(d, npartitions=2))
