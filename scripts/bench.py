@@ -11,6 +11,12 @@ several runs. Writes ``reports/bench/bench.json`` and ``bench.png`` (time agains
     .venv/bin/python scripts/bench.py --models insteval_reml,insteval_ml --optimizer L-BFGS-B  # analytic gradients
     .venv/bin/python scripts/bench.py --models sleepstudy,refit --repeat 21  # and refit(fm, simulated y)
 
+The glmer rows (``glmer_*``) time ``pylme.glmer`` against lme4's ``glmer`` and, where it parses the
+formula (not ``cbind`` or ``I()``), mixedlm's ``glmer``; ``--glmer-baseline REV`` also times
+pylme's glmer as of git revision REV (its ``pylme`` extracted to a temporary folder, run in a
+subprocess) in the same run, for a before/after pair under the same load:
+    .venv/bin/python scripts/bench.py --models glmer_cbpp,glmer_grouseticks,glmer_contraception,glmer_verbagg --glmer-baseline main
+
 Where installed, mixedlm (``mixedlm.lmer`` on the same formula) and statsmodels (``MixedLM`` with
 the same random effects, crossed factors as variance components of one group; not classroom or
 InstEval, which take minutes)
@@ -35,11 +41,15 @@ No timing is asserted anywhere in the test suite; this script is the record.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import tracemalloc
 import warnings
@@ -78,6 +88,39 @@ def time_pylme_glmer(data, formula: str, family: str, repeat: int) -> dict:
         times.append(time.perf_counter() - t0)
     return {"time": statistics.median(times), "criterion": gm.opt.fval,
             "evals": sum(r.feval for r in gm.opt.runs), "peak_mb": float("nan")}
+
+
+def time_pylme_glmer_at(rev: str, name: str, repeat: int) -> dict:
+    """``time_pylme_glmer`` for the glmer row ``name`` with pylme as of git revision ``rev``, in a
+    subprocess whose path starts at that revision's ``pylme`` package."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "archive", rev, "pylme"], cwd=root, capture_output=True, check=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        tarfile.open(fileobj=io.BytesIO(archive)).extractall(tmp, filter="data")
+        cmd = [sys.executable, __file__, "--glmer-one", name, "--repeat", str(repeat)]
+        out = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": tmp}, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def time_mixedlm_glmer(formula: str, data, family: str, repeat: int) -> dict | None:
+    """The mixedlm package's glmer on the same formula and data; None when it is not installed or
+    cannot fit the formula (its parser takes neither ``cbind`` nor ``I()``)."""
+    try:
+        import mixedlm
+    except ImportError:
+        return None
+    fam = {"binomial": mixedlm.families.Binomial, "poisson": mixedlm.families.Poisson}[family]()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = mixedlm.glmer(formula, data, family=fam)
+        except ValueError:
+            return None
+        times.append(time.perf_counter() - t0)
+    return {"time": statistics.median(times), "criterion": float(res.deviance)}
 
 
 def time_lme4_glmer(data, formula: str, family: str, repeat: int) -> dict:
@@ -336,6 +379,9 @@ def main() -> None:
                         help="fit the large simulated designs (comma-separated, default all) instead of --models")
     parser.add_argument("--large-lme4", action="store_true", help="also fit the large designs with lme4")
     parser.add_argument("--large-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--glmer-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--glmer-baseline", default=None, metavar="REV",
+                        help="glmer rows: also time pylme as of this git revision, in the same run")
     parser.add_argument("--polish-cost", nargs="?", const=",".join(POLISH_MODELS), default=None,
                         help="time fits with and without the finish and certificate (pylme.fitting.polish)")
     parser.add_argument("--many", nargs="?", type=int, const=20_000, default=None,
@@ -356,6 +402,10 @@ def main() -> None:
         import bench_many
 
         bench_many.run(args.many, args.subset, args.subset_mixedlm, Path(args.out))
+        return
+    if args.glmer_one:
+        dataset, formula, family = GLMER_MODELS[args.glmer_one]
+        print(json.dumps(time_pylme_glmer(pylme.datasets.load(dataset), formula, family, min(args.repeat, 3))))
         return
     if args.large_one:
         print(json.dumps(large_one(args.large_one, args.method or "blocked", args.large_lme4)))
@@ -380,9 +430,13 @@ def main() -> None:
             data = pylme.datasets.load(dataset)
             repeat = min(args.repeat, 3)
             py, r = time_pylme_glmer(data, formula, family, repeat), time_lme4_glmer(data, formula, family, repeat)
-            rows.append({"model": name, "dataset": dataset, "formula": formula, "REML": False, "n": len(data),
-                         "pylme": py, "lme4": r, "ratio": r["time"] / py["time"], "glmer": True,
-                         "d_criterion_rel": (py["criterion"] - r["criterion"]) / abs(r["criterion"])})
+            row = {"model": name, "dataset": dataset, "formula": formula, "REML": False, "n": len(data),
+                   "pylme": py, "lme4": r, "ratio": r["time"] / py["time"], "glmer": True,
+                   "d_criterion_rel": (py["criterion"] - r["criterion"]) / abs(r["criterion"])}
+            if args.glmer_baseline:
+                before = time_pylme_glmer_at(args.glmer_baseline, name, repeat)
+                row["baseline"] = {"rev": args.glmer_baseline, **before, "ratio": r["time"] / before["time"]}
+            rows.append(row)
             continue
         dataset, formula, REML = MODELS[name]
         data = pylme.datasets.load(dataset)
@@ -396,7 +450,10 @@ def main() -> None:
     # the other engines last: right after a mixedlm fit pylme's timings double here (mixedlm's worker
     # threads stay busy for a while), so they must not run between pylme's and lme4's
     for row in rows:
-        if row["model"] != "refit" and not row.get("glmer"):
+        if row.get("glmer"):
+            dataset, formula, family = GLMER_MODELS[row["model"]]
+            row["mixedlm"] = time_mixedlm_glmer(formula, pylme.datasets.load(dataset), family, min(args.repeat, 3))
+        elif row["model"] != "refit":
             data, repeat = pylme.datasets.load(row["dataset"]), args.repeat if row["n"] < 10_000 else 1
             row["mixedlm"] = time_mixedlm(row["formula"], data, row["REML"], repeat)
             row["statsmodels"] = time_statsmodels(row["model"], data, row["REML"], repeat)
@@ -419,6 +476,9 @@ def _print_table(rows: list[dict]) -> None:
         cols = [f"{row[e]['time']:10.4f}" if row.get(e) else f"{'n/a':>10s}" for e in ("mixedlm", "statsmodels")]
         print(f"{row['model']:20s} {row['n']:7d} {py['time']:9.4f} {r['time']:9.4f} {row['ratio']:7.2f} {cols[0]} "
               f"{cols[1]} {row['d_criterion_rel']:9.1e} {py['evals']:6d} {py['peak_mb']:8.1f}")
+        if row.get("baseline"):
+            b = row["baseline"]
+            print(f"{'  at ' + b['rev']:20s} {'':7s} {b['time']:9.4f} {r['time']:9.4f} {b['ratio']:7.2f}")
 
 
 def _plot(rows: list[dict], path: Path) -> None:

@@ -279,3 +279,25 @@ def test_cond_var_with_correlated_slopes_in_block_2(monkeypatch):
     for r in (fm.ranef(), grouped.ranef()):
         for name, v0 in r0.condVar.items():
             np.testing.assert_allclose(r.condVar[name], v0, rtol=0, atol=1e-6 * np.abs(v0).max())
+
+
+def test_scale_learned_over_all_partitions():
+    """scale(x) learns x's mean and sd from all rows (R's model.frame: before rows with missing
+    values are dropped) by passes over the partitions: the fit equals the in-memory fit, with its
+    column names; poly() (orthogonal polynomials of all rows at once) is still refused by name."""
+    d = datasets.load("sleepstudy").copy()
+    d["Reaction"] = d["Reaction"].astype(float)
+    d.loc[d.index[::7], "Reaction"] = np.nan  # dropped from the fit, counted in scale(Days)'s mean and sd
+    d.loc[d.index[3], "Days"] = np.nan
+    for formula in ("Reaction ~ scale(Days) + (scale(Days) | Subject)",
+                    "Reaction ~ scale(Days, center = FALSE) + (1 | Subject)",
+                    "Reaction ~ scale(log(Days + 1), center = 2, scale = TRUE) + (1 | Subject)"):
+        fm0, fm = fit_both(formula, d, 4)
+        assert_same_fit(fm0, fm)
+        assert fm.lmod.model.states.keys() == fm0.lmod.frame.states.keys()
+        for key, want in fm0.lmod.frame.states.items():  # (center or None, scale or None)
+            got = fm.lmod.model.states[key]
+            assert [v is None for v in got] == [v is None for v in want]
+            assert [v for v in got if v is not None] == pytest.approx([v for v in want if v is not None], rel=1e-13)
+    with pytest.raises(ModelError, match=r"poly\(\) learns from all rows at once"):
+        pylme.lmer("Reaction ~ scale(poly(Days, 2)) + (1 | Subject)", dd.from_pandas(d, npartitions=2))

@@ -188,3 +188,17 @@ def test_an_uncertified_dense_end_gets_the_cholmod_path():
     assert fm.deviance(REML=True) == pytest.approx(fm.optinfo.fval, abs=1e-9)
     raw = _fit(case, polish=False)
     assert not any("CHOLMOD" in s for s in raw.optinfo.certificate.steps)
+
+
+def test_the_mirror_goes_below_where_lme4_stops():
+    """prop_0411c664d2 (y ~ f + (x | g1) + (1 | g2) + (0 + f | g3), REML, 20 rows): lme4 1.1-31 stops
+    without a warning with the first diagonal entry of (x | g1)'s factor at 0 and a positive derivative
+    there (golden record); the mirror leads 0.204 below, and lme4's own deviance function gives
+    pylme's criterion at pylme's theta (checked live when the case was saved)."""
+    (case,) = select("prop_0411c664d2_reml")
+    lme4 = _lme4("prop_0411c664d2_reml")
+    fm = _fit(case)
+    cert = fm.optinfo.certificate
+    assert cert.certified and any(s.startswith("mirror of theta") for s in cert.steps)
+    assert lme4["criterion"] - fm.optinfo.fval > 0.2
+    assert lme4["theta"][0] == 0.0 and fm.theta[0] > 0.1

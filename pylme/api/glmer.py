@@ -235,14 +235,12 @@ class GlmerDevfun:
         """One evaluation, leaving the model's state at ``pars`` (as lme4's devfun does)."""
         pars = np.asarray(pars, dtype=float)
         pr, resp = self.pirls, self.pirls.resp
+        pr.start()
         if self.nAGQ == 0:
-            resp.update_mu(pr.lp0)
             self.pls.set_theta(pars)
             pr.update(u_only=False)
             value = pr.laplace()
         else:
-            resp.offset = pr.base_offset
-            resp.update_mu(pr.lp0)
             self.pls.set_theta(pars[: self.ntheta])
             beta = pars[self.ntheta:]
             resp.offset = pr.base_offset + (self.pls.X @ beta if beta.size else 0.0)

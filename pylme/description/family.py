@@ -198,14 +198,16 @@ def _binomial_aic_prep(y: np.ndarray, n: np.ndarray, wt: np.ndarray) -> Callable
     combiln = gammaln(size + 1) - (gammaln(k + 1) + gammaln(size - k + 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
-    rest = size - k
+    rest, off_support, counted = size - k, np.where(good, -np.inf, np.nan), m > 0
 
     def aic(mu: np.ndarray, dev: float) -> float:
         with np.errstate(divide="ignore", invalid="ignore"):
-            logpmf = np.where(support, combiln + xlogy(k, mu) + xlog1py(rest, -mu), np.where(good, -np.inf, np.nan))
-            logpmf[(mu < 0) | (mu > 1) | np.isnan(mu)] = np.nan
+            logpmf = np.where(support, combiln + xlogy(k, mu) + xlog1py(rest, -mu), off_support)
+            valid = (mu >= 0) & (mu <= 1)  # False for nan
+            if not valid.all():
+                logpmf[~valid] = np.nan
             ll = scale * logpmf
-        return -2.0 * float(np.sum(np.where(m > 0, ll, 0.0)))
+        return -2.0 * float(np.sum(np.where(counted, ll, 0.0)))
 
     return aic
 
@@ -247,7 +249,9 @@ def _poisson_aic_prep(y: np.ndarray, n: np.ndarray, wt: np.ndarray) -> Callable[
     def aic(mu: np.ndarray, dev: float) -> float:
         with np.errstate(divide="ignore", invalid="ignore"):
             logpmf = np.where(support, xlogy(y, mu) - lfact - mu, -np.inf)
-            logpmf[(mu < 0) | np.isnan(mu)] = np.nan
+            valid = mu >= 0  # False for nan
+            if not valid.all():
+                logpmf[~valid] = np.nan
         return -2.0 * float(np.sum(logpmf * wt))
 
     return aic

@@ -48,20 +48,32 @@ class GlmResponse:
     eta: np.ndarray
     mu: np.ndarray
     _aic: object = field(default=None, init=False, repr=False)  # family.aic_for(y, n, weights), made once
-    _dev: float | None = field(default=None, init=False, repr=False)  # res_dev() at this mu
+    _cache: dict = field(default_factory=dict, init=False, repr=False)  # what depends on eta and mu alone
 
     def update_mu(self, gamma: np.ndarray) -> None:
         """eta = offset + gamma, mu = linkinv(eta)."""
         self.eta = self.offset + gamma
         self.mu = self.family.linkinv(self.eta)
-        self._dev = None
+        self._cache = {}
+
+    def snapshot(self) -> tuple:
+        """eta, mu and what was and will be derived from them (``restore`` shares it)."""
+        return self.eta, self.mu, self._cache
+
+    def restore(self, snap: tuple) -> None:
+        self.eta, self.mu, self._cache = snap
+
+    def _cached(self, key: str, compute: Callable[[], object]):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def mu_eta(self) -> np.ndarray:
-        return self.family.mu_eta(self.eta)
+        return self._cached("mu_eta", lambda: self.family.mu_eta(self.eta))
 
     def sqrt_wrk_wt(self) -> np.ndarray:
         """Square roots of the working weights, mu_eta sqrt(w / V(mu))."""
-        return self.mu_eta() * np.sqrt(self.weights / self.family.variance(self.mu))
+        return self._cached("sqrtW", lambda: self.mu_eta() * np.sqrt(self.weights / self.family.variance(self.mu)))
 
     def wrk_resids(self) -> np.ndarray:
         return (self.y - self.mu) / self.mu_eta()
@@ -74,9 +86,7 @@ class GlmResponse:
 
     def res_dev(self) -> float:
         """The sum of the deviance residuals at the current mean (kept until mu changes)."""
-        if self._dev is None:
-            self._dev = float(np.sum(self.dev_resid()))
-        return self._dev
+        return self._cached("dev", lambda: float(np.sum(self.dev_resid())))
 
     def aic(self) -> float:
         if self._aic is None:
@@ -228,8 +238,9 @@ class WeightedPLS:
         return self.lambdat.transposed(u, self.reTrms.lam.values(self.theta))
 
     def lin_pred(self, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
-        """X beta + Z Lambda u."""
-        return self.X @ beta + self.zt.transposed(self.b(u))
+        """X beta + Z Lambda u (X beta skipped when beta is 0, as inside PIRLS with beta outside)."""
+        zb = self.zt.transposed(self.b(u))
+        return self.X @ beta + zb if beta.any() else zb
 
     @property
     def ldL2(self) -> float:
@@ -270,6 +281,19 @@ class Pirls:
         self.u = np.zeros(pls.reTrms.Zt.shape[0])
         self.beta = np.zeros(pls.p)
         self.lp0 = resp.eta - resp.offset
+        self._start: tuple | None = None  # (lp0, the response's snapshot at it)
+
+    def start(self) -> None:
+        """The mean at lp0 with the base offset, where each evaluation starts (lme4's
+        ``updateMu(lp0)``): computed once per lp0 (which changes only between stages), with what
+        PIRLS derives from it (the first working weights)."""
+        resp = self.resp
+        resp.offset = self.base_offset
+        if self._start is not None and self._start[0] is self.lp0:
+            resp.restore(self._start[1])
+        else:
+            resp.update_mu(self.lp0)
+            self._start = (self.lp0, resp.snapshot())
 
     def _work_iteration(self, u_only: bool) -> float:
         sqrtW = self.resp.sqrt_wrk_wt()

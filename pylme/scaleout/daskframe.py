@@ -90,7 +90,6 @@ def scan_plan(pf: ParsedFormula, meta: pd.DataFrame, weights, offset) -> ScanPla
         if value is not None and not isinstance(value, str):
             raise DataError(f"with a dask DataFrame, {what} must be the name of a column, not "
                             f"{type(value).__name__}: the rows are in the partitions")
-    _refuse_stateful(pf)
     cols = [c for c in formula_columns(pf) if c in meta.columns or c not in ("T", "F", "pi")]
     group_nodes = [bar.group_node for bar in pf.bars]
     in_design: set = set()
@@ -110,17 +109,27 @@ def _rhs_nodes(pf: ParsedFormula) -> list:
     return [n for n in [pf.fixed] + [bar.lhs for bar in pf.bars] if n is not None]
 
 
-def _refuse_stateful(pf: ParsedFormula) -> None:
-    """poly, scale, bs and ns learn from all rows at once: a partitioned fit cannot learn them."""
-    nodes = [pf.response] if pf.response is not None else []
+def scale_calls(pf: ParsedFormula) -> list:
+    """The ``scale()`` calls of the formula's terms and offsets, whose mean and sd passes over the
+    partitions learn (pylme.scaleout.distributed.learn_scales). poly, bs and ns learn from all rows' values
+    at once (orthogonal polynomials' recursion, quantile knots) and are refused, as are scale() in
+    the response and a stateful call inside scale()."""
+    nodes = []
     for rhs in _rhs_nodes(pf):
         terms = expand_terms(rhs)
         nodes += [v.node for v in terms.variables] + [v.node for v in terms.offsets]
-    for node in nodes:
+    calls = []
+    for node in ([pf.response] if pf.response is not None else []) + nodes:
         for m in walk(node):
-            if m.op == "call" and m.text in _STATEFUL:
-                raise ModelError(f"{m.text}() learns from all rows at once, which a fit from a dask DataFrame does "
-                                 f"not do: add the transformed column to the data first (term {m.text}(...))")
+            if m.op != "call" or m.text not in _STATEFUL:
+                continue
+            inner = [a.text for a in walk(m) if a is not m and a.op == "call" and a.text in _STATEFUL]
+            if m.text != "scale" or node is pf.response or inner:
+                name = inner[0] if inner else m.text
+                raise ModelError(f"{name}() learns from all rows at once, which a fit from a dask DataFrame does "
+                                 f"not do: add the transformed column to the data first (term {name}(...))")
+            calls.append(m)
+    return calls
 
 
 def complete_rows(part: pd.DataFrame, plan: ScanPlan) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

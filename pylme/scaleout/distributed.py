@@ -31,20 +31,22 @@ import scipy.sparse as sp
 
 from scipy.linalg import blas, lapack
 
+from ..description.evaluate import FUNCTIONS, Evaluator, _Args
 from ..description.factors import Factor
 from ..description.formula import ParsedFormula, expand_dot, expand_terms, parse_mixed
 from ..description.model_matrix import DesignSpec, design, dqrdc2_rank, numeric_vector
 from ..description.reterms import ReTerm, ReTrms, _lambdat_template, stacked_Zt
+from ..description.rsyntax import deparse
 from ..errors import DataError, ModelError
 from ..fitted.model import LmerMod
 from ..fitting.driver import LmerControl, fit_lmer
 from ..objectives.blocked import (BlockedObjective, BlockPlan, GramBlocks, _check_memory, _Factor, block_split, first_plans,
-                      memory_limit_of)
+                                  memory_limit_of)
 from ..objectives.lformula import check_nlevels, check_zdims
 from ..objectives.objective import PLSState
 from ..objectives.response import LmerResp
 from .daskframe import (FrameScan, LevelIndex, ScanPlan, combine_scans, complete_rows, grouping_levels,
-                        scan_partition, scan_plan)
+                        scale_calls, scan_partition, scan_plan)
 
 
 # ---------------------------------------------------------------- running tasks on partitions
@@ -180,6 +182,7 @@ class PartitionModel:
     groups: list  # per grouping factor (flist order): the index of its first term
     k1: int
     keep: list[int] = field(default_factory=list)  # X's kept columns (after the rank check)
+    states: dict = field(default_factory=dict)  # what scale() learned from all partitions
 
     # -------------------------------------------------------- the rows of one partition
     def frame(self, part: pd.DataFrame):
@@ -192,7 +195,8 @@ class PartitionModel:
         frame = part.loc[complete, self.plan.columns]
         y = numeric_vector(frame, self.pf.response_label, self.pf.response)
         X = self.X_spec.matrix(frame)
-        offsets = [numeric_vector(frame, v.label, v.node, what="offset") for v in self.X_spec.terms.offsets]
+        offsets = [numeric_vector(frame, v.label, v.node, what="offset", states=self.states)
+                   for v in self.X_spec.terms.offsets]
         if off is not None:
             offsets.append(off[complete])
         offset = np.sum(offsets, axis=0) if offsets else np.zeros(len(frame))
@@ -485,15 +489,16 @@ def _fitted_task(part: pd.DataFrame, index: int, model: PartitionModel, beta, b)
 
 
 # ---------------------------------------------------------------- the model's structure from the scan
-def reterms_from_scan(pf: ParsedFormula, scan: FrameScan) -> tuple[list[TermInfo], ReTrms]:
+def reterms_from_scan(pf: ParsedFormula, scan: FrameScan, states: dict) -> tuple[list[TermInfo], ReTrms]:
     """The random-effects terms over all partitions, in lme4's order, and a ReTrms of their
-    structure (levels, Lambda's pattern and map; its Zt has no columns: the rows are elsewhere)."""
+    structure (levels, Lambda's pattern and map; its Zt has no columns: the rows are elsewhere);
+    ``states``: what scale() learned from all partitions."""
     infos, factors = [], []
     for bar in pf.bars:
         levels, index = grouping_levels(bar, scan)
         if levels.nlevels == 0:
             raise DataError(f"Invalid grouping factor specification, {bar.group}")
-        spec, Xi = design(expand_terms(bar.lhs), scan.prototype, {})
+        spec, Xi = design(expand_terms(bar.lhs), scan.prototype, states)
         if Xi.shape[1] == 0:
             raise ModelError(f"random-effects term ({bar.label}) has no columns")
         infos.append(TermInfo(bar, index, spec))
@@ -964,17 +969,19 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
         raise DataError(f"formula {formula!r} has no response: write it as 'response ~ terms'")
     if not pf.bars:
         raise ModelError("No random effects terms specified in formula")
+    scales = scale_calls(pf)
     plan = scan_plan(pf, meta, weights, offset)
     scan = combine_scans(over_partitions(data, _scan_task, (plan,), client), plan)
-    X_spec, _ = design(expand_terms(pf.fixed), scan.prototype, {})
-    infos, rt = reterms_from_scan(pf, scan)
+    states = learn_scales(data, scales, scan.prototype, client)
+    X_spec, _ = design(expand_terms(pf.fixed), scan.prototype, states)
+    infos, rt = reterms_from_scan(pf, scan, states)
     check_nlevels(rt, scan.ncomplete)
     check_zdims(rt, scan.ncomplete)
     groups = [next(k for k, t in enumerate(infos) if t.bar.group == g) for g in rt.flist]
     k1, idx1, idx2 = block_split(rt)
     t1 = rt.terms[k1]
     pall = len(X_spec.column_names)
-    model = PartitionModel(pf, plan, X_spec, infos, groups, k1)
+    model = PartitionModel(pf, plan, X_spec, infos, groups, k1, states=states)
     by_group = _grouped_column(rt, k1, weights)
     if by_group is None:  # the level-wise blocks that will reach this process, before they are made
         _check_memory(first_plans([t1.label], idx1.size, t1.nl, t1.nc, pall + 1, idx2.size),
@@ -1034,6 +1041,39 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
     fm = fit_lmer(DaskLmerMod, lmod, objective, control, verbose, objective if control.optimizer else None)
     fm.emit_messages()
     return fm
+
+
+def learn_scales(ddf, calls: list, prototype: pd.DataFrame, client=None) -> dict:
+    """What each ``scale(x, center, scale)`` call learns, as R's model.frame learns it on all rows
+    (before missing rows are dropped): the mean of x's values (center = TRUE) and the root mean
+    square of the centred values over n - 1 (scale = TRUE), by passes over the partitions
+    (pylme.description.bases.scale_state on all rows at once); keyed as the evaluator keys its states."""
+    states: dict = {}
+    for node in calls:
+        label = deparse(node)
+        if label in states:
+            continue
+        probe = Evaluator(prototype, {})
+        probe.value(node)  # center and scale checked as in memory
+        args = _Args(probe, node, FUNCTIONS["scale"].formals)
+        center, scale = args.get("center", True), args.get("scale", True)
+        shift = 0.0 if center is True or center is False else float(center)
+        total, count, squares = over_partitions(ddf, _scale_task, (node, shift), client, combine=_sum)[0]
+        c = None if center is False else (total / count if center is True else shift)
+        if center is True and scale is True:
+            total, count, squares = over_partitions(ddf, _scale_task, (node, c), client, combine=_sum)[0]
+        s = (math.sqrt(squares / max(1, count - 1)) if scale is True else None if scale is False
+             else float(scale))
+        states[label] = (c, s)
+    return states
+
+
+def _scale_task(part: pd.DataFrame, index: int, node, shift: float) -> np.ndarray:
+    """A partition's sum, count and sum of squares of a scale() call's non-missing x minus ``shift``
+    (all its rows)."""
+    x = _Args(Evaluator(part, {}), node, FUNCTIONS["scale"].formals).numeric_vector()
+    ok = x[~np.isnan(x)] - shift
+    return np.array([ok.sum(), ok.size, ok @ ok])
 
 
 #: from this many levels of block 1 on, where its term is a scalar intercept and there are no
