@@ -10,6 +10,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import importlib
+import importlib.machinery
+import sys
 
 from .api.glmer import GlmerControl, glFormula, glmer, glmerControl, mkGlmerDevfun
 from .api.glmer_nb import glmer_nb
@@ -48,6 +50,26 @@ _MODULES = {
     "blocked": ".objectives.blocked",    # README: pylme.blocked.BlockedDevfun(devfun, fill=...)
     "polish": ".fitting.polish",         # docs/migration.md: pylme.polish.polish(devfun, theta, ...)
 }
+
+
+class _DocumentedModules:
+    """The import system's finder and loader of the documented modules by their documented names:
+    ``import pylme.plotting`` or ``from pylme.datasets import load`` gives the module of its stage."""
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        package, _, name = fullname.partition(".")
+        if package == __name__ and name in _MODULES:
+            return importlib.machinery.ModuleSpec(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return importlib.import_module(_MODULES[spec.name.partition(".")[2]], __name__)
+
+    def exec_module(self, module) -> None:
+        """Nothing to run: the module was run under its own name."""
+
+
+sys.meta_path.append(_DocumentedModules())
 
 
 def __getattr__(name: str):

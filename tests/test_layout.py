@@ -72,6 +72,15 @@ def test_documented_module_spellings_reach_their_modules():
     assert pylme.polish.polish.__module__ == "pylme.fitting.polish"
 
 
+def test_documented_modules_import_by_their_documented_names():
+    """docs/migration.md writes ``import pylme.plotting``; the same holds for the other documented
+    modules, in a fresh process (nothing imported before)."""
+    probe = ("import pylme.plotting, pylme.datasets, pylme.kenward_roger; from pylme.datasets import load; "
+             "import pylme; print(pylme.plotting.__name__, load is pylme.datasets.load, pylme.kenward_roger.__name__)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["pylme.io.plotting", "True", "pylme.inference.kenward_roger"]
+
+
 def test_the_command_line_runs_as_a_module():
     done = subprocess.run([sys.executable, "-m", "pylme", "--version"], capture_output=True, text=True, check=True)
     assert pylme.__version__ in done.stdout
