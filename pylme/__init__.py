@@ -13,10 +13,7 @@ import importlib
 import importlib.machinery
 import sys
 
-from .api.glmer import GlmerControl, glFormula, glmer, glmerControl, mkGlmerDevfun
-from .api.glmer_nb import glmer_nb
 from .api.lmer import lmer, mkMerMod
-from .description.family import Family, Gamma, binomial, gaussian, inverse_gaussian, negative_binomial, poisson
 from .errors import (
     ConvergenceWarning,
     DataError,
@@ -27,17 +24,27 @@ from .errors import (
     PylmeWarning,
     SingularFitMessage,
 )
-from .fitted.glmer_model import GlmerMod
 from .fitted.model import LmerMod
 from .fitted.record import FitRecord
 from .fitting.driver import LmerControl, checkConv, lmerControl, optimizeLmer
-from .inference.anova import anova
-from .inference.bootstrap import BootMer, bootMer
-from .inference.emmeans import emmeans, ref_grid
-from .io.read_r import read_r
 from .objectives.lformula import lFormula, mkLmerDevfun
 from .rbase.collation import get_collation, set_collation
-from .scaleout.many import ManyFits, lmer_many
+
+
+#: The rest of the API (glmer, emmeans, the bootstrap, many fits, anova, R's files), each name
+#: imported from its module when first used: an lmer fit needs none of them.
+_ON_FIRST_USE = {
+    ".api.glmer": ("GlmerControl", "glFormula", "glmer", "glmerControl", "mkGlmerDevfun"),
+    ".api.glmer_nb": ("glmer_nb",),
+    ".description.family": ("Family", "Gamma", "binomial", "gaussian", "inverse_gaussian", "negative_binomial", "poisson"),
+    ".fitted.glmer_model": ("GlmerMod",),
+    ".inference.anova": ("anova",),
+    ".inference.bootstrap": ("BootMer", "bootMer"),
+    ".inference.emmeans": ("emmeans", "ref_grid"),
+    ".io.read_r": ("read_r",),
+    ".scaleout.many": ("ManyFits", "lmer_many"),
+}
+_NAMES = {name: module for module, names in _ON_FIRST_USE.items() for name in names}
 
 
 #: The documented modules reached as ``pylme.<name>``, each from its stage's folder and imported when
@@ -73,15 +80,20 @@ sys.meta_path.append(_DocumentedModules())
 
 
 def __getattr__(name: str):
-    """The documented modules (``pylme.datasets``, ``pylme.plotting``, ``pylme.kenward_roger``, ...),
-    imported when first used, so that ``import pylme`` loads only what a fit needs."""
+    """The documented modules (``pylme.datasets``, ``pylme.plotting``, ``pylme.kenward_roger``, ...)
+    and the names of ``_NAMES`` (``pylme.glmer``, ``pylme.emmeans``, ...), imported when first used,
+    so that ``import pylme`` loads only what an lmer fit needs."""
     if name in _MODULES:
         return importlib.import_module(_MODULES[name], __name__)
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name], __name__), name)
+        globals()[name] = value   # the next use finds it here
+        return value
     raise AttributeError(f"module 'pylme' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_MODULES))
+    return sorted(set(globals()) | set(_MODULES) | set(_NAMES))
 
 
 def _method(name: str):

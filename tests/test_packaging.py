@@ -61,16 +61,22 @@ def test_building_the_wheel_prints_no_warnings(wheel):
 
 def test_import_loads_what_a_fit_needs_and_no_more():
     """``import pylme`` leaves plotting (matplotlib, scipy.stats), R files (rdata), the data sets,
-    splines, scipy's optimisers, scipy.special (the GLMM links), scipy's graph routines and
-    multiprocessing to their first use (scripts/bench_import.py times it)."""
+    splines, scipy's optimisers, scipy.special (the GLMM links), scipy's graph routines,
+    multiprocessing, and the API an lmer fit does not use (glmer, emmeans, the bootstrap, many fits)
+    to their first use (scripts/bench_import.py times it)."""
     probe = ("import sys, pylme; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
              "{'matplotlib', 'rdata', 'pylme', 'scipy', 'multiprocessing'})))")
     loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                 check=True).stdout.split())
     for heavy in ("matplotlib", "rdata", "scipy.stats", "scipy.optimize", "scipy.interpolate", "scipy.special",
-                  "scipy.sparse.csgraph", "multiprocessing", "pylme.io.plotting", "pylme.io.datasets"):
+                  "scipy.sparse.csgraph", "multiprocessing", "pylme.io.plotting", "pylme.io.datasets",
+                  "pylme.api.glmer", "pylme.inference.emmeans", "pylme.inference.bootstrap", "pylme.scaleout.many"):
         assert heavy not in loaded, f"import pylme loads {heavy}"
     assert {"pylme.api.lmer", "pylme.fitted.model", "pylme.objectives.pls"} <= loaded
     # and they come when asked for
     probe = "import sys, pylme; pylme.plotting; pylme.datasets.load('Dyestuff'); print('scipy.stats' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split() == ["True"]
+    probe = ("import pylme; from pylme import emmeans; import pylme.api.glmer as g; "
+             "print(pylme.glmer is g.glmer, all(hasattr(pylme, n) for n in pylme.__all__), 'lmer_many' in dir(pylme))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.split() == ["True", "True", "True"]
