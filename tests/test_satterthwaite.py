@@ -356,7 +356,7 @@ def test_singular_fit_hessian():
 
 
 def test_eigen_warnings_text():
-    msgs = S._eigen_warnings(np.array([3.0, 1e-10, -2e-3]), 1e-8)
+    msgs = S.eigen_warnings(np.array([3.0, 1e-10, -2e-3]), 1e-8)
     assert msgs == [
         "Model failed to converge with 1 negative eigenvalue: -2.0e-03",
         "Model may not have converged with 1 eigenvalue close to zero: 1.0e-10",

@@ -57,9 +57,12 @@ __all__ = [
     "contest",
     "contest1D",
     "contestMD",
+    "difference_steps",
+    "eigen_warnings",
     "hypothesis_matrices",
     "numeric_hessian",
     "numeric_jacobian",
+    "richardson",
     "satterthwaite_info",
     "satterthwaite_table",
 ]
@@ -74,7 +77,7 @@ class SatterthwaiteWarning(PylmeWarning):
 
 
 # ---------------------------------------------------------------- numerical derivatives
-def _richardson(approx: list, r: int) -> np.ndarray:
+def richardson(approx: list, r: int) -> np.ndarray:
     """Extrapolate approximations made with steps h, h/2, h/4, ... whose error is a series
     in even powers of h: each pass cancels the next power (4^m weights)."""
     a = [np.asarray(x, dtype=float) for x in approx]
@@ -84,7 +87,7 @@ def _richardson(approx: list, r: int) -> np.ndarray:
     return a[0]
 
 
-def _steps(x: np.ndarray, d: float, eps: float) -> np.ndarray:
+def difference_steps(x: np.ndarray, d: float, eps: float) -> np.ndarray:
     return np.abs(d * x) + eps * (np.abs(x) < _ZERO_TOL)
 
 
@@ -97,7 +100,7 @@ def numeric_hessian(f, x, d: float = 0.1, eps: float = 1e-4, r: int = 4) -> np.n
     """
     x = np.asarray(x, dtype=float)
     n = x.size
-    h0 = _steps(x, d, eps)
+    h0 = difference_steps(x, d, eps)
     f0 = f(x)
     H = np.zeros((n, n))
     for i in range(n):
@@ -107,7 +110,7 @@ def numeric_hessian(f, x, d: float = 0.1, eps: float = 1e-4, r: int = 4) -> np.n
         for k in range(r):
             h = h0[i] / 2.0**k
             approx.append((f(x + h * ei) - 2.0 * f0 + f(x - h * ei)) / h**2)
-        H[i, i] = _richardson(approx, r)
+        H[i, i] = richardson(approx, r)
     for i in range(n):
         for j in range(i):
             approx = []
@@ -117,7 +120,7 @@ def numeric_hessian(f, x, d: float = 0.1, eps: float = 1e-4, r: int = 4) -> np.n
                 step[i], step[j] = h[i], h[j]
                 num = f(x + step) - 2.0 * f0 + f(x - step) - H[i, i] * h[i] ** 2 - H[j, j] * h[j] ** 2
                 approx.append(num / (2.0 * h[i] * h[j]))
-            H[i, j] = H[j, i] = _richardson(approx, r)
+            H[i, j] = H[j, i] = richardson(approx, r)
     return H
 
 
@@ -126,7 +129,7 @@ def numeric_jacobian(F, x, d: float = 1e-4, eps: float = 1e-4, r: int = 4) -> np
     central differences, steps starting at ``|d x|`` (``eps`` near 0)."""
     x = np.asarray(x, dtype=float)
     n = x.size
-    h0 = _steps(x, d, eps)
+    h0 = difference_steps(x, d, eps)
     cols = []
     for i in range(n):
         ei = np.zeros(n)
@@ -135,7 +138,7 @@ def numeric_jacobian(F, x, d: float = 1e-4, eps: float = 1e-4, r: int = 4) -> np
         for k in range(r):
             h = h0[i] / 2.0**k
             approx.append((np.ravel(F(x + h * ei)) - np.ravel(F(x - h * ei))) / (2.0 * h))
-        cols.append(_richardson(approx, r))
+        cols.append(richardson(approx, r))
     return np.column_stack(cols) if cols else np.zeros((np.ravel(F(x)).size, 0))
 
 
@@ -175,7 +178,7 @@ def vcov_beta_varpar(fm, varpar: np.ndarray) -> np.ndarray:
     return varpar[-1] ** 2 * (RXi @ RXi.T)
 
 
-def _eigen_warnings(values: np.ndarray, tol: float) -> list[str]:
+def eigen_warnings(values: np.ndarray, tol: float) -> list[str]:
     out = []
     neg = values[values < -tol]
     zero = values[(values > -tol) & (values < tol)]
@@ -204,7 +207,7 @@ def satterthwaite_info(fm, tol: float = 1e-8) -> SatterthwaiteInfo:
     # LAPACK's symmetric eigensolver, decreasing order as R's eigen()
     values, vectors = np.linalg.eigh(H)
     values, vectors = values[::-1], vectors[:, ::-1]
-    msgs = _eigen_warnings(values, tol)
+    msgs = eigen_warnings(values, tol)
     pos = values > tol
     Hinv = (vectors[:, pos] / values[pos]) @ vectors[:, pos].T
     p = fm.p

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from ..fitting.convergence import Derivs
 from ..fitting.polish import ROUNDING_ULPS, analyse
-from ..inference.satterthwaite import _eigen_warnings, _richardson, _steps
+from ..inference.satterthwaite import difference_steps, eigen_warnings, richardson
 from ..objectives.design import LmmDesign
 from ..objectives.response import CriterionTerms, LmerResp
 
@@ -453,7 +453,7 @@ def satterthwaite(crit: LockstepCriterion, idx: np.ndarray, theta: np.ndarray, s
     A = 2.0 * np.einsum("kia,ka,kja->kij", vectors, inv, vectors)
     U = crit.vcov_unscaled(idx, theta)
     V = sigma[:, None, None] ** 2 * U
-    h0 = _steps(x, 1e-4, 1e-4)
+    h0 = difference_steps(x, 1e-4, 1e-4)
     grads = []  # per varpar, d diag(vcov) / d varpar by Richardson-extrapolated central differences
     for i in range(N):
         approx = []
@@ -467,12 +467,12 @@ def satterthwaite(crit: LockstepCriterion, idx: np.ndarray, theta: np.ndarray, s
             else:
                 plus, minus = (sigma + h)[:, None, None] ** 2 * U, (sigma - h)[:, None, None] ** 2 * U
             approx.append(np.diagonal(plus - minus, axis1=1, axis2=2) / (2.0 * h[:, None]))
-        grads.append(_richardson(approx, r))
+        grads.append(richardson(approx, r))
     g = np.stack(grads, axis=2)  # (k, p, N)
     var = np.diagonal(V, axis1=1, axis2=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = 2.0 * var**2 / np.einsum("kpa,kab,kpb->kp", g, A, g)
-    notes = [_eigen_warnings(values[j], tol) if np.any(values[j] < tol) else [] for j in range(k)]
+    notes = [eigen_warnings(values[j], tol) if np.any(values[j] < tol) else [] for j in range(k)]
     return df, notes
 
 
@@ -480,7 +480,7 @@ def _varpar_hessian(f, x: np.ndarray, r: int, d: float = 0.1, eps: float = 1e-4)
     """pylme.inference.satterthwaite.numeric_hessian for each row of ``x`` (k, N), ``f`` evaluating a
     (k, m, N) stack of points at once: all the points in one call."""
     k, N = x.shape
-    h0 = _steps(x, d, eps)
+    h0 = difference_steps(x, d, eps)
     pairs = [(i, j) for i in range(N) for j in range(i)]
     points, hs = [x[:, None, :]], []
     for i, j in [(i, i) for i in range(N)] + pairs:
@@ -503,5 +503,5 @@ def _varpar_hessian(f, x: np.ndarray, r: int, d: float = 0.1, eps: float = 1e-4)
             else:
                 num = second - H[:, i, i] * h[:, i] ** 2 - H[:, j, j] * h[:, j] ** 2
                 approx.append(num / (2.0 * h[:, i] * h[:, j]))
-        H[:, i, j] = H[:, j, i] = _richardson(approx, r)
+        H[:, i, j] = H[:, j, i] = richardson(approx, r)
     return H
