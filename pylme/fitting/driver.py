@@ -265,10 +265,13 @@ def _singular_term_restarts(objective: Objective, control: LmerControl, edge_che
     return run
 
 
-def finish(objective, run: OptResult, control: LmerControl) -> OptResult:
+def finish(objective, run: OptResult, control: LmerControl, mirrors=None) -> OptResult:
     """The optimiser's end certified and, unless ``lmerControl(polish=False)``, finished where it is
     not the optimum (pylme.fitting.polish); the certificate goes into the OptSummary. Derivatives computed
-    at the end of the optimiser (calc_derivs) are reused; where theta moves they are recomputed."""
+    at the end of the optimiser (calc_derivs) are reused; where theta moves they are recomputed.
+    ``run`` is any optimiser outcome with ``summary`` and ``derivs`` (glmer's last stage: its
+    GlmerOpt, ``control`` its GlmerControl); ``mirrors``: the columns of theta's covariance factors
+    (default: the objective design's, LambdaMap.factor_columns)."""
     from .polish import polish
 
     derivs = _derivs_at(run.derivs, run.summary.par)
@@ -279,7 +282,7 @@ def finish(objective, run: OptResult, control: LmerControl) -> OptResult:
     within_budget = run.summary.conv != 5
     theta, fval, new_derivs, cert = polish(objective, run.summary.par, run.summary.fval, derivs,
                                            control.polish and within_budget,
-                                           mirrors=objective.design.lam.factor_columns())
+                                           mirrors=objective.design.lam.factor_columns() if mirrors is None else mirrors)
     if cert.moved == 0.0:
         return replace(run, summary=replace(run.summary, certificate=cert))
     summary = replace(run.summary, par=theta, fval=fval, certificate=cert)
