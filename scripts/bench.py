@@ -165,27 +165,36 @@ def time_pylme(data, formula: str, REML: bool, repeat: int, method: str, optimiz
             "peak_mb": peak / 2**20}
 
 
-#: the models whose polish cost ``--polish-cost`` reports (issue 14)
-POLISH_MODELS = ("sleepstudy", "penicillin", "classroom", "insteval_reml")
+#: the models whose polish cost ``--polish-cost`` reports (issue 14): lmer's and glmer's
+POLISH_MODELS = ("sleepstudy", "penicillin", "classroom", "insteval_reml", "glmer_cbpp", "glmer_grouseticks",
+                 "glmer_contraception", "glmer_verbagg")
+
+
+def _polish_fit(name: str, data, on: bool):
+    """The model ``name`` (MODELS' lmer rows, GLMER_MODELS' glmer rows) fitted with the finish on or off."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name in GLMER_MODELS:
+            _, formula, family = GLMER_MODELS[name]
+            return pylme.glmer(formula, data, family=family, control=pylme.glmerControl(polish=on))
+        _, formula, REML = MODELS[name]
+        return pylme.lmer(formula, data, REML=REML, control=pylme.lmerControl(polish=on))
 
 
 def polish_cost(names: list[str], repeat: int, out: Path) -> None:
     """pylme's fit time with the finish and certificate (pylme.fitting.polish) and without
-    (``lmerControl(polish=False)``), interleaved in one run; medians, their ratio, the certificate's
-    verdict and the evaluations it cost. Writes ``polish.json``."""
+    (``lmerControl(polish=False)``, ``glmerControl(polish=False)``), interleaved in one run; medians,
+    their ratio, the certificate's verdict and the evaluations it cost. Writes ``polish.json``."""
     rows = []
     for name in names:
-        dataset, formula, REML = MODELS[name]
-        data = pylme.datasets.load(dataset)
+        data = pylme.datasets.load((GLMER_MODELS[name] if name in GLMER_MODELS else MODELS[name])[0])
         runs = repeat if len(data) < 10_000 else max(1, repeat // 3)
         times: dict[bool, list[float]] = {True: [], False: []}
         fits = {}
         for _ in range(runs):
             for on in (False, True):
                 t0 = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fits[on] = pylme.lmer(formula, data, REML=REML, control=pylme.lmerControl(polish=on))
+                fits[on] = _polish_fit(name, data, on)
                 times[on].append(time.perf_counter() - t0)
         cert = fits[True].optinfo.certificate
         row = {"model": name, "n": len(data), "runs": runs, "off": statistics.median(times[False]),

@@ -22,7 +22,6 @@ per level (see README "Data larger than memory").
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,12 +30,10 @@ import scipy.sparse as sp
 
 from scipy.linalg import blas, lapack
 
-from ..description.evaluate import FUNCTIONS, Evaluator, _Args
 from ..description.factors import Factor
 from ..description.formula import ParsedFormula, expand_dot, expand_terms, parse_mixed
 from ..description.model_matrix import DesignSpec, design, dqrdc2_rank, numeric_vector
 from ..description.reterms import ReTerm, ReTrms, _lambdat_template, stacked_Zt
-from ..description.rsyntax import deparse
 from ..errors import DataError, ModelError
 from ..fitted.model import LmerMod
 from ..fitting.driver import LmerControl, fit_lmer
@@ -47,47 +44,9 @@ from ..objectives.lformula import check_nlevels, check_zdims
 from ..objectives.objective import PLSState
 from ..objectives.response import LmerResp
 from .daskframe import (FrameScan, LevelIndex, ScanPlan, combine_scans, complete_rows, grouping_levels,
-                        scale_calls, scan_partition, scan_plan)
-
-
-# ---------------------------------------------------------------- running tasks on partitions
-def compute(tasks: list, client=None) -> list:
-    """Compute dask delayed objects (on ``client`` if given, else dask's default scheduler)."""
-    import dask
-
-    if client is not None:
-        return client.gather(client.compute(tasks))
-    return list(dask.compute(*tasks))
-
-
-def over_partitions(ddf, fn, args: tuple, client=None, combine=None) -> list:
-    """``fn(partition, index, *args)`` for every partition, or their sum by a tree of
-    ``combine`` tasks (one result); a partition that fails to read or to compute is named."""
-    import dask
-
-    parts = ddf.to_delayed()
-    shared = [dask.delayed(a, pure=True) for a in args]  # sent once, not once per partition
-    tasks = [dask.delayed(fn)(p, i, *shared) for i, p in enumerate(parts)]
-    if combine is not None:
-        while len(tasks) > 1:
-            tasks = [dask.delayed(combine)(*tasks[k : k + 2]) if k + 1 < len(tasks) else tasks[k]
-                     for k in range(0, len(tasks), 2)]
-    try:
-        return compute(tasks, client)
-    except (DataError, ModelError):
-        raise
-    except Exception as exc:  # which partition? each one alone, until one fails
-        raise _failing_partition(ddf, parts, client, exc) from exc
-
-
-def _failing_partition(ddf, parts: list, client, exc: Exception) -> DataError:
-    """A DataError naming the first partition that cannot be read (or the error as it is)."""
-    for i, p in enumerate(parts):
-        try:
-            compute([p], client)
-        except Exception as inner:  # noqa: BLE001 (the partition's reader's error, whatever it is)
-            return DataError(f"partition {i} of {ddf.npartitions} could not be read: {type(inner).__name__}: {inner}")
-    return DataError(f"a pass over the partitions failed: {type(exc).__name__}: {exc}")
+                        scan_partition, scan_plan, stateful_calls)
+from .partitions import add, exact_quantiles, over_partitions
+from .states import learn_states
 
 
 # ---------------------------------------------------------------- per-partition statistics
@@ -796,70 +755,6 @@ class GroupedObjective(DistributedObjective):
         return np.asarray(Lt2.T @ np.asarray(Lt2.T @ inv).T)
 
 
-# ---------------------------------------------------------------- exact quantiles over partitions
-#: order statistics each partition reports to bracket a quantile (the bracket then holds about
-#: 2 n / SAMPLES values, gathered in a second pass)
-SAMPLES = 1025
-
-
-def _sample_task(part: pd.DataFrame, index: int, values_of) -> tuple[int, np.ndarray, np.ndarray]:
-    """A partition's size and evenly spaced order statistics (values and their ranks)."""
-    x = np.sort(values_of(part))
-    if x.size == 0:
-        return 0, x, np.zeros(0, dtype=np.int64)
-    ranks = np.unique(np.round(np.linspace(0, x.size - 1, min(x.size, SAMPLES))).astype(np.int64))
-    return x.size, x[ranks], ranks
-
-
-def _bracket_task(part: pd.DataFrame, index: int, values_of, brackets: list) -> list:
-    """Per bracket [a, b]: how many values are below a, and the values within it."""
-    x = values_of(part)
-    return [(int(np.sum(x < a)), x[(x >= a) & (x <= b)]) for a, b in brackets]
-
-
-def exact_quantiles(ddf, values_of, probs: list[float], client=None) -> np.ndarray:
-    """Quantiles (numpy's default, R's type 7) of the values ``values_of(partition)`` over all
-    partitions, exactly: each partition's order statistics bound the ranks of any value, which
-    brackets each needed order statistic; a second pass gathers the values in the brackets."""
-    samples = [s for s in over_partitions(ddf, _sample_task, (values_of,), client) if s[0]]
-    n = sum(s[0] for s in samples)
-    cands = np.unique(np.concatenate([s[1] for s in samples]))
-
-    below = np.zeros(cands.size, dtype=np.int64)  # upper bounds of #{x < c}
-    upto = np.zeros(cands.size, dtype=np.int64)  # lower bounds of #{x <= c}
-    for m, v, r in samples:
-        i = np.searchsorted(v, cands, "left")
-        below += np.where(i < v.size, r[np.minimum(i, v.size - 1)], m)
-        i = np.searchsorted(v, cands, "right")
-        upto += np.where(i > 0, r[np.maximum(i - 1, 0)] + 1, 0)
-    ranks = sorted({k for p in probs for k in _order_ranks(n, p)})
-    brackets = []
-    for k in ranks:
-        i = np.searchsorted(below, k, "right") - 1  # the last candidate with at most k values below it
-        j = np.searchsorted(upto, k + 1, "left")  # the first with at least k + 1 values up to it
-        brackets.append((cands[i] if i >= 0 else -np.inf, cands[j] if j < cands.size else np.inf))
-    found = over_partitions(ddf, _bracket_task, (values_of, brackets), client)
-    value = {}
-    for j, k in enumerate(ranks):
-        below = sum(f[j][0] for f in found)
-        inside = np.sort(np.concatenate([f[j][1] for f in found]))
-        value[k] = inside[k - below]
-    out = []
-    for p in probs:
-        h = (n - 1) * p
-        k = int(math.floor(h))
-        a, b = value[k], value[min(k + 1, n - 1)]
-        t = h - k
-        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)  # numpy's lerp
-    return np.array(out)
-
-
-def _order_ranks(n: int, p: float) -> list[int]:
-    """The 0-based order statistics a type-7 quantile interpolates between."""
-    k = int(math.floor((n - 1) * p))
-    return [k, min(k + 1, n - 1)]
-
-
 # ---------------------------------------------------------------- the fitted model
 @dataclass
 class DroppedRows:
@@ -911,10 +806,6 @@ class _ScaledResiduals:
 def _wrss_task(part: pd.DataFrame, index: int, model: PartitionModel, beta, b) -> float:
     r = _pearson(model.fitted(part, beta, b))
     return float(r @ r)
-
-
-def _sum(a: float, b: float = 0.0) -> float:
-    return a + b
 
 
 class DaskLmerMod(LmerMod):
@@ -995,10 +886,10 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
         raise DataError(f"formula {formula!r} has no response: write it as 'response ~ terms'")
     if not pf.bars:
         raise ModelError("No random effects terms specified in formula")
-    scales = scale_calls(pf)
+    stateful = stateful_calls(pf)
     plan = scan_plan(pf, meta, weights, offset)
     scan = combine_scans(over_partitions(data, _scan_task, (plan,), client), plan)
-    states = learn_scales(data, scales, scan.prototype, client)
+    states = learn_states(data, stateful, scan.prototype, client)
     X_spec, _ = design(expand_terms(pf.fixed), scan.prototype, states)
     infos, rt = reterms_from_scan(pf, scan, states)
     check_nlevels(rt, scan.ncomplete)
@@ -1043,7 +934,7 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
                        warnings=scan.notes + _scale_warning(stats, keep))
 
     def residual_pass(beta: np.ndarray, b: np.ndarray) -> float:
-        return over_partitions(data, _wrss_task, (model, beta, b), client, combine=_sum)[0]
+        return over_partitions(data, _wrss_task, (model, beta, b), client, combine=add)[0]
 
     if by_group is None:
         objective = DistributedObjective(design_, resp, _gram_blocks(stats, keep, t1.nl, t1.nc), residual_pass,
@@ -1086,39 +977,6 @@ def _cross_map_or_direct(rt: ReTrms, k1: int, groups: dict, m3: int, limit: tupl
             return False
     _check_memory(with_map, limit)
     return True
-
-
-def learn_scales(ddf, calls: list, prototype: pd.DataFrame, client=None) -> dict:
-    """What each ``scale(x, center, scale)`` call learns, as R's model.frame learns it on all rows
-    (before missing rows are dropped): the mean of x's values (center = TRUE) and the root mean
-    square of the centred values over n - 1 (scale = TRUE), by passes over the partitions
-    (pylme.description.bases.scale_state on all rows at once); keyed as the evaluator keys its states."""
-    states: dict = {}
-    for node in calls:
-        label = deparse(node)
-        if label in states:
-            continue
-        probe = Evaluator(prototype, {})
-        probe.value(node)  # center and scale checked as in memory
-        args = _Args(probe, node, FUNCTIONS["scale"].formals)
-        center, scale = args.get("center", True), args.get("scale", True)
-        shift = 0.0 if center is True or center is False else float(center)
-        total, count, squares = over_partitions(ddf, _scale_task, (node, shift), client, combine=_sum)[0]
-        c = None if center is False else (total / count if center is True else shift)
-        if center is True and scale is True:
-            total, count, squares = over_partitions(ddf, _scale_task, (node, c), client, combine=_sum)[0]
-        s = (math.sqrt(squares / max(1, count - 1)) if scale is True else None if scale is False
-             else float(scale))
-        states[label] = (c, s)
-    return states
-
-
-def _scale_task(part: pd.DataFrame, index: int, node, shift: float) -> np.ndarray:
-    """A partition's sum, count and sum of squares of a scale() call's non-missing x minus ``shift``
-    (all its rows)."""
-    x = _Args(Evaluator(part, {}), node, FUNCTIONS["scale"].formals).numeric_vector()
-    ok = x[~np.isnan(x)] - shift
-    return np.array([ok.sum(), ok.size, ok @ ok])
 
 
 #: from this many levels of block 1 on, where its term is a scalar intercept and there are no
