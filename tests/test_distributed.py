@@ -254,12 +254,44 @@ def test_crossed_ratings_from_parquet_and_the_cross_maps_bound(grouped, tmp_path
     made = []
     monkey = pytest.MonkeyPatch()
     monkey.setattr(pylme.scaleout.distributed.PartitionModel, "grouped_stats", lambda *a: made.append(a))
-    with monkey.context():
+    with monkey.context():  # room for neither the map nor block 2 formed from A21 (its dense block alone)
+        assert 8.0 * q2 * q2 < 40.0 * bound
         with pytest.raises(ModelError, match=rf"the largest block is cross map A21 V A12 \(sparse map, at most "
                                              rf"{bound:,} entries, 1 \| user, 1 \| item; order {q2}\): "):
-            pylme.lmer(RATINGS_FORMULA, ratings, control=pylme.lmerControl(memory_limit=30.0 * bound))
+            pylme.lmer(RATINGS_FORMULA, ratings, control=pylme.lmerControl(memory_limit=8.0 * q2 * q2))
     monkey.undo()
     assert not made
+
+
+def test_crossed_ratings_without_the_cross_map(grouped, tmp_path):
+    """The ratings design with room for A21 and block 2 dense but not for the cross map: the
+    partitions send A21 and block 1's row counts instead of the groups' sums of A21_l A12_l, block
+    2 is formed from A21 each evaluation (pylme.objectives.rankupdate), and the fit equals the
+    in-memory fit and the cross map's (criterion 1e-10 relative, theta 1e-6, beta 1e-6 standard
+    errors), conditional variances included."""
+    from conformance.large_designs import RATINGS_FORMULA, ratings_chunks
+
+    for k, (frame, truth) in enumerate(ratings_chunks(n=6_000, n_users=300, n_items=120, nchunks=3)):
+        frame.to_parquet(tmp_path / f"part.{k}.parquet", index=False)
+    whole = pd.read_parquet(tmp_path)
+    ratings = dd.read_parquet(str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm0, mapped = pylme.lmer(RATINGS_FORMULA, whole), pylme.lmer(RATINGS_FORMULA, ratings)
+        cross = next(p for p in mapped.objective.plan if p.name == "cross map A21 V A12")
+        limit = 0.75 * sum(p.bytes for p in mapped.objective.plan)  # the map's 40 bytes an entry do not fit
+        fm = pylme.lmer(RATINGS_FORMULA, ratings, control=pylme.lmerControl(memory_limit=limit))
+    assert cross.bytes > sum(p.bytes for p in mapped.objective.plan) - limit
+    objective = fm.objective
+    assert isinstance(objective, pylme.scaleout.distributed.GroupedObjective) and objective.cross is None
+    assert [p.name for p in objective.plan] == ["block 1", "[X y]", "A21 (block 2 x block 1)", "block 2"]
+    assert objective.plan[-1].kind == "dense, formed from A21 each evaluation (no cross map)"
+    assert objective.fill.Bt.nnz == len(whole)  # each (user, item) pair once
+    for other in (fm0, mapped):
+        assert_same_fit(other, fm)
+    r0, r = fm0.ranef(), fm.ranef()
+    for name in ("user", "item"):
+        np.testing.assert_allclose(r.condVar[name], r0.condVar[name], rtol=1e-5)
 
 
 def test_cond_var_with_correlated_slopes_in_block_2(monkeypatch):

@@ -118,7 +118,8 @@ def rounding(f: float) -> float:
     return ROUNDING_ULPS * np.finfo(float).eps * max(1.0, abs(f))
 
 
-def _certify_tol(f: float) -> float:
+def certify_tol(f: float) -> float:
+    """The decrease the quadratic model may still predict at a certified point."""
     return max(CERTIFY_ABS, CERTIFY_REL * abs(f))
 
 
@@ -283,7 +284,7 @@ def _analyse_locally(theta: np.ndarray, f: float, derivs: Derivs, lower: np.ndar
     elif released.any():
         which = ", ".join(str(i + 1) for i in np.flatnonzero(released))
         verdict = f"not certified: the criterion decreases off the bound of theta {which}"
-    elif decrement > _certify_tol(f):
+    elif decrement > certify_tol(f):
         verdict = f"{PREDICTED}{decrement:.3g}"
     elif not curved.all():
         verdict = "not certified: the Hessian is singular on the free parameters"

@@ -38,7 +38,8 @@ from ..errors import DataError, ModelError
 from ..fitted.model import LmerMod
 from ..fitting.driver import LmerControl, fit_lmer
 from ..objectives.blocked import (BlockedObjective, BlockPlan, GramBlocks, _check_memory, _Factor, block_split, first_plans,
-                                  memory_limit_of)
+                                  fits, memory_limit_of)
+from ..objectives.rankupdate import direct_plans
 from ..objectives.lformula import check_nlevels, check_zdims
 from ..objectives.objective import PLSState
 from ..objectives.response import LmerResp
@@ -202,11 +203,13 @@ class PartitionModel:
         _, idx1, idx2 = block_split(_Sizes(self.terms))
         return Zt[idx1], Zt[idx2], np.column_stack([X, y - offset])
 
-    def grouped_stats(self, part: pd.DataFrame, index: int, shift: float) -> "GroupStats | None":
+    def grouped_stats(self, part: pd.DataFrame, index: int, shift: float, cross: bool = True) -> "GroupStats | None":
         """The statistics of a partition holding whole levels of block 1 (a scalar intercept term,
         no weights), summed per group of levels with equal row counts: per group its number of
         levels, ``C = sum A31_l A13_l``, ``D = sum A31_l A12_l`` and ``H = sum A21_l A12_l``
-        (lower triangle); ``shift``: subtracted from y in the sums for the start (precision)."""
+        (lower triangle); ``shift``: subtracted from y in the sums for the start (precision).
+        Without ``cross`` (block 2 formed from A21 on the client: pylme.objectives.rankupdate) no
+        ``H``, but A21 itself and the levels' row counts."""
         rows = self.named_frame(part, index)
         if rows is None:
             return None
@@ -220,7 +223,7 @@ class PartitionModel:
         for value in np.unique(count[levels]):
             sel = np.flatnonzero(count[levels] == value)
             A, B = A31[sel], A21[:, sel]
-            groups[float(value)] = [sel.size, A.T @ A, np.asarray(B @ A).T, sp.tril(B @ B.T).tocsr()]
+            groups[float(value)] = [sel.size, A.T @ A, np.asarray(B @ A).T] + ([sp.tril(B @ B.T).tocsr()] if cross else [])
         ys = y - shift
         sums1 = Z1t[levels] @ ys
         return GroupStats(
@@ -229,12 +232,17 @@ class PartitionModel:
             x01=np.all((X == 0.0) | (X == 1.0), axis=0),
             level_sums=[_level_sums(terms[k].factor, ys) if k != self.k1 else None for k in self.groups],
             ssq1=float(np.sum(sums1 * sums1 / count[levels])), ysum=float(ys.sum()), ysq=float(ys @ ys),
+            A21=None if cross else (Z2t @ Z1t.T).tocsr(),
+            counts1=None if cross else sp.csr_matrix((count[levels].astype(float), (np.zeros(levels.size, int), levels)),
+                                                     shape=(1, count.size)),
         )
 
     def grouped_pairs(self, part: pd.DataFrame, index: int) -> dict | None:
         """Before ``grouped_stats``: per group of block-1 levels with equal row counts (whole levels
-        here), its number of levels and the entries its sum of ``A21_l A12_l`` (lower triangle) can
-        hold at most: ``k (k + 1) / 2`` for a level whose rows meet k random effects of block 2."""
+        here), its number of levels, the entries its sum of ``A21_l A12_l`` (lower triangle) can
+        hold at most: ``k (k + 1) / 2`` for a level whose rows meet k random effects of block 2, and
+        its levels' entries of A21 (the k), and the largest k^2 (these bound block 2 formed from
+        A21 instead)."""
         rows = self.named_frame(part, index)
         if rows is None:
             return None
@@ -244,7 +252,9 @@ class PartitionModel:
         k = np.diff((Z2t @ Z1t[levels].T).tocsc().indptr).astype(np.int64)
         keys, inverse = np.unique(count[levels], return_inverse=True)
         sizes, pairs = np.bincount(inverse), np.bincount(inverse, weights=k * (k + 1) // 2)
-        return {float(c): np.array([m, e]) for c, m, e in zip(keys, sizes, pairs)}
+        entries, largest = np.bincount(inverse, weights=k), np.zeros(keys.size)
+        np.maximum.at(largest, inverse, k * k)
+        return {float(c): np.array([m, e, a, b]) for c, m, e, a, b in zip(keys, sizes, pairs, entries, largest)}
 
     def block1_modes(self, part: pd.DataFrame, index: int, beta: np.ndarray, c2: np.ndarray,
                      lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -367,6 +377,8 @@ class GroupStats:
     ysq: float
     ldW: float = 0.0
     bad_weights: tuple[int, int] = (0, 0)
+    A21: sp.csr_matrix | None = None  # Z2'Z1 (q2 x block-1 levels), where block 2 is formed from it
+    counts1: sp.csr_matrix | None = None  # then also block 1's row counts (1 x levels)
 
     def __add__(self, other: "GroupStats | None") -> "GroupStats":
         if other is None:
@@ -380,6 +392,8 @@ class GroupStats:
             self.x01 & other.x01,
             [None if a is None else (a[0] + b[0], a[1] + b[1]) for a, b in zip(self.level_sums, other.level_sums)],
             self.ssq1 + other.ssq1, self.ysum + other.ysum, self.ysq + other.ysq,
+            A21=None if self.A21 is None else self.A21 + other.A21,
+            counts1=None if self.counts1 is None else self.counts1 + other.counts1,
         )
 
     def variances(self) -> tuple[np.ndarray, float]:
@@ -396,8 +410,9 @@ class GroupStats:
         return np.array(v), (self.ysq - n * ybar * ybar) / (n - 1)
 
 
-def _grouped_task(part: pd.DataFrame, index: int, model: PartitionModel, shift: float) -> GroupStats | None:
-    return model.grouped_stats(part, index, shift)
+def _grouped_task(part: pd.DataFrame, index: int, model: PartitionModel, shift: float,
+                  cross: bool = True) -> GroupStats | None:
+    return model.grouped_stats(part, index, shift, cross)
 
 
 def _pairs_task(part: pd.DataFrame, index: int, model: PartitionModel) -> dict | None:
@@ -405,12 +420,13 @@ def _pairs_task(part: pd.DataFrame, index: int, model: PartitionModel) -> dict |
 
 
 def _add_groups(a: dict | None, b: dict | None = None) -> dict | None:
-    """The sum of two partitions' ``grouped_pairs`` (per row count: levels, entries)."""
+    """The sum of two partitions' ``grouped_pairs`` (per row count: levels, pairs, entries; the
+    largest k^2)."""
     if a is None or b is None:
         return a if b is None else b
     out = dict(a)
     for key, value in b.items():
-        out[key] = out[key] + value if key in out else value
+        out[key] = np.r_[out[key][:3] + value[:3], max(out[key][3], value[3])] if key in out else value
     return out
 
 
@@ -603,6 +619,12 @@ class GroupedFirstBlock:
         self.counts, self.sizes, self.lam, self.k = counts, sizes, lam, k
         self.rep = np.arange(counts.size)  # each group is its own representative
 
+    level_group: np.ndarray | None = None  # each level's group, where block 2 is formed from A21
+
+    def level_values(self, V: np.ndarray) -> np.ndarray:
+        """V_l per level from V per group."""
+        return V[self.level_group, 0, 0]
+
     def factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """2 sum log diag L11 over all levels, and V per group (groups, 1, 1)."""
         lam2 = self.lam.block(theta, self.k)[0, 0] ** 2
@@ -637,7 +659,11 @@ class GroupedObjective(DistributedObjective):
         self.plan = grouped_plans(self.terms1, [], self.idx1.size, len(groups), m3, self.q2)
         limit = memory_limit_of(memory_limit)
         _check_memory(self.plan, limit)
-        if self.q2:
+        if self.q2 and stats.A21 is not None:  # no cross map: block 2 formed from A21 each evaluation
+            counts = stats.counts1.toarray().ravel()
+            self.block1.level_group = np.minimum(np.searchsorted(np.array(keys), counts), len(keys) - 1)
+            self._setup_direct(_canonical_coo(stats.A22), stats.A21, 1, limit)
+        elif self.q2:
             self._setup_fill(_canonical_coo(stats.A22), 1, fill, limit, [_canonical_coo(g[3]) for g in groups])
 
     @property
@@ -883,12 +909,9 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
         # the groups' sums of A21_l A12_l hold up to the pairs of block-2 effects met in one level
         # (a crossed design's users x items: the pairs of items a user rated): bounded before they are made
         groups = over_partitions(rows, _pairs_task, (model,), client, combine=_add_groups)[0] or {}
-        triangle = idx2.size * (idx2.size + 1) / 2
-        pairs = sum(min(e, triangle) for _, e in groups.values())
-        _check_memory(grouped_plans([t1.label], [t.label for k, t in enumerate(rt.terms) if k != k1], idx1.size,
-                                    len(groups), pall + 1, idx2.size, pairs), memory_limit_of(control.memory_limit))
+        cross = _cross_map_or_direct(rt, k1, groups, pall + 1, memory_limit_of(control.memory_limit))
         shift = float(numeric_vector(scan.prototype.iloc[:1], pf.response_label, pf.response)[0])
-        stats = over_partitions(rows, _grouped_task, (model, shift), client, combine=add_stats)[0]
+        stats = over_partitions(rows, _grouped_task, (model, shift, cross), client, combine=add_stats)[0]
     if stats.bad_weights != (0, 0):
         neg, zero = stats.bad_weights
         raise DataError(f"weights must be positive: {neg} negative and {zero} zero prior weights "
@@ -932,6 +955,28 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
     fm = fit_lmer(DaskLmerMod, lmod, objective, control, verbose, objective if control.optimizer else None)
     fm.emit_messages()
     return fm
+
+
+def _cross_map_or_direct(rt: ReTrms, k1: int, groups: dict, m3: int, limit: tuple[float, str]) -> bool:
+    """Whether the groups' sums of ``A21_l A12_l`` (the cross map) are made (True), or block 2 is
+    formed from A21 on the client each evaluation (False: where the map, bounded by ``groups``,
+    does not fit and A21 with the dense block does; block 2's terms all scalar); a ModelError
+    naming the cross map when neither fits."""
+    t1 = rt.terms[k1]
+    terms2 = [t.label for k, t in enumerate(rt.terms) if k != k1]
+    q2 = int(rt.Gp[-1]) - t1.nl
+    triangle = q2 * (q2 + 1) / 2
+    pairs = sum(min(g[1], triangle) for g in groups.values())
+    with_map = grouped_plans([t1.label], terms2, t1.nl, len(groups), m3, q2, pairs)
+    if q2 and not fits(with_map, limit) and all(t.nc == 1 for k, t in enumerate(rt.terms) if k != k1):
+        entries = sum(g[2] for g in groups.values())
+        largest = max((g[3] for g in groups.values()), default=0.0)
+        direct = grouped_plans([t1.label], terms2, t1.nl, len(groups), m3, q2) + direct_plans(
+            [t1.label], terms2, q2, entries, 2.0 * pairs, largest)
+        if fits(direct, limit):
+            return False
+    _check_memory(with_map, limit)
+    return True
 
 
 #: from this many levels of block 1 on, where its term is a scalar intercept and there are no
