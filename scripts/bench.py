@@ -401,11 +401,14 @@ def main() -> None:
     parser.add_argument("--bigdata", default=None, choices=["state", "state10", "movielens", "movielens2m"],
                         help="fit a partitioned Parquet data set through Dask (scripts/bench_bigdata.py)")
     parser.add_argument("--data", default="reports/bigdata", help="where --bigdata writes its Parquet data sets")
+    parser.add_argument("--memory-limit", type=float, default=None, metavar="BYTES",
+                        help="--bigdata: lmerControl(memory_limit=) of the fits (1.5e9 makes movielens2m form block 2 "
+                             "from A21 each evaluation: its cross map does not fit)")
     args = parser.parse_args()
     if args.bigdata:
         import bench_bigdata
 
-        bench_bigdata.run(args.bigdata, Path(args.data), Path(args.out))
+        bench_bigdata.run(args.bigdata, Path(args.data), Path(args.out), args.memory_limit)
         return
     if args.many:
         import bench_many
