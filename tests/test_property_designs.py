@@ -7,9 +7,12 @@ here through ``conformance.designs.hypothesis_profile``:
 - ``ci`` (default): 200 designs, derandomized (the same designs on every run), no database;
 - ``deep``: 3000 designs, random, with the example database (failures are replayed first).
 
+The same designs in resumable, seeded chunks, each recorded as a JSON line and none stopping the
+run: ``python -m conformance.sweep --designs 3000`` (conformance/sweep.py).
+
 Every design must pass layers 1 and 2, and pylme's full-fit criterion may not exceed lme4's by
 more than 1e-8 relative (pylme finishes and certifies its optimum, pylme.fitting.polish); the rest of
-layer 3, where each engine's optimiser stops, is recorded as statistics (see engine_conforms; run
+layer 3, where each engine's optimiser stops, is recorded as statistics (see conformance.property.engine_conforms, with judge and never_worse; run
 pytest with --hypothesis-show-statistics to see them). When lme4 refuses the design, pylme must refuse it too. A failing design, once shrunk, is saved as a regression case in
 conformance/cases/regressions/prop_<hash>.json (data inline) and the test fails with the
 comparison's failures. A failure in the full fit alone (layers 1 and 2 pass) on a design where
