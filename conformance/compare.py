@@ -143,6 +143,10 @@ def _ranef_vectors(cand: FitRecord, ref: FitRecord):
     return ranef, condvar
 
 
+#: fit_layer's note where lme4 warned that it had not converged and the engine's optimum is as low or lower
+_LME4_WARNED = "lme4 warned that it stopped short"
+
+
 def fit_layer(ref: FitRecord, cand: FitRecord, engine: str = "pylme", glmm: bool = False) -> Layer:
     """Layer 3: the engine's own optimum against lme4's (glmer: the GLMM tolerances, the criterion
     relative, and lme4's gradient warning set aside where the engine's optimum is better)."""
@@ -187,8 +191,7 @@ def fit_layer(ref: FitRecord, cand: FitRecord, engine: str = "pylme", glmm: bool
         # engine's own) are not compared; the engine's stays in its record
         ref_warnings = [w for w in ref.warnings if not w.startswith(_NOT_CONVERGED)]
         cand_warnings = [w for w in cand.warnings if not w.startswith(_NOT_CONVERGED)]
-        layer.notes.append("lme4 warned that it stopped short (max|grad| above tol); the engine's optimum is as low "
-                           "or lower")
+        layer.notes.append(f"{_LME4_WARNED} (max|grad| above tol); the engine's optimum is as low or lower")
     if _masked(cand_warnings) != _masked(ref_warnings):
         layer.failures.append(f"warnings {cand.warnings} vs lme4's {ref.warnings}")
     return layer.close()
@@ -340,23 +343,27 @@ def compare(
 
 def optimizer_verdict(full: Layer, evidence: dict) -> bool:
     """Decide the full-fit layer from the criterion and the evidence at lme4's theta-hat: True (pylme
-    better) where pylme's criterion is lower than lme4's by more than CRITERION_ABS, whatever else
+    better) where pylme's criterion is lower than lme4's by more than CRITERION_ABS (glmer: the layer's
+    GLMM_CRITERION_REL limit), whatever else
     differs (lme4 stopped early: the evidence is noted), or lower by less, where the full fits differ,
     lme4's theta-hat is not certified on pylme's objective and pylme's is; the layer passes where the criteria agree
     and only the location of the optimum differs, by less than the criterion resolves
     (``evidence['distance']``: half the Hessian norm of the theta difference, at most
     FLAT_SURFACE_ABS); otherwise the layer stands (a higher criterion fails it)."""
     d_crit = full.metrics.get("d_criterion", np.nan)
+    limit = full.limits.get("d_criterion", tol.CRITERION_ABS.value)  # glmer: GLMM_CRITERION_REL of lme4's deviance
     gradient = " ".join(f"{g:.3g}" for g in evidence["gradient"])
     at_lme4 = (f"at lme4's theta pylme's objective gives {evidence['criterion']:.12g}, projected gradient "
                f"[{gradient}]: {evidence['verdict']}")
     lme4_short = evidence["verdict"].startswith("not certified")
     pylme_certified = not evidence["own_verdict"].startswith("not certified")
     full.metrics["lme4_certified"], full.metrics["pylme_certified"] = float(not lme4_short), float(pylme_certified)
-    if d_crit > tol.CRITERION_ABS.value and pylme_certified:
+    if any(n.startswith(_LME4_WARNED) for n in full.notes):
+        full.notes.append(f"the evidence at lme4's point: {at_lme4}; pylme's own: {evidence['own_verdict']}")
+    if d_crit > limit and pylme_certified:
         full.notes.append(f"another basin: pylme's theta-hat is a certified local optimum ({evidence['own_verdict']}); "
                           f"lme4's point is lower by {d_crit:.3g} ({at_lme4})")
-    if d_crit < -tol.CRITERION_ABS.value or (d_crit < 0 and full.failures and lme4_short and pylme_certified):
+    if d_crit < -limit or (d_crit < 0 and full.failures and lme4_short and pylme_certified):
         stopped = "lme4 stopped early" if lme4_short else "lme4 stopped at another local optimum"
         full.notes.append(f"pylme better: criterion lower than lme4's by {-d_crit:.3g}; {stopped} ({at_lme4}); "
                           f"pylme's own theta-hat: {evidence['own_verdict']}; "
@@ -366,7 +373,7 @@ def optimizer_verdict(full: Layer, evidence: dict) -> bool:
         return True
     location_only = full.failures and len(full.failures) == len(full.failed_metrics) and \
         all(m in LOCATION_METRICS for m in full.failed_metrics)
-    if abs(d_crit) <= tol.CRITERION_ABS.value and location_only and \
+    if abs(d_crit) <= limit and location_only and \
             evidence["distance"] <= tol.FLAT_SURFACE_ABS.value:
         full.notes.append(f"flat surface: the optima differ by {'; '.join(full.failures)}, which changes the "
                           f"criterion's quadratic model by {evidence['distance']:.3g} (within "

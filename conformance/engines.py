@@ -79,21 +79,22 @@ class PylmeEngine:
         """pylme's certificate at lme4's theta-hat (pylme.fitting.polish, no finishing step): the criterion,
         the projected gradient and the verdict there, ``distance``: half the squared norm of
         own - theta in the Hessian there (the criterion change the quadratic model gives the move),
-        and ``own_verdict``: the certificate's verdict at pylme's own theta-hat."""
+        and ``own_verdict``: the certificate's verdict at pylme's own theta-hat. For a glmer case
+        ``theta`` and ``own`` are the last stage's (theta, beta), on the deviance function of that
+        stage (glmer's devFunOnly: after pylme's stage 1)."""
         from pylme.fitting.driver import choose_objective
-        from pylme.fitting.polish import polish
 
-        devfun = pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, devFunOnly=True)
-        objective = choose_objective(devfun.design, devfun.resp, start=devfun.start, cholmod=devfun)
-        at = np.asarray(theta, dtype=float)
-        mirrors = objective.design.lam.factor_columns()
-        _, value, derivs, cert = polish(objective, at, float(objective(at)), finish=False, mirrors=mirrors)
-        mine = np.asarray(own, dtype=float)
-        own_cert = polish(objective, mine, float(objective(mine)), finish=False, mirrors=mirrors)[3]
-        d = mine - at
-        return {"criterion": value, "gradient": cert.gradient.tolist(), "verdict": cert.verdict,
-                "decrement": cert.newton_decrement, "distance": float(abs(d @ derivs.Hessian @ d) / 2),
-                "own_verdict": own_cert.verdict}
+        if case.is_glmer:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                objective = pylme.glmer(case.formula, data, family=_family(case), nAGQ=case.nAGQ,
+                                        weights=case.weights, offset=case.offset, devFunOnly=True)
+            mirrors = objective.reTrms.lam.factor_columns()
+        else:
+            devfun = pylme.lmer(case.formula, data, REML=case.REML, weights=case.weights, devFunOnly=True)
+            objective = choose_objective(devfun.design, devfun.resp, start=devfun.start, cholmod=devfun)
+            mirrors = objective.design.lam.factor_columns()
+        return _certified_at(objective, np.asarray(theta, dtype=float), np.asarray(own, dtype=float), mirrors)
 
     @staticmethod
     def _nb_devfun(case: Case, data: pd.DataFrame, shape: float):
@@ -115,6 +116,18 @@ class PylmeEngine:
                                    control=pylme.glmerControl(optimizer=None)).record()
         fm = self._fit(case, data, start=theta, control=pylme.lmerControl(optimizer=None))
         return _with_inference(fm.record(), fm, [k for k in case.inference if k not in OWN_FIT_INFERENCE])
+
+
+def _certified_at(objective, at: np.ndarray, mine: np.ndarray, mirrors) -> dict:
+    """PylmeEngine.evidence's figures: the certificates at lme4's point ``at`` and at pylme's ``mine``."""
+    from pylme.fitting.polish import polish
+
+    _, value, derivs, cert = polish(objective, at, float(objective(at)), finish=False, mirrors=mirrors)
+    own_cert = polish(objective, mine, float(objective(mine)), finish=False, mirrors=mirrors)[3]
+    d = mine - at
+    return {"criterion": value, "gradient": cert.gradient.tolist(), "verdict": cert.verdict,
+            "decrement": cert.newton_decrement, "distance": float(abs(d @ derivs.Hessian @ d) / 2),
+            "own_verdict": own_cert.verdict}
 
 
 def _family(case: Case):

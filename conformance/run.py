@@ -41,6 +41,9 @@ def _judge(case: Case, data, ref, name: str) -> CaseResult:
                   else engine.at_theta(case, data, ref.theta))
             if not case.is_glmer and len(ref.theta) == len(cand.theta):
                 evidence = engine.evidence(case, data, ref.theta, cand.theta)
+            elif case.is_glmer and not case.is_nb and case.nAGQ > 0 and list(ref.beta) == list(cand.beta):
+                evidence = engine.evidence(case, data, list(ref.theta) + list(ref.beta.values()),
+                                           list(cand.theta) + list(cand.beta.values()))
         return compare(case.id, name, ref, cand, values, at, case.lme4_unreliable, case.known_difference,
                        glmm=case.is_glmer, evidence=evidence)
     except Unsupported as exc:

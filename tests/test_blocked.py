@@ -109,7 +109,7 @@ def test_fill_block_is_the_fastest_that_fits():
     # where not even the factor's entries fit, the tiles are not planned; the smallest comes first
     nothing = blocked._fill_options("auto", 1e3)
     assert [o[0] for o in nothing] == sorted(["dense", "sparse"], key=lambda k: sizes[k])
-    with pytest.raises(ValueError, match="fill must be 'auto', 'dense', 'sparse' or 'tiled', not 'qr'"):
+    with pytest.raises(ValueError, match="fill must be 'auto', 'dense', 'sparse', 'tiled' or 'direct', not 'qr'"):
         blocked._fill_options("qr", 1e12)
 
 

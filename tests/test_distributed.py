@@ -185,8 +185,6 @@ def test_what_needs_the_rows_says_so():
         fm.getME("X")
     with pytest.raises(ModelError, match="rows stay in the partitions"):
         fm.refit(d["Reaction"])
-    with pytest.raises(ModelError, match="poly"):
-        pylme.lmer("Reaction ~ poly(Days, 2) + (1 | Subject)", dd.from_pandas(d, npartitions=2))
     with pytest.raises(DataError, match="weights must be the name of a column"):
         pylme.lmer("Reaction ~ Days + (1 | Subject)", dd.from_pandas(d, npartitions=2), weights=np.ones(180))
 
@@ -256,12 +254,44 @@ def test_crossed_ratings_from_parquet_and_the_cross_maps_bound(grouped, tmp_path
     made = []
     monkey = pytest.MonkeyPatch()
     monkey.setattr(pylme.scaleout.distributed.PartitionModel, "grouped_stats", lambda *a: made.append(a))
-    with monkey.context():
+    with monkey.context():  # room for neither the map nor block 2 formed from A21 (its dense block alone)
+        assert 8.0 * q2 * q2 < 40.0 * bound
         with pytest.raises(ModelError, match=rf"the largest block is cross map A21 V A12 \(sparse map, at most "
                                              rf"{bound:,} entries, 1 \| user, 1 \| item; order {q2}\): "):
-            pylme.lmer(RATINGS_FORMULA, ratings, control=pylme.lmerControl(memory_limit=30.0 * bound))
+            pylme.lmer(RATINGS_FORMULA, ratings, control=pylme.lmerControl(memory_limit=8.0 * q2 * q2))
     monkey.undo()
     assert not made
+
+
+def test_crossed_ratings_without_the_cross_map(grouped, tmp_path):
+    """The ratings design with room for A21 and block 2 dense but not for the cross map: the
+    partitions send A21 and block 1's row counts instead of the groups' sums of A21_l A12_l, block
+    2 is formed from A21 each evaluation (pylme.objectives.rankupdate), and the fit equals the
+    in-memory fit and the cross map's (criterion 1e-10 relative, theta 1e-6, beta 1e-6 standard
+    errors), conditional variances included."""
+    from conformance.large_designs import RATINGS_FORMULA, ratings_chunks
+
+    for k, (frame, truth) in enumerate(ratings_chunks(n=6_000, n_users=300, n_items=120, nchunks=3)):
+        frame.to_parquet(tmp_path / f"part.{k}.parquet", index=False)
+    whole = pd.read_parquet(tmp_path)
+    ratings = dd.read_parquet(str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm0, mapped = pylme.lmer(RATINGS_FORMULA, whole), pylme.lmer(RATINGS_FORMULA, ratings)
+        cross = next(p for p in mapped.objective.plan if p.name == "cross map A21 V A12")
+        limit = 0.75 * sum(p.bytes for p in mapped.objective.plan)  # the map's 40 bytes an entry do not fit
+        fm = pylme.lmer(RATINGS_FORMULA, ratings, control=pylme.lmerControl(memory_limit=limit))
+    assert cross.bytes > sum(p.bytes for p in mapped.objective.plan) - limit
+    objective = fm.objective
+    assert isinstance(objective, pylme.scaleout.distributed.GroupedObjective) and objective.cross is None
+    assert [p.name for p in objective.plan] == ["block 1", "[X y]", "A21 (block 2 x block 1)", "block 2"]
+    assert objective.plan[-1].kind == "dense, formed from A21 each evaluation (no cross map)"
+    assert objective.fill.C.nnz == len(whole)  # each (user, item) pair once
+    for other in (fm0, mapped):
+        assert_same_fit(other, fm)
+    r0, r = fm0.ranef(), fm.ranef()
+    for name in ("user", "item"):
+        np.testing.assert_allclose(r.condVar[name], r0.condVar[name], rtol=1e-5)
 
 
 def test_cond_var_with_correlated_slopes_in_block_2(monkeypatch):
@@ -299,5 +329,58 @@ def test_scale_learned_over_all_partitions():
             got = fm.lmod.model.states[key]
             assert [v is None for v in got] == [v is None for v in want]
             assert [v for v in got if v is not None] == pytest.approx([v for v in want if v is not None], rel=1e-13)
-    with pytest.raises(ModelError, match=r"poly\(\) learns from all rows at once"):
-        pylme.lmer("Reaction ~ scale(poly(Days, 2)) + (1 | Subject)", dd.from_pandas(d, npartitions=2))
+
+
+def assert_same_states(fm0, fm, rel: float = 1e-12) -> None:
+    """The dask fit's learned states (poly's recurrence, the splines' knots, scale's centre and
+    scale) equal the in-memory fit's."""
+    states0, states = fm0.lmod.frame.states, fm.lmod.model.states
+    assert states.keys() == states0.keys()
+    for key, want in states0.items():
+        got = states[key]
+        if isinstance(want, tuple):
+            assert [v is None for v in got] == [v is None for v in want]
+            assert [v for v in got if v is not None] == pytest.approx([v for v in want if v is not None], rel=rel)
+            continue
+        assert type(got) is type(want)
+        for name, value in vars(want).items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_allclose(getattr(got, name), value, rtol=rel, atol=0)
+            else:
+                assert getattr(got, name) == pytest.approx(value, rel=rel), (key, name)
+
+
+def test_poly_bs_ns_learned_over_all_partitions():
+    """poly() (its recurrence: one pass per degree), bs() and ns() (the range, then the knots as
+    exact quantiles) learn from all partitions' rows, as in memory (before rows with missing
+    values are dropped): the states equal the in-memory ones to 1e-12, the fits to the issue's
+    tolerances; x far from 0 (around 2000) tests the recurrence's centring."""
+    d = datasets.load("sleepstudy").copy()
+    d["Reaction"] = d["Reaction"].astype(float)
+    d.loc[d.index[::7], "Reaction"] = np.nan
+    d.loc[d.index[3], "Days"] = np.nan
+    d["x"] = d["Days"] * 3.1 + 2000 + np.sin(np.arange(len(d)))
+    for formula in ("Reaction ~ poly(Days, 2) + (Days | Subject)",
+                    "Reaction ~ poly(x, 3) + (1 | Subject)",
+                    "Reaction ~ bs(x, df = 5) + (1 | Subject)",
+                    "Reaction ~ ns(x, df = 4) + (1 | Subject)",
+                    "Reaction ~ bs(Days, knots = c(3, 6), Boundary.knots = c(0, 10)) + (1 | Subject)",
+                    "Reaction ~ poly(Days, 3, raw = TRUE) + scale(x) + (1 | Subject)",
+                    "Reaction ~ ns(log(x), df = 3, intercept = TRUE) - 1 + (1 | Subject)"):
+        fm0, fm = fit_both(formula, d, 5)
+        assert_same_fit(fm0, fm)
+        assert_same_states(fm0, fm)
+        assert list(fm.fixef().index) == list(fm0.fixef().index)
+
+
+def test_stateful_calls_refused_where_in_memory_differs_and_checked_as_in_memory():
+    d = datasets.load("sleepstudy")
+    ddf = dd.from_pandas(d, npartitions=3)
+    with pytest.raises(ModelError, match=r"poly\(\) inside scale\(\) learns from all rows at once"):
+        pylme.lmer("Reaction ~ scale(poly(Days, 2)) + (1 | Subject)", ddf)
+    with pytest.raises(ModelError, match=r"scale\(\) in the response learns from all rows at once"):
+        pylme.lmer("scale(Reaction) ~ Days + (1 | Subject)", ddf)
+    want = r"poly\(\): 'degree' \(10\) must be less than the number of unique points \(10\)"
+    for data in (d, ddf):  # Days has 10 values, each partition fewer: the count is over all of them
+        with pytest.raises(DataError, match=want):
+            pylme.lmer("Reaction ~ poly(Days, 10) + (1 | Subject)", data)

@@ -7,9 +7,12 @@ here through ``conformance.designs.hypothesis_profile``:
 - ``ci`` (default): 200 designs, derandomized (the same designs on every run), no database;
 - ``deep``: 3000 designs, random, with the example database (failures are replayed first).
 
+The same designs in resumable, seeded chunks, each recorded as a JSON line and none stopping the
+run: ``python -m conformance.sweep --designs 3000`` (conformance/sweep.py).
+
 Every design must pass layers 1 and 2, and pylme's full-fit criterion may not exceed lme4's by
 more than 1e-8 relative (pylme finishes and certifies its optimum, pylme.fitting.polish); the rest of
-layer 3, where each engine's optimiser stops, is recorded as statistics (see engine_conforms; run
+layer 3, where each engine's optimiser stops, is recorded as statistics (see conformance.property.engine_conforms, with judge and never_worse; run
 pytest with --hypothesis-show-statistics to see them). When lme4 refuses the design, pylme must refuse it too. A failing design, once shrunk, is saved as a regression case in
 conformance/cases/regressions/prop_<hash>.json (data inline) and the test fails with the
 comparison's failures. A failure in the full fit alone (layers 1 and 2 pass) on a design where
@@ -20,7 +23,6 @@ CRITERION_ABS (see rounding_sensitive).
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -28,10 +30,10 @@ from hypothesis import event, given
 from hypothesis.control import current_build_context
 from hypothesis.errors import InvalidArgument
 
-from conformance.cases import REGRESSIONS_DIR, Case, _read_inline, write_inline
-from conformance.compare import BETTER, FAIL, PASS, compare, fit_layer
+from conformance.cases import REGRESSIONS_DIR, _read_inline, write_inline
+from conformance.compare import FAIL, fit_layer
 from conformance.designs import Design, designs, hypothesis_profile
-from conformance.engines import Lme4Engine, PylmeEngine
+from conformance.property import engine_conforms, judge, two_local_optima
 from conformance.tolerances import CRITERION_ABS
 
 pytestmark = pytest.mark.usefixtures("require_r")
@@ -39,38 +41,7 @@ pytestmark = pytest.mark.usefixtures("require_r")
 # the profiles "ci" and "deep" are registered here, through conformance.designs
 PROFILE = hypothesis_profile()
 
-# lme4's warnings that say its optimum cannot be trusted (checkConv, optwrap)
-LME4_NOT_CONVERGED = re.compile(r"failed to converge|convergence code|unable to evaluate scaled gradient")
 PERTURBATION = 1e-14  # relative perturbation of y for lme4's self-consistency check
-
-
-def lme4_not_converged(warnings: list[str]) -> str | None:
-    """lme4's own non-convergence warning, if it gave one."""
-    bad = [w for w in warnings if LME4_NOT_CONVERGED.search(w)]
-    return "lme4 warned: " + "; ".join(bad) if bad else None
-
-
-def _case(design: Design, case_id: str = "property") -> Case:
-    return Case(id=case_id, model=case_id, dataset="hypothesis", formula=design.formula, REML=design.REML,
-                weights=design.weights)
-
-
-def judge(design: Design, case_id: str = "property"):
-    """Fit the design with lme4 and pylme and compare; returns (CaseResult, lme4's
-    non-convergence warning or None)."""
-    data = _read_inline(write_inline(design.data))  # exactly the data a saved regression case holds
-    case = _case(design, case_id)
-    ref = Lme4Engine().fit(case, data)
-    pylme_engine = PylmeEngine()
-    cand = pylme_engine.fit(case, data)
-    values = at = evidence = None
-    unreliable = None
-    if not ref.error and not cand.error:
-        unreliable = lme4_not_converged(ref.warnings)
-        values = pylme_engine.objective(case, data, [p["theta"] for p in ref.devfun_at])
-        at = pylme_engine.at_theta(case, data, ref.theta)
-        evidence = pylme_engine.evidence(case, data, ref.theta, cand.theta)
-    return compare(case_id, "pylme", ref, cand, values, at, lme4_unreliable=unreliable, evidence=evidence), unreliable
 
 
 def lme4_self_check(design: Design):
@@ -162,56 +133,6 @@ def _is_final() -> bool:
         return bool(current_build_context().is_final)
     except InvalidArgument:  # no build context: called outside a hypothesis test
         return False
-
-
-#: pylme's full-fit criterion may exceed lme4's by at most this, relative (issue 14)
-NEVER_WORSE_REL = 1e-8
-
-
-def two_local_optima(result) -> bool:
-    """pylme's end certified as a local optimum on its objective (compare.optimizer_verdict) and
-    lme4's criterion lower by more than NEVER_WORSE_REL: lme4 in another basin. Recorded as an event
-    (statistics) and failed by never_worse: pylme's finish tries each variance's mirror (pylme.fitting.polish)
-    and, where the dense objective's end is not certified, the CHOLMOD objective's path (pylme.fitting.driver),
-    which took prop_72346cd26f and prop_ed6633fbba (0.039 and 0.054 above lme4 before) to lme4's basin."""
-    full = result.layers.get("full_fit")
-    if not full or full.metrics.get("pylme_certified") != 1.0 or not result.reference:
-        return False
-    return full.metrics.get("d_criterion", 0.0) > NEVER_WORSE_REL * abs(result.reference["criterion"])
-
-
-def never_worse(result) -> bool:
-    """pylme's criterion at most lme4's + NEVER_WORSE_REL relative (both fitted), where lme4 did not
-    warn that its own fit failed. Where the two paths end in different basins (a variance at 0 on
-    pylme's path, the other side of its mirror on lme4's: prop_72346cd26f, prop_ed6633fbba), pylme's
-    finish continues from the mirror (pylme.fitting.polish) and must end at or below lme4. Open (issue 14): on
-    designs where lme4 warns (a degenerate Hessian, negative curvature) the surface has several flat
-    basins and pylme's finish can end in another one, e.g. prop_5a99629680 (10 thetas, 30 rows): 3.6e-7
-    relative above lme4."""
-    ref, cand = result.reference, result.candidate
-    if not ref or not cand or ref.get("error") or cand.get("error") or result.verdict == "lme4 unreliable":
-        return True
-    return cand["criterion"] <= ref["criterion"] + NEVER_WORSE_REL * abs(ref["criterion"])
-
-
-def engine_conforms(result) -> bool:
-    """What every drawn design must show: layers 1 and 2 pass, i.e. pylme's objective at lme4's
-    thetas and everything derived at lme4's optimum (beta, sigma, ranef, condVar, vcov, fitted)
-    equal lme4's, and pylme's criterion is never above lme4's (never_worse). The rest of layer 3
-    (where each engine stops) is recorded as a hypothesis event, not required: on random designs
-    with several thetas the two runs follow the same path
-    until the objectives differ at the rounding level (~2e-13), then stop at different points of
-    a flat optimum within the optimiser's tolerances, pylme lower about as often as lme4; lme4
-    refitted to y perturbed by 1e-14 moves as far (421 of 445 such differences over 1000
-    designs). The corpus cases, whose paths agree, are judged on all of layer 3."""
-    layers = result.layers
-    if not never_worse(result):
-        return False
-    if result.verdict in (PASS, BETTER):
-        return True
-    if not layers:  # an error on one side only
-        return False
-    return all(layers[n].verdict != FAIL for n in ("objective", "at_lme4_theta") if n in layers)
 
 
 @PROFILE

@@ -44,13 +44,19 @@ def poly_state(x: np.ndarray, degree: int) -> PolyState:
 
 def poly_apply(x: np.ndarray, state: PolyState) -> np.ndarray:
     """R's ``poly(x, degree, coefs = state)``: the orthogonal polynomials at x (n x degree)."""
-    alpha, norm2 = state.alpha, state.norm2
+    return (poly_recurrence(x, state.alpha, state.norm2) / np.sqrt(state.norm2[1:]))[:, 1:]
+
+
+def poly_recurrence(x: np.ndarray, alpha: np.ndarray, norm2: np.ndarray) -> np.ndarray:
+    """The monic orthogonal polynomials Z_0 .. Z_d at x (n x (d + 1)) from the first d
+    coefficients of the recurrence (alpha, and norm2 = [1, |Z_0|^2, ..., |Z_(d-1)|^2])."""
     degree = alpha.size
     Z = np.ones((x.size, degree + 1))
-    Z[:, 1] = x - alpha[0]
+    if degree:
+        Z[:, 1] = x - alpha[0]
     for i in range(1, degree):
         Z[:, i + 1] = (x - alpha[i]) * Z[:, i] - (norm2[i + 1] / norm2[i]) * Z[:, i - 1]
-    return (Z / np.sqrt(norm2[1:]))[:, 1:]
+    return Z
 
 
 def poly_raw(x: np.ndarray, degree: int) -> np.ndarray:
@@ -106,16 +112,37 @@ def spline_state(x: np.ndarray, df, knots, degree: int, intercept: bool, boundar
     """R's ``bs``/``ns`` knots: ``df`` gives interior knots at equally spaced quantiles of x
     (within the boundary knots, by default the range of x)."""
     x = x[~np.isnan(x)]
+    check_spline_degree(degree)
+    bounds = spline_bounds(boundary) or (float(x.min()), float(x.max()))
+    probs = spline_knot_probs(df, knots, degree, intercept, natural)
+    if probs.size:
+        knots = quantile7(x[(x >= bounds[0]) & (x <= bounds[1])], probs)
+    return spline_knots_state(knots, bounds, degree, intercept, natural)
+
+
+def spline_bounds(boundary) -> tuple[float, float] | None:
+    """The boundary knots given (sorted); None when they are the range of x."""
+    return None if boundary is None else tuple(sorted(float(b) for b in boundary))
+
+
+def check_spline_degree(degree: int) -> None:
     if degree < 1:
         raise DataError("bs(): 'degree' must be integer >= 1")
-    bounds = (float(x.min()), float(x.max())) if boundary is None else tuple(sorted(float(b) for b in boundary))
-    if knots is None and df is not None:
-        order = 4 if natural else degree + 1
-        n_inner = int(df) - (1 + intercept if natural else order - (1 - intercept))
-        n_inner = max(n_inner, 0)
-        inside = x[(x >= bounds[0]) & (x <= bounds[1])]
-        probs = seq_len_out(0.0, 1.0, n_inner + 2)[1:-1]
-        knots = quantile7(inside, probs) if n_inner > 0 else np.zeros(0)
+
+
+def spline_knot_probs(df, knots, degree: int, intercept: bool, natural: bool) -> np.ndarray:
+    """The probabilities at which R's ``bs``/``ns`` put interior knots when only ``df`` is given
+    (equally spaced quantiles of x within the boundary knots); none when knots are given."""
+    if knots is not None or df is None:
+        return np.zeros(0)
+    order = 4 if natural else degree + 1
+    n_inner = max(int(df) - (1 + intercept if natural else order - (1 - intercept)), 0)
+    return seq_len_out(0.0, 1.0, n_inner + 2)[1:-1]
+
+
+def spline_knots_state(knots, bounds: tuple[float, float], degree: int, intercept: bool,
+                       natural: bool) -> SplineState:
+    """The state of a basis with these interior and boundary knots."""
     knots = np.zeros(0) if knots is None else np.sort(np.atleast_1d(np.asarray(knots, dtype=float)))
     return SplineState(knots, bounds, 3 if natural else degree, intercept, natural)
 

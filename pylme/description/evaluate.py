@@ -423,7 +423,8 @@ def _as_numeric(ev: Evaluator, args: _Args, label: str):
     return args.numeric_vector()
 
 
-def _poly(ev: Evaluator, args: _Args, label: str):
+def poly_arguments(args: _Args, label: str) -> tuple[int, bool]:
+    """poly()'s degree and raw, checked (one variable only)."""
     args.reject("coefs", "simple")
     if len(args.dots) > 1 or (args.dots and args.has("degree")):
         raise FormulaError(f"'{label}': poly() of several variables is not supported; write one poly() per variable")
@@ -432,35 +433,49 @@ def _poly(ev: Evaluator, args: _Args, label: str):
     degree = args.number("degree", 1, whole=True)
     if degree < 1:
         raise FormulaError(f"'{label}': the degree must be at least 1")
+    return degree, args.flag("raw", False)
+
+
+def _poly(ev: Evaluator, args: _Args, label: str):
+    degree, raw = poly_arguments(args, label)
     x = args.numeric_vector()
-    if args.flag("raw", False):
+    if raw:
         values = bases.poly_raw(x, degree)
     else:
         values = bases.poly_apply(x, args.state(label, lambda: bases.poly_state(x, degree)))
     return _basis(values)
 
 
-def _scale(ev: Evaluator, args: _Args, label: str):
-    x = args.numeric_vector()
+def scale_arguments(args: _Args, label: str) -> tuple:
+    """scale()'s center and scale: TRUE, FALSE or one number each."""
     center, scale = (args.get(k, True) for k in ("center", "scale"))
     for k, v in (("center", center), ("scale", scale)):
         if not isinstance(v, (bool, np.bool_)) and not (isinstance(v, float) and np.isfinite(v)):
             raise FormulaError(f"'{label}': {k} must be TRUE, FALSE or one finite number")
+    return center, scale
+
+
+def _scale(ev: Evaluator, args: _Args, label: str):
+    x = args.numeric_vector()
+    center, scale = scale_arguments(args, label)
     return Basis(bases.scale_apply(x, args.state(label, lambda: bases.scale_state(x, center, scale)))[:, None])
+
+
+def spline_arguments(args: _Args, label: str, natural: bool) -> dict:
+    """bs()/ns()'s df, knots, degree, intercept and boundary knots, checked (the keywords of
+    pylme.description.bases.spline_state after x)."""
+    bounds = args.numbers("Boundary.knots")
+    if bounds is not None and bounds.size != 2:
+        raise FormulaError(f"'{label}': Boundary.knots must be two numbers")
+    return dict(df=args.number("df", whole=True), knots=args.numbers("knots"),
+                degree=3 if natural else args.number("degree", 3, whole=True),
+                intercept=args.flag("intercept", False), boundary=bounds, natural=natural)
 
 
 def _spline(natural: bool) -> Callable:
     def impl(ev: Evaluator, args: _Args, label: str):
         x = args.numeric_vector()
-
-        def learn():
-            bounds = args.numbers("Boundary.knots")
-            if bounds is not None and bounds.size != 2:
-                raise FormulaError(f"'{label}': Boundary.knots must be two numbers")
-            return bases.spline_state(x, args.number("df", whole=True), args.numbers("knots"),
-                                      3 if natural else args.number("degree", 3, whole=True),
-                                      args.flag("intercept", False), bounds, natural)
-
+        learn = lambda: bases.spline_state(x, **spline_arguments(args, label, natural))  # noqa: E731
         return _basis(bases.spline_apply(x, args.state(label, learn)))
 
     return impl

@@ -144,13 +144,15 @@ def optimizeLmer(devfun: CholmodObjective, control: LmerControl | None = None, v
 
 
 def optimize(objective: Objective, start: np.ndarray, control: LmerControl, verbose: int = 0,
-             edge_checks: bool = True, keep_log: bool = True) -> OptResult:
+             edge_checks: bool = True, keep_log: bool = True, second_opinions: bool = True) -> OptResult:
     """The optimiser on ``objective`` from ``start``: BOBYQA (nloptwrap, lme4's default and path)
     or L-BFGS-B on the analytic gradient; with ``edge_checks`` (optimizeLmer; not refit or
     refitML, which call lme4's optwrap alone) lme4's restart_edge when a boundary theta should
     move and its boundary check (a theta within boundary.tol of its bound is set to it if that is
-    better); then, for every fit, the end certified and finished (``finish``, pylme.fitting.polish).
-    ``keep_log=False`` keeps no log of the evaluations."""
+    better); then, for every fit, the end certified and finished (``finish``, pylme.fitting.polish)
+    and, with ``second_opinions`` (not inside one), the CHOLMOD objective's path where the dense
+    end is not certified (``_cholmod_path``) and a restart of each singular vector-valued term
+    (``_singular_term_restarts``). ``keep_log=False`` keeps no log of the evaluations."""
     lower = objective.lower
     bar = progress_bar(None, "lmer evaluations", None if objective.reports_progress and edge_checks else False)
     run = _optwrap(objective, start, control, verbose, bar, keep_log)
@@ -174,7 +176,9 @@ def optimize(objective: Objective, start: np.ndarray, control: LmerControl, verb
     if edge_checks and control.boundary_tol > 0:
         run = _check_boundary(objective, run, control.boundary_tol)
     run = finish(objective, run, control)
-    run = _cholmod_path(objective, start, control, edge_checks, run)
+    if second_opinions:
+        run = _cholmod_path(objective, start, control, edge_checks, run)
+        run = _singular_term_restarts(objective, control, edge_checks, run)
     return OptResult(run.summary, [r.summary for r in runs], run.derivs, run.warnings, objective)
 
 
@@ -191,7 +195,7 @@ def _cholmod_path(objective: Objective, start: np.ndarray, control: LmerControl,
     cert = run.summary.certificate
     if not (control.polish and isinstance(objective, DenseObjective) and cert is not None and not cert.certified):
         return run
-    other = optimize(objective.cholmod, start, control, 0, edge_checks, keep_log=False)
+    other = optimize(objective.cholmod, start, control, 0, edge_checks, keep_log=False, second_opinions=False)
     theta = other.summary.par
     fval = float(objective(theta))
     mine = other.summary.certificate
@@ -207,10 +211,67 @@ def _cholmod_path(objective: Objective, start: np.ndarray, control: LmerControl,
     return replace(run, summary=summary, derivs=other.derivs if control.calc_derivs else None)
 
 
-def finish(objective, run: OptResult, control: LmerControl) -> OptResult:
+def _singular_vector_terms(lam, theta: np.ndarray) -> list[int]:
+    """The terms with two or more columns whose factor has a diagonal entry at 0 (within
+    pylme.fitting.polish.MIRROR_NEAR) at theta: a covariance matrix of reduced rank."""
+    from .polish import MIRROR_NEAR
+
+    columns = iter(lam.factor_columns())
+    out = []
+    for k, nc in enumerate(lam.ncs):
+        diags = [next(columns)[0] for _ in range(nc)]
+        if nc > 1 and any(abs(theta[d]) <= MIRROR_NEAR for d in diags):
+            out.append(k)
+    return out
+
+
+def _singular_term_restarts(objective: Objective, control: LmerControl, edge_checks: bool,
+                            run: OptResult) -> OptResult:
+    """A second opinion at a certified end where a vector-valued term's covariance has reduced
+    rank: the certificate (mirrors included) proves a local optimum, but a term with several
+    columns can have another basin of a different rank that no local step reaches (prop_dc4276f86e:
+    ``(0 + f | g1)`` of rank 2 at 958.12, of rank 1 at 946.49, lme4 1.1-31 ending in either from
+    run to run). For each such term the optimiser runs once more from the end with that term's
+    factor reset to lme4's start (the identity), finished; its end is kept where it is lower by
+    more than a certified point's tolerance (pylme.fitting.polish: the decrease the quadratic model
+    may still predict there), i.e. in another basin. Nothing is tried at an uncertified end (the
+    finish and the CHOLMOD path have done what they can) or without ``lmerControl(polish=True)``."""
+    from .polish import certify_tol
+
+    cert = run.summary.certificate
+    if not (control.polish and cert is not None and cert.certified):
+        return run
+    lam = objective.design.lam
+    off = lam.theta_offsets
+    columns = lam.factor_columns()
+    first = np.concatenate([[0], np.cumsum(lam.ncs)]).astype(int)
+    for k in _singular_vector_terms(lam, run.summary.par):
+        theta = run.summary.par.copy()
+        theta[off[k]:off[k + 1]] = 0.0
+        theta[[columns[j][0] for j in range(first[k], first[k + 1])]] = 1.0
+        other = optimize(objective, theta, control, 0, edge_checks, keep_log=False, second_opinions=False)
+        tried = f"term {k + 1} restarted from the identity ({other.summary.feval} evaluations"
+        evaluations = cert.evaluations + other.summary.feval + other.summary.certificate.evaluations
+        if not other.summary.fval < run.summary.fval - certify_tol(run.summary.fval):
+            cert = replace(cert, steps=cert.steps + [tried + f", ends at {other.summary.fval:.12g})"],
+                           evaluations=evaluations)
+            run = replace(run, summary=replace(run.summary, certificate=cert))
+            continue
+        mine = other.summary.certificate
+        cert = replace(mine, criterion_path=cert.criterion_path, theta_path=cert.theta_path,
+                       steps=cert.steps + [tried + ")"] + mine.steps, evaluations=evaluations)
+        summary = replace(run.summary, par=other.summary.par.copy(), fval=other.summary.fval, certificate=cert)
+        run = replace(run, summary=summary, derivs=other.derivs if control.calc_derivs else None)
+    return run
+
+
+def finish(objective, run: OptResult, control: LmerControl, mirrors=None) -> OptResult:
     """The optimiser's end certified and, unless ``lmerControl(polish=False)``, finished where it is
     not the optimum (pylme.fitting.polish); the certificate goes into the OptSummary. Derivatives computed
-    at the end of the optimiser (calc_derivs) are reused; where theta moves they are recomputed."""
+    at the end of the optimiser (calc_derivs) are reused; where theta moves they are recomputed.
+    ``run`` is any optimiser outcome with ``summary`` and ``derivs`` (glmer's last stage: its
+    GlmerOpt, ``control`` its GlmerControl); ``mirrors``: the columns of theta's covariance factors
+    (default: the objective design's, LambdaMap.factor_columns)."""
     from .polish import polish
 
     derivs = _derivs_at(run.derivs, run.summary.par)
@@ -221,7 +282,7 @@ def finish(objective, run: OptResult, control: LmerControl) -> OptResult:
     within_budget = run.summary.conv != 5
     theta, fval, new_derivs, cert = polish(objective, run.summary.par, run.summary.fval, derivs,
                                            control.polish and within_budget,
-                                           mirrors=objective.design.lam.factor_columns())
+                                           mirrors=objective.design.lam.factor_columns() if mirrors is None else mirrors)
     if cert.moved == 0.0:
         return replace(run, summary=replace(run.summary, certificate=cert))
     summary = replace(run.summary, par=theta, fval=fval, certificate=cert)

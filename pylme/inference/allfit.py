@@ -77,11 +77,10 @@ def _control(fm, name: str, maxfun: int):
     optimizer, ctrl = OPTIMIZERS[name]
     same = fm.control.optimizer in (optimizer, (optimizer, optimizer))
     opt_ctrl = {**(fm.control.optCtrl if same else {}), **ctrl, _MAXFUN[optimizer]: maxfun}
-    if fm.family is not None:  # glmer: both stages with it, as lme4's glmerControl(optimizer = "nloptwrap")
-        if optimizer != "nloptwrap":
-            raise ModelError(f"{name} needs the analytic gradient of an lmer criterion; glmer fits take the "
-                             "nloptwrap optimizers")
-        return replace(fm.control, optimizer=optimizer, optCtrl=opt_ctrl)
+    # glmer: both stages with it, as lme4's glmerControl(optimizer = "nloptwrap")
+    if fm.family is not None and optimizer != "nloptwrap":
+        raise ModelError(f"{name} needs the analytic gradient of an lmer criterion; glmer fits take the "
+                         "nloptwrap optimizers")
     # each optimiser's own stopping point, as lme4's allFit compares them (not finished by polish)
     return replace(fm.control, optimizer=optimizer, optCtrl=opt_ctrl, polish=False)
 

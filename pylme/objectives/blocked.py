@@ -23,6 +23,11 @@ not fit in memory).
 With a dense (or no) block 2 the criterion's gradient comes from the same factor
 (``criterion_and_gradient``; the formulas are pylme.objectives.gradient's), for ``lmerControl(optimizer="L-BFGS-B")``.
 
+Where the cross map would not fit in memory (a crossed design with many pairs of block-2 effects
+met within one level: users x items), block 2 is instead formed densely from ``A21`` at every
+evaluation (pylme.objectives.rankupdate, MixedModels.jl's way) for a scalar block 1 and scalar
+block-2 terms.
+
 Before any of this is allocated, the memory each block needs is estimated (dense sizes, CHOLMOD's
 predicted size of a sparse factor, the tiles a tiled factor stores); a model that cannot fit fails
 with a ModelError naming the block.
@@ -102,6 +107,10 @@ class FirstBlock:
         Lam, L = self._cholesky(theta)
         W = np.linalg.solve(L, np.broadcast_to(Lam.T, L.shape))  # L^-1 Lambda1', so V = W'W
         return 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)))), np.einsum("lki,lkj->lij", W, W)
+
+    def level_values(self, V: np.ndarray) -> np.ndarray:
+        """A scalar block's V_l per level (``factor``'s V is per level already)."""
+        return V[:, 0, 0]
 
     def solve(self, theta: np.ndarray, r: np.ndarray, A1X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """u1 = M^-1 Lambda1' r per level (M = Lambda1' A11 Lambda1 + I) and RZX1 = L11^-1 Lambda1' A1X."""
@@ -273,6 +282,11 @@ class DenseFill:
         self.L = None  # the last factor is freed before the next is made: one q2 x q2 array at a time
         S = np.zeros((self.q2, self.q2), order="F")  # (fresh zero pages: faster here than refilling one)
         S.ravel(order="F")[self.flat] = vals
+        return self.factor_formed(S)
+
+    def factor_formed(self, S: np.ndarray) -> float | None:
+        """Factor the formed block S (lower triangle, Fortran order) in place; its log-determinant,
+        or None if it is not positive definite."""
         self.L, info = lapack.dpotrf(S, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             return None
@@ -331,7 +345,9 @@ class BlockedObjective(Objective):
 
     def __init__(self, design: LmmDesign, resp: LmerResp, start: np.ndarray | None = None, fill: str = "auto",
                  memory_limit: float | None = None, blocks: GramBlocks | None = None):
-        """``fill``: 'auto', 'dense', 'sparse' (CHOLMOD) or 'tiled' (pylme.objectives.tiled) for block 2;
+        """``fill``: 'auto', 'dense', 'sparse' (CHOLMOD) or 'tiled' (pylme.objectives.tiled) for block 2,
+        or 'direct': block 2 dense and formed from A21 each evaluation, without the cross map
+        (pylme.objectives.rankupdate; 'auto' chooses it where the cross map does not fit in memory);
         ``memory_limit``: bytes the blocks may use (default: a share of the memory available now);
         ``blocks``: the Gram blocks when they were computed elsewhere (pylme.scaleout.distributed reduces
         them over the partitions of a data set), else they are computed from the design."""
@@ -384,7 +400,9 @@ class BlockedObjective(Objective):
                     group_sums: list[sp.coo_matrix] | None = None) -> None:
         """Block 2: the sparse map A21 V A12 on the pattern of A22's lower triangle (``A22``), and
         the way to factor it (dense, sparse or tiled; see _fill_options); ``group_sums``: the
-        map's columns when made elsewhere (``CrossMap.of_groups``)."""
+        map's columns when made elsewhere (``CrossMap.of_groups``). With ``fill='direct'``, or
+        'auto' where the map does not fit in memory and block 2 formed from A21 does, no map
+        (``_setup_direct``)."""
         q2 = self.q2
         keys22 = A22.col.astype(np.int64) * q2 + A22.row
         diag = np.arange(q2, dtype=np.int64) * (q2 + 1)
@@ -392,6 +410,11 @@ class BlockedObjective(Objective):
             npairs = pair_count(self.A21, nc1)
             # building the map holds keys, indices and values of every pair, then sorts the keys
             cross = BlockPlan("cross map A21 V A12", self.terms1 + self.terms2, "sparse map", q2, 64.0 * npairs)
+            if fill == "direct" or (fill == "auto" and not fits(self.plan + [cross], limit)
+                                    and self.direct_possible(nc1)
+                                    and fits(self.plan + self.direct_plans(self.A21), limit)):
+                self._setup_direct(A22, self.A21, nc1, limit)
+                return
             self.plan.append(cross)
             _check_memory(self.plan, limit)
             cross.bytes = 12.0 * npairs  # what the map keeps
@@ -422,6 +445,31 @@ class BlockedObjective(Objective):
         _check_memory(self.plan, limit)
         self.fill = made()
 
+    def direct_possible(self, nc1: int) -> bool:
+        """Whether block 2 can be formed from A21 each evaluation (pylme.objectives.rankupdate): block 1
+        scalar, block 2's Lambda diagonal."""
+        return nc1 == 1 and self.diag2
+
+    def direct_plans(self, A21: sp.spmatrix) -> list[BlockPlan]:
+        """The memory of block 2 formed from A21 each evaluation: A21 and the dense block."""
+        from .rankupdate import direct_plans
+
+        return direct_plans(self.terms1, self.terms2, self.q2, float(A21.nnz))
+
+    def _setup_direct(self, A22: sp.coo_matrix, A21: sp.spmatrix, nc1: int, limit: tuple[float, str]) -> None:
+        """Block 2 without a cross map: formed densely from A21 each evaluation and factored by
+        LAPACK (pylme.objectives.rankupdate); for a scalar block 1 and a diagonal Lambda2."""
+        from .rankupdate import RankUpdateFill
+
+        if not self.direct_possible(nc1):
+            raise ModelError(f"block 2 is formed from A21 (fill='direct') only where block 1 is a scalar term and "
+                             f"block 2's terms are all scalar; here block 1 is {', '.join(self.terms1)} and block 2 "
+                             f"{', '.join(self.terms2)}")
+        self.plan += self.direct_plans(A21)
+        _check_memory(self.plan, limit)
+        self.cross = None
+        self.fill = RankUpdateFill(A22, A21, self.q2)
+
     def _fill_options(self, kind: str, room: float) -> list[tuple[str, float, float, object]]:
         """The ways to factor block 2 (``kind``, or all three for 'auto'), fastest first among those
         within ``room`` bytes: (kind, predicted seconds per factorisation, bytes, constructor)."""
@@ -445,7 +493,7 @@ class BlockedObjective(Objective):
             options.append(("tiled", tiles.seconds, tiles.bytes + 4.0 * pattern.nnz,  # tiles, scatter index
                             lambda: TiledFill(pattern, tiles)))
         if not options:
-            raise ValueError(f"fill must be 'auto', 'dense', 'sparse' or 'tiled', not {kind!r}")
+            raise ValueError(f"fill must be 'auto', 'dense', 'sparse', 'tiled' or 'direct', not {kind!r}")
         return sorted(options, key=lambda o: (o[2] > room, o[1] if o[2] <= room else o[2]))
 
     def _close_pattern(self) -> None:
@@ -514,7 +562,7 @@ class BlockedObjective(Objective):
     @property
     def has_gradient(self) -> bool:
         """Whether ``criterion_and_gradient`` is available: block 2 dense (its inverse is needed) or absent."""
-        return not self.q2 or self.fill.kind == "dense"
+        return not self.q2 or (self.fill.kind == "dense" and self.cross is not None)
 
     def criterion_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The criterion and its gradient in theta (pylme.objectives.gradient's formulas), from one blocked factor."""
@@ -627,6 +675,11 @@ class BlockedObjective(Objective):
 
     def _fill(self, theta: np.ndarray, V: np.ndarray, S32: np.ndarray) -> tuple[float | None, np.ndarray]:
         """Factor block 2 at theta; returns its log-determinant and L32' = L22^-1 P S32'."""
+        if self.cross is None:  # formed from A21 (a scalar block 1, a diagonal Lambda2)
+            lam = self.lam2.values(theta)
+            ld2 = self.fill.factor_updated(lam, self.block1.level_values(V))
+            S23 = S32.T * lam[:, None]
+            return (None, S32.T) if ld2 is None else (ld2, self.fill.solve_L(S23))
         H = self.A22 - self.cross(V[self.block1.rep])
         if self.diag2:
             H *= np.multiply.outer(theta, theta).ravel()[self.scale_pair]
@@ -744,6 +797,11 @@ def memory_limit_of(memory_limit: float | None) -> tuple[float, str]:
         avail = available_bytes()
         return MEMORY_SHARE * avail, f"{MEMORY_SHARE:.0%} of the {format_bytes(avail)} available"
     return float(memory_limit), "memory_limit"
+
+
+def fits(plan: list[BlockPlan], limit: tuple[float, str]) -> bool:
+    """Whether the blocks planned need at most the limit."""
+    return sum(p.bytes for p in plan) <= limit[0]
 
 
 def _check_memory(plan: list[BlockPlan], limit: tuple[float, str], what: str = "the blocked factor") -> None:

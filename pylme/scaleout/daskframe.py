@@ -109,11 +109,10 @@ def _rhs_nodes(pf: ParsedFormula) -> list:
     return [n for n in [pf.fixed] + [bar.lhs for bar in pf.bars] if n is not None]
 
 
-def scale_calls(pf: ParsedFormula) -> list:
-    """The ``scale()`` calls of the formula's terms and offsets, whose mean and sd passes over the
-    partitions learn (pylme.scaleout.distributed.learn_scales). poly, bs and ns learn from all rows' values
-    at once (orthogonal polynomials' recursion, quantile knots) and are refused, as are scale() in
-    the response and a stateful call inside scale()."""
+def stateful_calls(pf: ParsedFormula) -> list:
+    """The ``scale()``, ``poly()``, ``bs()`` and ``ns()`` calls of the formula's terms and offsets,
+    whose states (mean and sd, the polynomials' recurrence, the knots) passes over the partitions
+    learn (pylme.scaleout.states). Refused: one in the response, or one inside another."""
     nodes = []
     for rhs in _rhs_nodes(pf):
         terms = expand_terms(rhs)
@@ -124,10 +123,11 @@ def scale_calls(pf: ParsedFormula) -> list:
             if m.op != "call" or m.text not in _STATEFUL:
                 continue
             inner = [a.text for a in walk(m) if a is not m and a.op == "call" and a.text in _STATEFUL]
-            if m.text != "scale" or node is pf.response or inner:
+            if node is pf.response or inner:
+                where = f"inside {m.text}()" if inner else "in the response"
                 name = inner[0] if inner else m.text
-                raise ModelError(f"{name}() learns from all rows at once, which a fit from a dask DataFrame does "
-                                 f"not do: add the transformed column to the data first (term {name}(...))")
+                raise ModelError(f"{name}() {where} learns from all rows at once, which a fit from a dask DataFrame "
+                                 f"does not do: add the transformed column to the data first (term {name}(...))")
             calls.append(m)
     return calls
 

@@ -22,7 +22,6 @@ per level (see README "Data larger than memory").
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,62 +30,23 @@ import scipy.sparse as sp
 
 from scipy.linalg import blas, lapack
 
-from ..description.evaluate import FUNCTIONS, Evaluator, _Args
 from ..description.factors import Factor
 from ..description.formula import ParsedFormula, expand_dot, expand_terms, parse_mixed
 from ..description.model_matrix import DesignSpec, design, dqrdc2_rank, numeric_vector
 from ..description.reterms import ReTerm, ReTrms, _lambdat_template, stacked_Zt
-from ..description.rsyntax import deparse
 from ..errors import DataError, ModelError
 from ..fitted.model import LmerMod
 from ..fitting.driver import LmerControl, fit_lmer
 from ..objectives.blocked import (BlockedObjective, BlockPlan, GramBlocks, _check_memory, _Factor, block_split, first_plans,
-                                  memory_limit_of)
+                                  fits, memory_limit_of)
+from ..objectives.rankupdate import direct_plans
 from ..objectives.lformula import check_nlevels, check_zdims
 from ..objectives.objective import PLSState
 from ..objectives.response import LmerResp
 from .daskframe import (FrameScan, LevelIndex, ScanPlan, combine_scans, complete_rows, grouping_levels,
-                        scale_calls, scan_partition, scan_plan)
-
-
-# ---------------------------------------------------------------- running tasks on partitions
-def compute(tasks: list, client=None) -> list:
-    """Compute dask delayed objects (on ``client`` if given, else dask's default scheduler)."""
-    import dask
-
-    if client is not None:
-        return client.gather(client.compute(tasks))
-    return list(dask.compute(*tasks))
-
-
-def over_partitions(ddf, fn, args: tuple, client=None, combine=None) -> list:
-    """``fn(partition, index, *args)`` for every partition, or their sum by a tree of
-    ``combine`` tasks (one result); a partition that fails to read or to compute is named."""
-    import dask
-
-    parts = ddf.to_delayed()
-    shared = [dask.delayed(a, pure=True) for a in args]  # sent once, not once per partition
-    tasks = [dask.delayed(fn)(p, i, *shared) for i, p in enumerate(parts)]
-    if combine is not None:
-        while len(tasks) > 1:
-            tasks = [dask.delayed(combine)(*tasks[k : k + 2]) if k + 1 < len(tasks) else tasks[k]
-                     for k in range(0, len(tasks), 2)]
-    try:
-        return compute(tasks, client)
-    except (DataError, ModelError):
-        raise
-    except Exception as exc:  # which partition? each one alone, until one fails
-        raise _failing_partition(ddf, parts, client, exc) from exc
-
-
-def _failing_partition(ddf, parts: list, client, exc: Exception) -> DataError:
-    """A DataError naming the first partition that cannot be read (or the error as it is)."""
-    for i, p in enumerate(parts):
-        try:
-            compute([p], client)
-        except Exception as inner:  # noqa: BLE001 (the partition's reader's error, whatever it is)
-            return DataError(f"partition {i} of {ddf.npartitions} could not be read: {type(inner).__name__}: {inner}")
-    return DataError(f"a pass over the partitions failed: {type(exc).__name__}: {exc}")
+                        scan_partition, scan_plan, stateful_calls)
+from .partitions import add, exact_quantiles, over_partitions
+from .states import learn_states
 
 
 # ---------------------------------------------------------------- per-partition statistics
@@ -243,11 +203,13 @@ class PartitionModel:
         _, idx1, idx2 = block_split(_Sizes(self.terms))
         return Zt[idx1], Zt[idx2], np.column_stack([X, y - offset])
 
-    def grouped_stats(self, part: pd.DataFrame, index: int, shift: float) -> "GroupStats | None":
+    def grouped_stats(self, part: pd.DataFrame, index: int, shift: float, cross: bool = True) -> "GroupStats | None":
         """The statistics of a partition holding whole levels of block 1 (a scalar intercept term,
         no weights), summed per group of levels with equal row counts: per group its number of
         levels, ``C = sum A31_l A13_l``, ``D = sum A31_l A12_l`` and ``H = sum A21_l A12_l``
-        (lower triangle); ``shift``: subtracted from y in the sums for the start (precision)."""
+        (lower triangle); ``shift``: subtracted from y in the sums for the start (precision).
+        Without ``cross`` (block 2 formed from A21 on the client: pylme.objectives.rankupdate) no
+        ``H``, but A21 itself and the levels' row counts."""
         rows = self.named_frame(part, index)
         if rows is None:
             return None
@@ -261,7 +223,7 @@ class PartitionModel:
         for value in np.unique(count[levels]):
             sel = np.flatnonzero(count[levels] == value)
             A, B = A31[sel], A21[:, sel]
-            groups[float(value)] = [sel.size, A.T @ A, np.asarray(B @ A).T, sp.tril(B @ B.T).tocsr()]
+            groups[float(value)] = [sel.size, A.T @ A, np.asarray(B @ A).T] + ([sp.tril(B @ B.T).tocsr()] if cross else [])
         ys = y - shift
         sums1 = Z1t[levels] @ ys
         return GroupStats(
@@ -270,12 +232,16 @@ class PartitionModel:
             x01=np.all((X == 0.0) | (X == 1.0), axis=0),
             level_sums=[_level_sums(terms[k].factor, ys) if k != self.k1 else None for k in self.groups],
             ssq1=float(np.sum(sums1 * sums1 / count[levels])), ysum=float(ys.sum()), ysq=float(ys @ ys),
+            A21=None if cross else (Z2t @ Z1t.T).tocsr(),
+            counts1=None if cross else sp.csr_matrix((count[levels].astype(float), (np.zeros(levels.size, int), levels)),
+                                                     shape=(1, count.size)),
         )
 
     def grouped_pairs(self, part: pd.DataFrame, index: int) -> dict | None:
         """Before ``grouped_stats``: per group of block-1 levels with equal row counts (whole levels
-        here), its number of levels and the entries its sum of ``A21_l A12_l`` (lower triangle) can
-        hold at most: ``k (k + 1) / 2`` for a level whose rows meet k random effects of block 2."""
+        here), its number of levels, the entries its sum of ``A21_l A12_l`` (lower triangle) can
+        hold at most: ``k (k + 1) / 2`` for a level whose rows meet k random effects of block 2, and
+        its levels' entries of A21 (the k: block 2 formed from A21 instead holds those)."""
         rows = self.named_frame(part, index)
         if rows is None:
             return None
@@ -285,7 +251,8 @@ class PartitionModel:
         k = np.diff((Z2t @ Z1t[levels].T).tocsc().indptr).astype(np.int64)
         keys, inverse = np.unique(count[levels], return_inverse=True)
         sizes, pairs = np.bincount(inverse), np.bincount(inverse, weights=k * (k + 1) // 2)
-        return {float(c): np.array([m, e]) for c, m, e in zip(keys, sizes, pairs)}
+        entries = np.bincount(inverse, weights=k)
+        return {float(c): np.array([m, e, a]) for c, m, e, a in zip(keys, sizes, pairs, entries)}
 
     def block1_modes(self, part: pd.DataFrame, index: int, beta: np.ndarray, c2: np.ndarray,
                      lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -408,6 +375,8 @@ class GroupStats:
     ysq: float
     ldW: float = 0.0
     bad_weights: tuple[int, int] = (0, 0)
+    A21: sp.csr_matrix | None = None  # Z2'Z1 (q2 x block-1 levels), where block 2 is formed from it
+    counts1: sp.csr_matrix | None = None  # then also block 1's row counts (1 x levels)
 
     def __add__(self, other: "GroupStats | None") -> "GroupStats":
         if other is None:
@@ -421,6 +390,8 @@ class GroupStats:
             self.x01 & other.x01,
             [None if a is None else (a[0] + b[0], a[1] + b[1]) for a, b in zip(self.level_sums, other.level_sums)],
             self.ssq1 + other.ssq1, self.ysum + other.ysum, self.ysq + other.ysq,
+            A21=None if self.A21 is None else self.A21 + other.A21,
+            counts1=None if self.counts1 is None else self.counts1 + other.counts1,
         )
 
     def variances(self) -> tuple[np.ndarray, float]:
@@ -437,8 +408,9 @@ class GroupStats:
         return np.array(v), (self.ysq - n * ybar * ybar) / (n - 1)
 
 
-def _grouped_task(part: pd.DataFrame, index: int, model: PartitionModel, shift: float) -> GroupStats | None:
-    return model.grouped_stats(part, index, shift)
+def _grouped_task(part: pd.DataFrame, index: int, model: PartitionModel, shift: float,
+                  cross: bool = True) -> GroupStats | None:
+    return model.grouped_stats(part, index, shift, cross)
 
 
 def _pairs_task(part: pd.DataFrame, index: int, model: PartitionModel) -> dict | None:
@@ -446,7 +418,7 @@ def _pairs_task(part: pd.DataFrame, index: int, model: PartitionModel) -> dict |
 
 
 def _add_groups(a: dict | None, b: dict | None = None) -> dict | None:
-    """The sum of two partitions' ``grouped_pairs`` (per row count: levels, entries)."""
+    """The sum of two partitions' ``grouped_pairs`` (per row count: levels, pairs, entries)."""
     if a is None or b is None:
         return a if b is None else b
     out = dict(a)
@@ -644,6 +616,12 @@ class GroupedFirstBlock:
         self.counts, self.sizes, self.lam, self.k = counts, sizes, lam, k
         self.rep = np.arange(counts.size)  # each group is its own representative
 
+    level_group: np.ndarray | None = None  # each level's group, where block 2 is formed from A21
+
+    def level_values(self, V: np.ndarray) -> np.ndarray:
+        """V_l per level from V per group."""
+        return V[self.level_group, 0, 0]
+
     def factor(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """2 sum log diag L11 over all levels, and V per group (groups, 1, 1)."""
         lam2 = self.lam.block(theta, self.k)[0, 0] ** 2
@@ -678,7 +656,11 @@ class GroupedObjective(DistributedObjective):
         self.plan = grouped_plans(self.terms1, [], self.idx1.size, len(groups), m3, self.q2)
         limit = memory_limit_of(memory_limit)
         _check_memory(self.plan, limit)
-        if self.q2:
+        if self.q2 and stats.A21 is not None:  # no cross map: block 2 formed from A21 each evaluation
+            counts = stats.counts1.toarray().ravel()
+            self.block1.level_group = np.minimum(np.searchsorted(np.array(keys), counts), len(keys) - 1)
+            self._setup_direct(_canonical_coo(stats.A22), stats.A21, 1, limit)
+        elif self.q2:
             self._setup_fill(_canonical_coo(stats.A22), 1, fill, limit, [_canonical_coo(g[3]) for g in groups])
 
     @property
@@ -770,70 +752,6 @@ class GroupedObjective(DistributedObjective):
         return np.asarray(Lt2.T @ np.asarray(Lt2.T @ inv).T)
 
 
-# ---------------------------------------------------------------- exact quantiles over partitions
-#: order statistics each partition reports to bracket a quantile (the bracket then holds about
-#: 2 n / SAMPLES values, gathered in a second pass)
-SAMPLES = 1025
-
-
-def _sample_task(part: pd.DataFrame, index: int, values_of) -> tuple[int, np.ndarray, np.ndarray]:
-    """A partition's size and evenly spaced order statistics (values and their ranks)."""
-    x = np.sort(values_of(part))
-    if x.size == 0:
-        return 0, x, np.zeros(0, dtype=np.int64)
-    ranks = np.unique(np.round(np.linspace(0, x.size - 1, min(x.size, SAMPLES))).astype(np.int64))
-    return x.size, x[ranks], ranks
-
-
-def _bracket_task(part: pd.DataFrame, index: int, values_of, brackets: list) -> list:
-    """Per bracket [a, b]: how many values are below a, and the values within it."""
-    x = values_of(part)
-    return [(int(np.sum(x < a)), x[(x >= a) & (x <= b)]) for a, b in brackets]
-
-
-def exact_quantiles(ddf, values_of, probs: list[float], client=None) -> np.ndarray:
-    """Quantiles (numpy's default, R's type 7) of the values ``values_of(partition)`` over all
-    partitions, exactly: each partition's order statistics bound the ranks of any value, which
-    brackets each needed order statistic; a second pass gathers the values in the brackets."""
-    samples = [s for s in over_partitions(ddf, _sample_task, (values_of,), client) if s[0]]
-    n = sum(s[0] for s in samples)
-    cands = np.unique(np.concatenate([s[1] for s in samples]))
-
-    below = np.zeros(cands.size, dtype=np.int64)  # upper bounds of #{x < c}
-    upto = np.zeros(cands.size, dtype=np.int64)  # lower bounds of #{x <= c}
-    for m, v, r in samples:
-        i = np.searchsorted(v, cands, "left")
-        below += np.where(i < v.size, r[np.minimum(i, v.size - 1)], m)
-        i = np.searchsorted(v, cands, "right")
-        upto += np.where(i > 0, r[np.maximum(i - 1, 0)] + 1, 0)
-    ranks = sorted({k for p in probs for k in _order_ranks(n, p)})
-    brackets = []
-    for k in ranks:
-        i = np.searchsorted(below, k, "right") - 1  # the last candidate with at most k values below it
-        j = np.searchsorted(upto, k + 1, "left")  # the first with at least k + 1 values up to it
-        brackets.append((cands[i] if i >= 0 else -np.inf, cands[j] if j < cands.size else np.inf))
-    found = over_partitions(ddf, _bracket_task, (values_of, brackets), client)
-    value = {}
-    for j, k in enumerate(ranks):
-        below = sum(f[j][0] for f in found)
-        inside = np.sort(np.concatenate([f[j][1] for f in found]))
-        value[k] = inside[k - below]
-    out = []
-    for p in probs:
-        h = (n - 1) * p
-        k = int(math.floor(h))
-        a, b = value[k], value[min(k + 1, n - 1)]
-        t = h - k
-        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)  # numpy's lerp
-    return np.array(out)
-
-
-def _order_ranks(n: int, p: float) -> list[int]:
-    """The 0-based order statistics a type-7 quantile interpolates between."""
-    k = int(math.floor((n - 1) * p))
-    return [k, min(k + 1, n - 1)]
-
-
 # ---------------------------------------------------------------- the fitted model
 @dataclass
 class DroppedRows:
@@ -885,10 +803,6 @@ class _ScaledResiduals:
 def _wrss_task(part: pd.DataFrame, index: int, model: PartitionModel, beta, b) -> float:
     r = _pearson(model.fitted(part, beta, b))
     return float(r @ r)
-
-
-def _sum(a: float, b: float = 0.0) -> float:
-    return a + b
 
 
 class DaskLmerMod(LmerMod):
@@ -969,10 +883,10 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
         raise DataError(f"formula {formula!r} has no response: write it as 'response ~ terms'")
     if not pf.bars:
         raise ModelError("No random effects terms specified in formula")
-    scales = scale_calls(pf)
+    stateful = stateful_calls(pf)
     plan = scan_plan(pf, meta, weights, offset)
     scan = combine_scans(over_partitions(data, _scan_task, (plan,), client), plan)
-    states = learn_scales(data, scales, scan.prototype, client)
+    states = learn_states(data, stateful, scan.prototype, client)
     X_spec, _ = design(expand_terms(pf.fixed), scan.prototype, states)
     infos, rt = reterms_from_scan(pf, scan, states)
     check_nlevels(rt, scan.ncomplete)
@@ -992,12 +906,9 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
         # the groups' sums of A21_l A12_l hold up to the pairs of block-2 effects met in one level
         # (a crossed design's users x items: the pairs of items a user rated): bounded before they are made
         groups = over_partitions(rows, _pairs_task, (model,), client, combine=_add_groups)[0] or {}
-        triangle = idx2.size * (idx2.size + 1) / 2
-        pairs = sum(min(e, triangle) for _, e in groups.values())
-        _check_memory(grouped_plans([t1.label], [t.label for k, t in enumerate(rt.terms) if k != k1], idx1.size,
-                                    len(groups), pall + 1, idx2.size, pairs), memory_limit_of(control.memory_limit))
+        cross = _cross_map_or_direct(rt, k1, groups, pall + 1, memory_limit_of(control.memory_limit))
         shift = float(numeric_vector(scan.prototype.iloc[:1], pf.response_label, pf.response)[0])
-        stats = over_partitions(rows, _grouped_task, (model, shift), client, combine=add_stats)[0]
+        stats = over_partitions(rows, _grouped_task, (model, shift, cross), client, combine=add_stats)[0]
     if stats.bad_weights != (0, 0):
         neg, zero = stats.bad_weights
         raise DataError(f"weights must be positive: {neg} negative and {zero} zero prior weights "
@@ -1020,7 +931,7 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
                        warnings=scan.notes + _scale_warning(stats, keep))
 
     def residual_pass(beta: np.ndarray, b: np.ndarray) -> float:
-        return over_partitions(data, _wrss_task, (model, beta, b), client, combine=_sum)[0]
+        return over_partitions(data, _wrss_task, (model, beta, b), client, combine=add)[0]
 
     if by_group is None:
         objective = DistributedObjective(design_, resp, _gram_blocks(stats, keep, t1.nl, t1.nc), residual_pass,
@@ -1043,37 +954,25 @@ def lmer_dask(formula: str, data, REML: bool = True, weights: str | None = None,
     return fm
 
 
-def learn_scales(ddf, calls: list, prototype: pd.DataFrame, client=None) -> dict:
-    """What each ``scale(x, center, scale)`` call learns, as R's model.frame learns it on all rows
-    (before missing rows are dropped): the mean of x's values (center = TRUE) and the root mean
-    square of the centred values over n - 1 (scale = TRUE), by passes over the partitions
-    (pylme.description.bases.scale_state on all rows at once); keyed as the evaluator keys its states."""
-    states: dict = {}
-    for node in calls:
-        label = deparse(node)
-        if label in states:
-            continue
-        probe = Evaluator(prototype, {})
-        probe.value(node)  # center and scale checked as in memory
-        args = _Args(probe, node, FUNCTIONS["scale"].formals)
-        center, scale = args.get("center", True), args.get("scale", True)
-        shift = 0.0 if center is True or center is False else float(center)
-        total, count, squares = over_partitions(ddf, _scale_task, (node, shift), client, combine=_sum)[0]
-        c = None if center is False else (total / count if center is True else shift)
-        if center is True and scale is True:
-            total, count, squares = over_partitions(ddf, _scale_task, (node, c), client, combine=_sum)[0]
-        s = (math.sqrt(squares / max(1, count - 1)) if scale is True else None if scale is False
-             else float(scale))
-        states[label] = (c, s)
-    return states
-
-
-def _scale_task(part: pd.DataFrame, index: int, node, shift: float) -> np.ndarray:
-    """A partition's sum, count and sum of squares of a scale() call's non-missing x minus ``shift``
-    (all its rows)."""
-    x = _Args(Evaluator(part, {}), node, FUNCTIONS["scale"].formals).numeric_vector()
-    ok = x[~np.isnan(x)] - shift
-    return np.array([ok.sum(), ok.size, ok @ ok])
+def _cross_map_or_direct(rt: ReTrms, k1: int, groups: dict, m3: int, limit: tuple[float, str]) -> bool:
+    """Whether the groups' sums of ``A21_l A12_l`` (the cross map) are made (True), or block 2 is
+    formed from A21 on the client each evaluation (False: where the map, bounded by ``groups``,
+    does not fit and A21 with the dense block does; block 2's terms all scalar); a ModelError
+    naming the cross map when neither fits."""
+    t1 = rt.terms[k1]
+    terms2 = [t.label for k, t in enumerate(rt.terms) if k != k1]
+    q2 = int(rt.Gp[-1]) - t1.nl
+    triangle = q2 * (q2 + 1) / 2
+    pairs = sum(min(g[1], triangle) for g in groups.values())
+    with_map = grouped_plans([t1.label], terms2, t1.nl, len(groups), m3, q2, pairs)
+    if q2 and not fits(with_map, limit) and all(t.nc == 1 for k, t in enumerate(rt.terms) if k != k1):
+        entries = sum(g[2] for g in groups.values())
+        direct = grouped_plans([t1.label], terms2, t1.nl, len(groups), m3, q2) + direct_plans([t1.label], terms2, q2,
+                                                                                               entries)
+        if fits(direct, limit):
+            return False
+    _check_memory(with_map, limit)
+    return True
 
 
 #: from this many levels of block 1 on, where its term is a scalar intercept and there are no
