@@ -212,7 +212,7 @@ def crossed_binomial(seed: int = 20261203, n_subjects: int = 50_000, n_items: in
     eta = beta["(Intercept)"] + beta["x"] * x + u[subject] + v[item]
     y = (rng.random(subject.size) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
     data = pd.DataFrame({"y": y, "x": x, "subject": _codes(subject, n_subjects), "item": _codes(item, n_items)})
-    return Design("crossed_binomial", data, CROSSED_BINOMIAL_FORMULA, False, {"sd": sd, "beta": beta})
+    return Design("crossed_binomial", data, CROSSED_BINOMIAL_FORMULA, False, {"sd": sd, "beta": beta, "family": "binomial"})
 
 
 def _dirichlet(rng: np.random.Generator, k: int, shape: float) -> np.ndarray:

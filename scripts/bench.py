@@ -26,6 +26,7 @@ small-model times are means of 10 consecutive fits (R's clock ticks in milliseco
     .venv/bin/python scripts/bench.py --polish-cost     # the certified optimum's cost: polish on / off, same run
     .venv/bin/python scripts/bench.py --large           # the simulated grades and state-test designs
     .venv/bin/python scripts/bench.py --large grades --large-lme4   # and lme4 on them (may take an hour)
+    .venv/bin/python scripts/bench.py --large crossed_binomial      # glmer: 1M binary responses, 50,000 x 2,000 crossed
     .venv/bin/python scripts/bench.py --many            # 20,000 responses of one model (scripts/bench_many.py)
 
 ``--large`` fits the designs of ``conformance.large_designs`` (generated from a seed), each in its
@@ -336,6 +337,8 @@ def large_one(name: str, method: str, with_lme4: bool) -> dict:
     des = getattr(large_designs, name)()
     generated = time.perf_counter() - t0
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if "family" in des.truth:
+        return large_glmer_one(des, generated, rss0)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -355,6 +358,22 @@ def large_one(name: str, method: str, with_lme4: bool) -> dict:
     return row
 
 
+def large_glmer_one(des, generated: float, rss0: float) -> dict:
+    """A large glmer design (``crossed_binomial``): pylme.glmer with PIRLS's two-block factor; time,
+    evaluations per stage, peak RSS, estimates against the simulation's truth."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = pylme.glmer(des.formula, des.data, family=des.truth["family"],
+                         control=pylme.glmerControl(pirls_factor="auto"))
+    fit = time.perf_counter() - t0
+    return {"model": des.name, "formula": des.formula, "n": len(des.data), "generate_s": generated, "fit_s": fit,
+            "evals": [r.feval for r in gm.opt.runs], "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "rss_before_fit_gb": rss0, "criterion": gm.opt.fval,
+            "sd": dict(zip([t.group for t in gm.lmod.reTrms.terms], gm.theta.tolist())),
+            "beta": dict(zip(gm.fixef().index, gm.fixef().tolist())), "truth": des.truth}
+
+
 def run_large(names: list[str], method: str, with_lme4: bool, out: Path) -> None:
     """Each large design in a child process (its own peak memory)."""
     rows = []
@@ -366,6 +385,11 @@ def run_large(names: list[str], method: str, with_lme4: bool, out: Path) -> None
             continue
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
+        if "beta" in row:  # a glmer design
+            print(f"{name}: n={row['n']} fit {row['fit_s']:.1f} s (evaluations per stage {row['evals']}), peak RSS "
+                  f"{row['peak_rss_gb']:.2f} GB, deviance {row['criterion']:.4f}; sd {row['sd']}, beta {row['beta']} "
+                  f"(truth {row['truth']})")
+            continue
         print(f"{name}: n={row['n']} fit {row['fit_s']:.1f} s ({row['evals']} evaluations), peak RSS "
               f"{row['peak_rss_gb']:.2f} GB (data {row['rss_before_fit_gb']:.2f} GB; blocks estimated "
               f"{row['estimated_blocks_gb'] or 0:.2f} GB), criterion {row['criterion']:.4f}")

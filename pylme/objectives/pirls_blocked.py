@@ -86,6 +86,7 @@ class BlockedWeightedPLS(WeightedPLS):
         self.cross = SparseProduct(inv, c2[has], v2[has] * z1val[c2[has]], (uniq.size, n))
         self.cross_rows, self.cross_cols = (uniq // self.q1).astype(np.int32), (uniq % self.q1).astype(np.int32)
         self.cross_dense = self.q2 * self.q1 <= DENSE_CROSS
+        self.cross_pairs = None if self.cross_dense else _cross_pairs(self.cross_rows, self.cross_cols, self.q2)
         # Z2' W Z2 (dense q2 x q2, by flat index): pairs of block-2 entries of one observation
         self.a22 = _pairs_map(Zt, self.q1, self.q2)
         pat = reTrms.lam.pattern.tocoo()
@@ -128,9 +129,8 @@ class BlockedWeightedPLS(WeightedPLS):
                 G = (A21 * (lam1 * lam1 / D)) @ A21.T
                 blk["A21"] = A21
             else:
-                A21 = sp.csr_matrix((cross, (self.cross_rows, self.cross_cols)), shape=(q2, q1))
-                G = (A21 @ sp.diags(lam1 * lam1 / D) @ A21.T).toarray()
-                blk["A21"] = A21
+                G = self.cross_pairs(cross, lam1 * lam1 / D)
+                blk["A21"] = sp.csr_matrix((cross, (self.cross_rows, self.cross_cols)), shape=(q2, q1))
             M = A22 - G
             S = self._l2t(self._l2t(M).T) if not isinstance(self.lam2, np.ndarray) else np.outer(self.lam2, self.lam2) * M
             S[np.diag_indices(q2)] += 1.0
@@ -250,6 +250,37 @@ def _trsv(L: np.ndarray, b: np.ndarray, trans: int) -> np.ndarray:
     if info:
         raise ModelError(f"triangular solve failed (dtrtrs info {info})")
     return x
+
+
+class _CrossPairs:
+    """``A21 diag(v) A21'`` (dense q2 x q2) for a sparse A21 of fixed pattern: for each column of
+    A21 (a level of block 1), every pair of its entries with row j <= row k, summed into the upper
+    triangle by ``bincount`` and mirrored (no sparse-product set-up per call)."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, col: np.ndarray, target: np.ndarray, q2: int):
+        self.a, self.b, self.col, self.target, self.q2 = a, b, col, target, q2
+
+    def __call__(self, data: np.ndarray, v: np.ndarray) -> np.ndarray:
+        q2 = self.q2
+        U = np.bincount(self.target, weights=data[self.a] * data[self.b] * v[self.col], minlength=q2 * q2).reshape(q2, q2)
+        G = U + U.T
+        G[np.diag_indices(q2)] -= np.diag(U)
+        return G
+
+
+def _cross_pairs(rows: np.ndarray, cols: np.ndarray, q2: int) -> _CrossPairs:
+    """The pairs of A21's entries within each column, for ``_CrossPairs``."""
+    order = np.argsort(cols, kind="stable")
+    c = cols[order]
+    cnt = np.bincount(c)
+    start = np.concatenate([[0], np.cumsum(cnt)])
+    per = cnt[c]
+    a = np.repeat(np.arange(c.size), per)
+    b = start[c[a]] + (np.arange(a.size) - np.repeat(np.cumsum(per) - per, per))
+    a, b = order[a], order[b]
+    keep = rows[a] <= rows[b]
+    a, b = a[keep].astype(np.int32), b[keep].astype(np.int32)
+    return _CrossPairs(a, b, cols[a].astype(np.int32), rows[a].astype(np.int64) * q2 + rows[b], q2)
 
 
 def _pairs_map(Zt: sp.csc_matrix, q1: int, q2: int) -> SparseProduct:
