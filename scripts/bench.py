@@ -79,13 +79,15 @@ GLMER_MODELS = {
 }
 
 
-def time_pylme_glmer(data, formula: str, family: str, repeat: int) -> dict:
+def time_pylme_glmer(data, formula: str, family: str, repeat: int, pirls: str | None = None) -> dict:
+    """pylme.glmer's median time (with ``glmerControl(pirls_factor=pirls)`` when given)."""
+    control = None if pirls is None else pylme.glmerControl(pirls_factor=pirls)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            gm = pylme.glmer(formula, data, family=family)
+            gm = pylme.glmer(formula, data, family=family, control=control)
         times.append(time.perf_counter() - t0)
     return {"time": statistics.median(times), "criterion": gm.opt.fval,
             "evals": sum(r.feval for r in gm.opt.runs), "peak_mb": float("nan")}
@@ -416,6 +418,8 @@ def main() -> None:
     parser.add_argument("--large-lme4", action="store_true", help="also fit the large designs with lme4")
     parser.add_argument("--large-one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--glmer-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--glmer-pirls", default=None, choices=["cholmod", "blocked", "auto"],
+                        help="glmer rows: glmerControl(pirls_factor=...) for pylme (default: pylme's default)")
     parser.add_argument("--glmer-baseline", default=None, metavar="REV",
                         help="glmer rows: also time pylme as of this git revision, in the same run")
     parser.add_argument("--polish-cost", nargs="?", const=",".join(POLISH_MODELS), default=None,
@@ -468,7 +472,7 @@ def main() -> None:
             dataset, formula, family = GLMER_MODELS[name]
             data = pylme.datasets.load(dataset)
             repeat = min(args.repeat, 3)
-            py, r = time_pylme_glmer(data, formula, family, repeat), time_lme4_glmer(data, formula, family, repeat)
+            py, r = time_pylme_glmer(data, formula, family, repeat, args.glmer_pirls), time_lme4_glmer(data, formula, family, repeat)
             row = {"model": name, "dataset": dataset, "formula": formula, "REML": False, "n": len(data),
                    "pylme": py, "lme4": r, "ratio": r["time"] / py["time"], "glmer": True,
                    "d_criterion_rel": (py["criterion"] - r["criterion"]) / abs(r["criterion"])}
