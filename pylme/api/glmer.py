@@ -43,7 +43,8 @@ class GlmerControl:
     ``optCtrl`` (``algorithm``, ``maxeval``, ``xtol_rel``, ...), as ``allFit`` uses it.
     ``optimizer=None`` evaluates the model at ``start`` without optimising (to install another
     engine's estimates). ``pirls_factor`` (pylme's own) picks PIRLS's factorisation: the two-block
-    one where the first random-effects term is scalar (``"blocked"``; ``"auto"`` where it applies), or
+    one where the first random-effects term is scalar (``"blocked"``; ``"auto"`` where it applies to
+    100,000 observations or more), or
     CHOLMOD's (``"cholmod"``, the default)."""
 
     optimizer: tuple[str, str] | None = ("bobyqa", "Nelder_Mead")

@@ -33,6 +33,10 @@ from .pirls import WeightedPLS
 
 #: block 2 of at most this order is factored dense (a larger one stays with CHOLMOD)
 MAX_BLOCK2 = 4_000
+#: ``"auto"`` picks the blocked factor from this many observations: below, CHOLMOD's was as fast or
+#: faster (cbpp, Contraception, VerbAgg with 7,584 rows, grouseticks); the 1-million-row crossed
+#: design needs the blocked one (docs/performance.md). Sizes in between were not measured.
+AUTO_MIN_ROWS = 100_000
 #: ``Z2' W Z1`` with at most this many entries (q2 x q1) is held dense; above, sparse
 DENSE_CROSS = 2_000_000
 
@@ -46,11 +50,11 @@ def blocked_applies(reTrms: ReTrms) -> bool:
 
 
 def weighted_pls(X: np.ndarray, reTrms: ReTrms, method: str = "auto") -> WeightedPLS:
-    """PIRLS's weighted system: the two-block one where it applies (``method="auto"`` or
-    ``"blocked"``), else CHOLMOD's (``"cholmod"``)."""
+    """PIRLS's weighted system: the two-block one with ``"blocked"``, or with ``"auto"`` where it
+    applies to at least ``AUTO_MIN_ROWS`` observations; else CHOLMOD's (``"cholmod"``)."""
     if method not in ("auto", "blocked", "cholmod"):
         raise ModelError(f"PIRLS factorisation {method!r}: use 'auto', 'blocked' or 'cholmod'")
-    if method == "cholmod" or (method == "auto" and not blocked_applies(reTrms)):
+    if method == "cholmod" or (method == "auto" and (X.shape[0] < AUTO_MIN_ROWS or not blocked_applies(reTrms))):
         return WeightedPLS(X, reTrms)
     if not blocked_applies(reTrms):
         raise ModelError("the blocked PIRLS factorisation needs a scalar first random-effects term and "
