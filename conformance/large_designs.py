@@ -192,6 +192,29 @@ def ratings_chunks(n: int = 10_000_000, n_users: int = 100_000, n_items: int = 2
                             "item": item + 1}), truth
 
 
+CROSSED_BINOMIAL_FORMULA = "y ~ x + (1 | subject) + (1 | item)"
+
+
+def crossed_binomial(seed: int = 20261203, n_subjects: int = 50_000, n_items: int = 2_000, per_subject: int = 20) -> Design:
+    """A crossed binary design for glmer (issue 16): ``n_subjects`` subjects each answering
+    ``per_subject`` distinct items drawn uniformly from ``n_items`` (1 million rows by default),
+    a standard-normal covariate ``x`` per row, ``y ~ Bernoulli(logistic(-0.5 + 0.8 x + u_subject
+    + v_item))`` with sd(u) = 1 and sd(v) = 0.5; model ``CROSSED_BINOMIAL_FORMULA`` (binomial, Laplace)."""
+    rng = np.random.default_rng(seed)
+    sd = {"subject": 1.0, "item": 0.5}
+    beta = {"(Intercept)": -0.5, "x": 0.8}
+    u, v = rng.normal(0, sd["subject"], n_subjects), rng.normal(0, sd["item"], n_items)
+    subject = np.repeat(np.arange(n_subjects), per_subject)
+    chunk = max(1, 4_000_000 // n_items)  # subjects per draw: the items with the smallest uniform keys
+    item = np.concatenate([np.argpartition(rng.random((min(chunk, n_subjects - a), n_items)), per_subject, axis=1)
+                           [:, :per_subject].ravel() for a in range(0, n_subjects, chunk)])
+    x = rng.normal(0, 1, subject.size)
+    eta = beta["(Intercept)"] + beta["x"] * x + u[subject] + v[item]
+    y = (rng.random(subject.size) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    data = pd.DataFrame({"y": y, "x": x, "subject": _codes(subject, n_subjects), "item": _codes(item, n_items)})
+    return Design("crossed_binomial", data, CROSSED_BINOMIAL_FORMULA, False, {"sd": sd, "beta": beta, "family": "binomial"})
+
+
 def _dirichlet(rng: np.random.Generator, k: int, shape: float) -> np.ndarray:
     w = rng.gamma(shape, 1.0, k)
     return w / w.sum()

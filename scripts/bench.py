@@ -26,6 +26,7 @@ small-model times are means of 10 consecutive fits (R's clock ticks in milliseco
     .venv/bin/python scripts/bench.py --polish-cost     # the certified optimum's cost: polish on / off, same run
     .venv/bin/python scripts/bench.py --large           # the simulated grades and state-test designs
     .venv/bin/python scripts/bench.py --large grades --large-lme4   # and lme4 on them (may take an hour)
+    .venv/bin/python scripts/bench.py --large crossed_binomial      # glmer: 1M binary responses, 50,000 x 2,000 crossed
     .venv/bin/python scripts/bench.py --many            # 20,000 responses of one model (scripts/bench_many.py)
 
 ``--large`` fits the designs of ``conformance.large_designs`` (generated from a seed), each in its
@@ -78,13 +79,15 @@ GLMER_MODELS = {
 }
 
 
-def time_pylme_glmer(data, formula: str, family: str, repeat: int) -> dict:
+def time_pylme_glmer(data, formula: str, family: str, repeat: int, pirls: str | None = None) -> dict:
+    """pylme.glmer's median time (with ``glmerControl(pirls_factor=pirls)`` when given)."""
+    control = None if pirls is None else pylme.glmerControl(pirls_factor=pirls)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            gm = pylme.glmer(formula, data, family=family)
+            gm = pylme.glmer(formula, data, family=family, control=control)
         times.append(time.perf_counter() - t0)
     return {"time": statistics.median(times), "criterion": gm.opt.fval,
             "evals": sum(r.feval for r in gm.opt.runs), "peak_mb": float("nan")}
@@ -336,6 +339,8 @@ def large_one(name: str, method: str, with_lme4: bool) -> dict:
     des = getattr(large_designs, name)()
     generated = time.perf_counter() - t0
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if "family" in des.truth:
+        return large_glmer_one(des, generated, rss0)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -355,6 +360,22 @@ def large_one(name: str, method: str, with_lme4: bool) -> dict:
     return row
 
 
+def large_glmer_one(des, generated: float, rss0: float) -> dict:
+    """A large glmer design (``crossed_binomial``): pylme.glmer with PIRLS's two-block factor; time,
+    evaluations per stage, peak RSS, estimates against the simulation's truth."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = pylme.glmer(des.formula, des.data, family=des.truth["family"],
+                         control=pylme.glmerControl(pirls_factor="auto"))
+    fit = time.perf_counter() - t0
+    return {"model": des.name, "formula": des.formula, "n": len(des.data), "generate_s": generated, "fit_s": fit,
+            "evals": [r.feval for r in gm.opt.runs], "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "rss_before_fit_gb": rss0, "criterion": gm.opt.fval,
+            "sd": dict(zip([t.group for t in gm.lmod.reTrms.terms], gm.theta.tolist())),
+            "beta": dict(zip(gm.fixef().index, gm.fixef().tolist())), "truth": des.truth}
+
+
 def run_large(names: list[str], method: str, with_lme4: bool, out: Path) -> None:
     """Each large design in a child process (its own peak memory)."""
     rows = []
@@ -366,6 +387,11 @@ def run_large(names: list[str], method: str, with_lme4: bool, out: Path) -> None
             continue
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
+        if "beta" in row:  # a glmer design
+            print(f"{name}: n={row['n']} fit {row['fit_s']:.1f} s (evaluations per stage {row['evals']}), peak RSS "
+                  f"{row['peak_rss_gb']:.2f} GB, deviance {row['criterion']:.4f}; sd {row['sd']}, beta {row['beta']} "
+                  f"(truth {row['truth']})")
+            continue
         print(f"{name}: n={row['n']} fit {row['fit_s']:.1f} s ({row['evals']} evaluations), peak RSS "
               f"{row['peak_rss_gb']:.2f} GB (data {row['rss_before_fit_gb']:.2f} GB; blocks estimated "
               f"{row['estimated_blocks_gb'] or 0:.2f} GB), criterion {row['criterion']:.4f}")
@@ -392,6 +418,8 @@ def main() -> None:
     parser.add_argument("--large-lme4", action="store_true", help="also fit the large designs with lme4")
     parser.add_argument("--large-one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--glmer-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--glmer-pirls", default=None, choices=["cholmod", "blocked", "auto"],
+                        help="glmer rows: glmerControl(pirls_factor=...) for pylme (default: pylme's default)")
     parser.add_argument("--glmer-baseline", default=None, metavar="REV",
                         help="glmer rows: also time pylme as of this git revision, in the same run")
     parser.add_argument("--polish-cost", nargs="?", const=",".join(POLISH_MODELS), default=None,
@@ -404,11 +432,14 @@ def main() -> None:
     parser.add_argument("--bigdata", default=None, choices=["state", "state10", "movielens", "movielens2m"],
                         help="fit a partitioned Parquet data set through Dask (scripts/bench_bigdata.py)")
     parser.add_argument("--data", default="reports/bigdata", help="where --bigdata writes its Parquet data sets")
+    parser.add_argument("--memory-limit", type=float, default=None, metavar="BYTES",
+                        help="--bigdata: lmerControl(memory_limit=) of the fits (1.5e9 makes movielens2m form block 2 "
+                             "from A21 each evaluation: its cross map does not fit)")
     args = parser.parse_args()
     if args.bigdata:
         import bench_bigdata
 
-        bench_bigdata.run(args.bigdata, Path(args.data), Path(args.out))
+        bench_bigdata.run(args.bigdata, Path(args.data), Path(args.out), args.memory_limit)
         return
     if args.many:
         import bench_many
@@ -441,7 +472,7 @@ def main() -> None:
             dataset, formula, family = GLMER_MODELS[name]
             data = pylme.datasets.load(dataset)
             repeat = min(args.repeat, 3)
-            py, r = time_pylme_glmer(data, formula, family, repeat), time_lme4_glmer(data, formula, family, repeat)
+            py, r = time_pylme_glmer(data, formula, family, repeat, args.glmer_pirls), time_lme4_glmer(data, formula, family, repeat)
             row = {"model": name, "dataset": dataset, "formula": formula, "REML": False, "n": len(data),
                    "pylme": py, "lme4": r, "ratio": r["time"] / py["time"], "glmer": True,
                    "d_criterion_rel": (py["criterion"] - r["criterion"]) / abs(r["criterion"])}

@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bench.py --bigdata state10    # 52M rows written chunk by chunk, LocalCluster of 2 workers
     .venv/bin/python scripts/bench.py --bigdata movielens  # 10M ratings, 100k users x 20k items crossed
     .venv/bin/python scripts/bench.py --bigdata movielens2m  # 2M ratings, 100k users x 5k items
+    .venv/bin/python scripts/bench.py --bigdata movielens2m --memory-limit 1.5e9  # without the cross map
 
 Data sets are written once under ``--data`` (default ``reports/bigdata``) and reused. Each fit
 runs in its own process, which reports its wall time, its peak resident memory (the client's;
@@ -76,10 +77,10 @@ def movielens2m_frames(nchunks: int):
     return ratings_chunks(n=2_000_000, n_items=5_000, nchunks=nchunks)
 
 
-def fit_one(kind: str, path: str, formula: str, workers: int) -> dict:
+def fit_one(kind: str, path: str, formula: str, workers: int, memory_limit: float | None = None) -> dict:
     """One fit in this process: 'memory' (the whole Parquet data set read into pandas) or 'dask'
     (dd.read_parquet; a LocalCluster of ``workers`` worker processes, or dask's default scheduler
-    for 0)."""
+    for 0); ``memory_limit``: lmerControl's."""
     import pylme
 
     t0 = time.perf_counter()
@@ -106,7 +107,8 @@ def fit_one(kind: str, path: str, formula: str, workers: int) -> dict:
         t1 = time.perf_counter()
         error = None
         try:
-            fm = pylme.lmer(formula, data, **({"client": client} if client else {}))
+            fm = pylme.lmer(formula, data, control=pylme.lmerControl(memory_limit=memory_limit),
+                            **({"client": client} if client else {}))
         except Exception as exc:  # the in-memory refusal of a design too large is a result
             error = f"{type(exc).__name__}: {exc}"
         fit = time.perf_counter() - t1
@@ -128,8 +130,8 @@ def fit_one(kind: str, path: str, formula: str, workers: int) -> dict:
     return row
 
 
-def _child(kind: str, path: Path, formula: str, workers: int) -> dict:
-    cmd = [sys.executable, __file__, "--one", kind, str(path), formula, str(workers)]
+def _child(kind: str, path: Path, formula: str, workers: int, memory_limit: float | None) -> dict:
+    cmd = [sys.executable, __file__, "--one", kind, str(path), formula, str(workers), str(memory_limit or "")]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if done.returncode:
         return {"kind": kind, "error": done.stderr[-3000:]}
@@ -144,8 +146,9 @@ def compare(a: dict, b: dict) -> dict:
             "beta_max_se": float(np.max(np.abs(np.array(a["beta"]) - b["beta"]) / se))}
 
 
-def run(which: str, data_root: Path, out: Path) -> None:
-    """Write the data set if needed, fit it, print and record the figures."""
+def run(which: str, data_root: Path, out: Path, memory_limit: float | None = None) -> None:
+    """Write the data set if needed, fit it (with lmerControl's ``memory_limit``), print and record
+    the figures."""
     from conformance.large_designs import RATINGS_FORMULA
 
     setups = {
@@ -163,7 +166,7 @@ def run(which: str, data_root: Path, out: Path) -> None:
     truth = json.loads((path / "_truth.json").read_text())
     rows = {}
     for kind in kinds:
-        rows[kind] = row = _child(kind, path, formula, workers if kind == "dask" else 0)
+        rows[kind] = row = _child(kind, path, formula, workers if kind == "dask" else 0, memory_limit)
         if "error" in row:
             print(f"{which} {kind}: {row['error'].strip().splitlines()[-1]} (client peak "
                   f"{row.get('client_peak_rss_gb', float('nan')):.2f} GB)")
@@ -182,11 +185,12 @@ def run(which: str, data_root: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     record = out / "bigdata.json"
     old = json.loads(record.read_text()) if record.exists() else {}
-    old[which] = rows
+    old[which if memory_limit is None else f"{which} memory_limit={memory_limit:g}"] = rows
     record.write_text(json.dumps(old, indent=1, default=float) + "\n")
     print(f"written {record}")
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "--one":
-        print(json.dumps(fit_one(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])), default=float))
+        limit = float(sys.argv[6]) if sys.argv[6] else None
+        print(json.dumps(fit_one(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), limit), default=float))

@@ -286,7 +286,7 @@ def test_crossed_ratings_without_the_cross_map(grouped, tmp_path):
     assert isinstance(objective, pylme.scaleout.distributed.GroupedObjective) and objective.cross is None
     assert [p.name for p in objective.plan] == ["block 1", "[X y]", "A21 (block 2 x block 1)", "block 2"]
     assert objective.plan[-1].kind == "dense, formed from A21 each evaluation (no cross map)"
-    assert objective.fill.Bt.nnz == len(whole)  # each (user, item) pair once
+    assert objective.fill.C.nnz == len(whole)  # each (user, item) pair once
     for other in (fm0, mapped):
         assert_same_fit(other, fm)
     r0, r = fm0.ranef(), fm.ranef()

@@ -14,7 +14,7 @@ import pytest
 import pylme
 from conformance.large_designs import RATINGS_FORMULA, ratings_chunks
 from pylme.objectives.blocked import BlockedDevfun
-from pylme.objectives.rankupdate import CHUNK_PAIRS, RankUpdateFill, chunk_bounds
+from pylme.objectives.rankupdate import TILE, RankUpdateFill
 
 INSTEVAL = "y ~ service + lectage + (1 | s) + (1 | d) + (1 | dept:service)"
 
@@ -31,20 +31,20 @@ def quiet_lmer(*args, **kwargs):
         return pylme.lmer(*args, **kwargs)
 
 
-@pytest.mark.parametrize("chunk", [CHUNK_PAIRS, 5_000])
-def test_direct_block_2_equals_the_cross_map_and_cholmod(monkeypatch, chunk):
+@pytest.mark.parametrize("tile", [TILE, 100])
+def test_direct_block_2_equals_the_cross_map_and_cholmod(monkeypatch, tile):
     """An InstEval subset (students block 1; d and dept:service, two scalar terms, block 2): at
     thetas inside and on the boundary, the criterion without the cross map equals the cross map's
     and CHOLMOD's to 1e-10 relative, and the PLS solution read off the factor is the same; with
-    small chunks of students (many sparse products) as with one."""
+    tiles of 100 effects (many sparse products) as with one tile."""
     import pylme.objectives.rankupdate as rankupdate
 
-    monkeypatch.setattr(rankupdate, "CHUNK_PAIRS", chunk)
+    monkeypatch.setattr(rankupdate, "TILE", tile)
     data = pylme.datasets.load("InstEval").iloc[:30_000]
     dev = pylme.lmer(INSTEVAL, data, devFunOnly=True)
     mapped, direct = BlockedDevfun(dev, fill="dense"), BlockedDevfun(dev, fill="direct")
     assert mapped.cross is not None and direct.cross is None and isinstance(direct.fill, RankUpdateFill)
-    assert (chunk == CHUNK_PAIRS) == (len(direct.fill.chunks) == 1)
+    assert len(direct.fill.tiles) == (1 if tile == TILE else -(-direct.q2 // tile)) and direct.q2 < TILE
     assert direct.memory_plan().splitlines()[-1].startswith(
         "block 2 (dense, formed from A21 each evaluation (no cross map), 1 | d, 1 | dept:service; order ")
     for theta in ([0.3, 0.4, 0.1], [1.0, 1.0, 1.0], [0.0, 0.5, 0.2], [0.7, 0.0, 0.0], [2.0, 0.05, 3.0]):
@@ -56,17 +56,6 @@ def test_direct_block_2_equals_the_cross_map_and_cholmod(monkeypatch, chunk):
     np.testing.assert_allclose(st.beta, st0.beta, rtol=1e-9)
     np.testing.assert_allclose(st.b, st0.b, rtol=0, atol=1e-9 * np.abs(st0.b).max())
     assert st.pwrss == pytest.approx(st0.pwrss, rel=1e-10)
-
-
-def test_chunks_bound_the_products():
-    """Consecutive ranges of levels with at most the budget of products k^2; a larger level alone."""
-    k = np.array([3, 1, 4, 1, 5, 9, 2, 6, 0, 5])
-    bounds = chunk_bounds(k, 30)
-    assert bounds[0][0] == 0 and bounds[-1][1] == k.size
-    assert all(b == c for (_, b), (c, _) in zip(bounds[:-1], bounds[1:]))
-    for a, b in bounds:
-        assert b - a == 1 or np.sum(k[a:b] ** 2) <= 30
-    assert (5, 6) in bounds  # 81 products: a chunk of its own
 
 
 def test_memory_plan_chooses_no_cross_map_where_the_map_does_not_fit():

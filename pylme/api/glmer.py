@@ -30,7 +30,8 @@ from ..fitted.glmer_model import GlmerMod
 from ..fitting.convergence import ConvCheck, Derivs, check_conv, deriv12, one_by_one
 from ..fitting.optimizer import OptSummary, optwrap
 from ..objectives.lformula import LmerFormula, check_zdims, offset_sum
-from ..objectives.pirls import GlmResponse, Pirls, PirlsState, WeightedPLS, gh_rule
+from ..objectives.pirls import GlmResponse, Pirls, PirlsState, gh_rule
+from ..objectives.pirls_blocked import weighted_pls
 from .lmer import lmer
 
 
@@ -41,7 +42,10 @@ class GlmerControl:
     ``"nloptwrap"``, which runs lme4's nloptwrap itself: nlopt with lme4's defaults overridden by
     ``optCtrl`` (``algorithm``, ``maxeval``, ``xtol_rel``, ...), as ``allFit`` uses it.
     ``optimizer=None`` evaluates the model at ``start`` without optimising (to install another
-    engine's estimates)."""
+    engine's estimates). ``pirls_factor`` (pylme's own) picks PIRLS's factorisation: the two-block
+    one where the first random-effects term is scalar (``"blocked"``; ``"auto"`` where it applies to
+    100,000 observations or more), or
+    CHOLMOD's (``"cholmod"``, the default)."""
 
     optimizer: tuple[str, str] | None = ("bobyqa", "Nelder_Mead")
     optCtrl: dict = field(default_factory=dict)
@@ -58,6 +62,7 @@ class GlmerControl:
     check_conv_grad_tol: float = 2e-3
     check_conv_singular_tol: float = 1e-4
     check_conv_hess_tol: float = 1e-6
+    pirls_factor: str = "cholmod"  # pylme: "cholmod", "blocked" (two-block) or "auto" (pylme.objectives.pirls_blocked)
 
     def __post_init__(self) -> None:
         if isinstance(self.optimizer, str):
@@ -200,7 +205,7 @@ class GlmerDevfun:
         resp.update_mu(fam.linkfun(glmod.mustart))
         self.glmod = glmod
         self.reTrms = glmod.reTrms
-        self.pls = WeightedPLS(glmod.X, glmod.reTrms)
+        self.pls = weighted_pls(glmod.X, glmod.reTrms, control.pirls_factor)
         self.pirls = Pirls(self.pls, resp, control.tolPwrss)
         self.ntheta = len(self.reTrms.theta0)
         self.nAGQ = 0

@@ -454,8 +454,7 @@ class BlockedObjective(Objective):
         """The memory of block 2 formed from A21 each evaluation: A21 and the dense block."""
         from .rankupdate import direct_plans
 
-        k = np.diff(sp.csc_matrix(A21).indptr).astype(float)
-        return direct_plans(self.terms1, self.terms2, self.q2, float(k.sum()), float(k @ k), float(np.max(k * k, initial=0.0)))
+        return direct_plans(self.terms1, self.terms2, self.q2, float(A21.nnz))
 
     def _setup_direct(self, A22: sp.coo_matrix, A21: sp.spmatrix, nc1: int, limit: tuple[float, str]) -> None:
         """Block 2 without a cross map: formed densely from A21 each evaluation and factored by

@@ -150,8 +150,7 @@ class WeightedPLS:
         self.n, self.p = X.shape
         self.LtZt, self.values = lambdat_zt_map(reTrms.lam, reTrms.Zt)
         self.entry_col = np.repeat(np.arange(self.n), np.diff(self.LtZt.indptr))
-        self.LtZt.data = self.values(reTrms.theta0) + 1.0  # any nonzero pattern for the analysis
-        self.factor = analyze_AAt(self.LtZt)
+        self._factor = None  # CHOLMOD's analysis of LtZt LtZt', made on first use (``factor``)
         self.lambdat = SparseProduct.of_csc(reTrms.Lambdat)
         self.zt = SparseProduct.of_csc(reTrms.Zt)
         self.lt = SparseProduct.of_csc(self.LtZt)
@@ -160,6 +159,16 @@ class WeightedPLS:
         self.sqrtW = np.ones(self.n)
         self.version = 0  # counts factorisations (x_parts_later knows whether L is still its own)
         self._x: tuple[np.ndarray, np.ndarray] | None = None  # RZX, RX of the current L
+
+    @property
+    def factor(self):
+        """CHOLMOD's factor of ``Lambdat Zt W Z Lambda + I`` (symbolic analysis on first use: the
+        pattern is fixed, as W only rescales the columns of ``Lambdat Zt``)."""
+        if self._factor is None:
+            pattern = self.LtZt.copy()
+            pattern.data = np.ones_like(pattern.data)
+            self._factor = analyze_AAt(pattern)
+        return self._factor
 
     def set_theta(self, theta: np.ndarray) -> None:
         self.theta = np.array(theta, dtype=float)

@@ -8,14 +8,15 @@ For a scalar block 1 (``V`` diagonal: one ``v_l >= 0`` per level) and a diagonal
     S22 = D (A22 - A21 V A12) D + I = D A22 D + I - C C',   C = D A21 diag(sqrt(v))
 
 ``C C'`` is the sum over block 1's levels of the rank-k_l updates of the k_l block-2 effects a
-level meets (for users x items, the items a user rated): ``sum_l k_l^2`` products an
-evaluation, with nothing kept between evaluations but ``A21`` itself. The levels are taken in
-chunks of at most ``CHUNK_PAIRS`` products (scipy's sparse product ``C_c' C_c`` of a chunk's rows,
-which sums the pairs the chunk's levels share), and each chunk's lower triangle is added into
-the dense block, so the memory beyond the block and ``A21`` stays bounded. Where the cross map
-(pylme.objectives.blocked.CrossMap: one entry per pair met within a group of levels) would not
-fit in memory, this needs only the dense block and ``A21``; each evaluation costs the
-products above and a dense factorisation of order q2.
+level meets (for users x items, the items a user rated). It is computed by tiles of the dense
+lower triangle: for block-2 ranges I >= J of ``TILE`` effects, scipy's sparse product
+``C_I C_J'`` (the products ``k_lI k_lJ`` of each level's entries in I and J, summed per pair of
+effects by the product) is made dense and subtracted from the tile. So an evaluation costs about
+``sum_l k_l^2 / 2`` multiply-adds and one pass over the dense triangle, and the memory beyond the
+dense block and ``A21`` is one tile's product. Where the cross map (pylme.objectives.blocked.CrossMap:
+one entry per pair met within a group of levels) would not fit in memory, this needs only the
+dense block and ``A21``; each evaluation then adds the products above to the dense factorisation
+of order q2.
 """
 from __future__ import annotations
 
@@ -24,40 +25,20 @@ import scipy.sparse as sp
 
 from .blocked import BlockPlan, DenseFill
 
-#: the products ``k_l^2`` of one chunk of block-1 levels (the sparse product's entries, and the
-#: temporary arrays of its lower triangle, about 50 bytes each, are bounded by it; a level with
-#: more pairs is a chunk of its own)
-CHUNK_PAIRS = 8_000_000
-#: bytes per product of a chunk while it is added in (the product's entries, their positions)
-CHUNK_BYTES_PER_PAIR = 50.0
-#: bytes per entry of A21 this fill keeps and makes per evaluation (indices and values, the
-#: level of each entry, the scaled values)
-A21_BYTES_PER_ENTRY = 24.0
+#: block-2 effects per tile of the dense triangle (a tile's product and its dense copy: at most
+#: 20 TILE^2 bytes)
+TILE = 2048
+#: bytes per entry of A21 this fill keeps and makes per evaluation (indices and values, each
+#: entry's block-2 effect, the scaled values, their transposed tiles)
+A21_BYTES_PER_ENTRY = 40.0
 
 
-def direct_plans(terms1: list[str], terms2: list[str], q2: int, entries: float, products: float,
-                 largest: float) -> list[BlockPlan]:
-    """The memory of block 2 formed from A21: A21 (``entries`` entries, with the per-evaluation
-    copy of its values) and the dense block with a chunk's temporaries (``products``: the sum of
-    ``k_l^2`` over the levels, or a bound; ``largest``: the most of one level; a chunk's product
-    has at most q2^2 entries)."""
-    chunk = min(max(min(CHUNK_PAIRS, products), largest), float(q2) * q2)
+def direct_plans(terms1: list[str], terms2: list[str], q2: int, entries: float) -> list[BlockPlan]:
+    """The memory of block 2 formed from A21 (``entries`` entries): A21 with its per-evaluation
+    copies, and the dense block with one tile's product."""
+    tile = float(min(TILE, q2)) ** 2
     return [BlockPlan("A21 (block 2 x block 1)", terms1 + terms2, "sparse", q2, A21_BYTES_PER_ENTRY * entries),
-            BlockPlan("block 2", terms2, RankUpdateFill.formed, q2, 8.0 * q2 * q2 + CHUNK_BYTES_PER_PAIR * chunk)]
-
-
-def chunk_bounds(k: np.ndarray, budget: int | None = None) -> list[tuple[int, int]]:
-    """Consecutive ranges of levels whose products ``k_l^2`` sum to at most ``budget`` (default
-    CHUNK_PAIRS; a level with more is a range of its own)."""
-    budget = CHUNK_PAIRS if budget is None else budget
-    ends = np.cumsum(np.asarray(k, dtype=np.int64) ** 2)
-    bounds, start = [], 0
-    while start < ends.size:
-        before = ends[start - 1] if start else 0
-        stop = max(int(np.searchsorted(ends, before + budget, side="right")), start + 1)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
+            BlockPlan("block 2", terms2, RankUpdateFill.formed, q2, 8.0 * q2 * q2 + 20.0 * tile)]
 
 
 class RankUpdateFill(DenseFill):
@@ -72,12 +53,11 @@ class RankUpdateFill(DenseFill):
         self.q2, self.L = q2, None
         self.flat22 = A22.col.astype(np.int64) * q2 + A22.row  # Fortran order, lower triangle
         self.rows22, self.cols22, self.data22 = A22.row, A22.col, A22.data
-        Bt = sp.csc_matrix(A21).T.tocsr()  # levels x q2: a level's entries are one row
-        Bt.sum_duplicates()
-        self.Bt = Bt
-        k = np.diff(Bt.indptr)
-        self.level = np.repeat(np.arange(k.size, dtype=np.int32), k)  # each entry's level
-        self.chunks = chunk_bounds(k)
+        C = sp.csr_matrix(A21)  # a block-2 effect's entries are one row; an entry's column is its level
+        C.sum_duplicates()
+        self.C = C
+        self.effect = np.repeat(np.arange(q2, dtype=np.int32), np.diff(C.indptr))
+        self.tiles = [(a, min(a + TILE, q2)) for a in range(0, q2, TILE)]
 
     def factor_updated(self, lam: np.ndarray, v: np.ndarray) -> float | None:
         """Form ``D A22 D + I - C C'`` (D = diag(lam), C = D A21 diag(sqrt(v))) in the dense lower
@@ -87,25 +67,14 @@ class RankUpdateFill(DenseFill):
         S = np.zeros((q2, q2), order="F")
         flat = S.ravel(order="K")  # a view (S is Fortran-contiguous): flat[col * q2 + row]
         flat[self.flat22] = self.data22 * lam[self.rows22] * lam[self.cols22]
-        Bt = self.Bt
-        data = Bt.data * np.sqrt(v)[self.level] * lam[Bt.indices]
-        for a, b in self.chunks:
-            _subtract_pairs(flat, q2, _rows(Bt, data, a, b))
+        C = self.C
+        scaled = sp.csr_matrix((C.data * np.sqrt(v)[C.indices] * lam[self.effect], C.indices, C.indptr), shape=C.shape)
+        rows = [scaled[a:b] for a, b in self.tiles]
+        for j, (a, b) in enumerate(self.tiles):
+            cols = rows[j].T.tocsr()  # levels x tile J
+            for i in range(j, len(self.tiles)):
+                c, d = self.tiles[i]
+                block = (rows[i] @ cols).toarray()
+                S[c:d, a:b] -= np.tril(block) if i == j else block
         flat[:: q2 + 1] += 1.0
         return self.factor_formed(S)
-
-
-def _rows(Bt: sp.csr_matrix, data: np.ndarray, a: int, b: int) -> sp.csr_matrix:
-    """Rows a..b-1 of Bt with the values ``data`` (no copy of the indices)."""
-    p0, p1 = Bt.indptr[a], Bt.indptr[b]
-    return sp.csr_matrix((data[p0:p1], Bt.indices[p0:p1], Bt.indptr[a : b + 1] - p0), shape=(b - a, Bt.shape[1]))
-
-
-def _subtract_pairs(flat: np.ndarray, q2: int, C: sp.csr_matrix) -> None:
-    """``flat`` (a q2 x q2 array in Fortran order) minus the lower triangle of ``C' C``. The
-    product is symmetric, so its row i is column i: the entries with j >= i of row i are added
-    into column i of the lower triangle (contiguous in memory)."""
-    P = (C.T.tocsr() @ C).tocsr()
-    i = np.repeat(np.arange(q2, dtype=np.int64), np.diff(P.indptr))
-    keep = P.indices >= i
-    flat[i[keep] * q2 + P.indices[keep]] -= P.data[keep]

@@ -241,8 +241,7 @@ class PartitionModel:
         """Before ``grouped_stats``: per group of block-1 levels with equal row counts (whole levels
         here), its number of levels, the entries its sum of ``A21_l A12_l`` (lower triangle) can
         hold at most: ``k (k + 1) / 2`` for a level whose rows meet k random effects of block 2, and
-        its levels' entries of A21 (the k), and the largest k^2 (these bound block 2 formed from
-        A21 instead)."""
+        its levels' entries of A21 (the k: block 2 formed from A21 instead holds those)."""
         rows = self.named_frame(part, index)
         if rows is None:
             return None
@@ -252,9 +251,8 @@ class PartitionModel:
         k = np.diff((Z2t @ Z1t[levels].T).tocsc().indptr).astype(np.int64)
         keys, inverse = np.unique(count[levels], return_inverse=True)
         sizes, pairs = np.bincount(inverse), np.bincount(inverse, weights=k * (k + 1) // 2)
-        entries, largest = np.bincount(inverse, weights=k), np.zeros(keys.size)
-        np.maximum.at(largest, inverse, k * k)
-        return {float(c): np.array([m, e, a, b]) for c, m, e, a, b in zip(keys, sizes, pairs, entries, largest)}
+        entries = np.bincount(inverse, weights=k)
+        return {float(c): np.array([m, e, a]) for c, m, e, a in zip(keys, sizes, pairs, entries)}
 
     def block1_modes(self, part: pd.DataFrame, index: int, beta: np.ndarray, c2: np.ndarray,
                      lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -420,13 +418,12 @@ def _pairs_task(part: pd.DataFrame, index: int, model: PartitionModel) -> dict |
 
 
 def _add_groups(a: dict | None, b: dict | None = None) -> dict | None:
-    """The sum of two partitions' ``grouped_pairs`` (per row count: levels, pairs, entries; the
-    largest k^2)."""
+    """The sum of two partitions' ``grouped_pairs`` (per row count: levels, pairs, entries)."""
     if a is None or b is None:
         return a if b is None else b
     out = dict(a)
     for key, value in b.items():
-        out[key] = np.r_[out[key][:3] + value[:3], max(out[key][3], value[3])] if key in out else value
+        out[key] = out[key] + value if key in out else value
     return out
 
 
@@ -970,9 +967,8 @@ def _cross_map_or_direct(rt: ReTrms, k1: int, groups: dict, m3: int, limit: tupl
     with_map = grouped_plans([t1.label], terms2, t1.nl, len(groups), m3, q2, pairs)
     if q2 and not fits(with_map, limit) and all(t.nc == 1 for k, t in enumerate(rt.terms) if k != k1):
         entries = sum(g[2] for g in groups.values())
-        largest = max((g[3] for g in groups.values()), default=0.0)
-        direct = grouped_plans([t1.label], terms2, t1.nl, len(groups), m3, q2) + direct_plans(
-            [t1.label], terms2, q2, entries, 2.0 * pairs, largest)
+        direct = grouped_plans([t1.label], terms2, t1.nl, len(groups), m3, q2) + direct_plans([t1.label], terms2, q2,
+                                                                                               entries)
         if fits(direct, limit):
             return False
     _check_memory(with_map, limit)
