@@ -48,11 +48,11 @@ from ..description.reterms import LambdaMap
 from ..errors import ModelError
 from . import gradient
 from .design import LmmDesign
-from .memory import available_bytes, format_bytes, predicted_factor
+from .memory import BlockPlan, available_bytes, format_bytes, predicted_factor
 from .objective import Objective, PLSState
 from .pls import CholmodObjective
 from .response import CriterionTerms, LmerResp
-from .tiled import TiledFill, plan_tiles
+from .tiled import DenseFill, TiledFill, plan_tiles
 
 #: below this many observations the CHOLMOD path is faster (less Python overhead per evaluation)
 MIN_ROWS = 10_000
@@ -70,21 +70,6 @@ THREADED_MAP = 200_000
 UNIQUE_TABLE_MAX = 1 << 24
 #: the share of the available memory a fit may plan to use
 MEMORY_SHARE = 0.8
-
-
-@dataclass
-class BlockPlan:
-    """One block of the factor and the memory it needs."""
-
-    name: str
-    terms: list[str]
-    kind: str  # "diagonal", "block-diagonal", "sparse map", "dense", "sparse", "tiled", "dense [X y]"
-    order: int
-    bytes: float
-
-    def describe(self) -> str:
-        order = f"; order {self.order}" if self.order else ""
-        return f"{self.name} ({self.kind}, {', '.join(self.terms)}{order}): {format_bytes(self.bytes)}"
 
 
 class FirstBlock:
@@ -266,45 +251,6 @@ def pair_count(A21: sp.csc_matrix, nc: int) -> int:
     ptr = np.asarray(A21.indptr[:: nc] if nc > 1 else A21.indptr, dtype=np.int64)
     lens = np.diff(ptr[: A21.shape[1] // nc + 1])
     return int(np.sum(lens * (lens + 1) // 2))
-
-
-class DenseFill:
-    """Block 2 factored densely by LAPACK (lower, column-major, in place)."""
-
-    kind = "dense"
-
-    def __init__(self, rows: np.ndarray, cols: np.ndarray, q2: int):
-        self.q2 = q2
-        self.flat = cols.astype(np.int64) * q2 + rows  # Fortran order
-        self.L: np.ndarray | None = None
-
-    def factor(self, vals: np.ndarray) -> float | None:
-        self.L = None  # the last factor is freed before the next is made: one q2 x q2 array at a time
-        S = np.zeros((self.q2, self.q2), order="F")  # (fresh zero pages: faster here than refilling one)
-        S.ravel(order="F")[self.flat] = vals
-        return self.factor_formed(S)
-
-    def factor_formed(self, S: np.ndarray) -> float | None:
-        """Factor the formed block S (lower triangle, Fortran order) in place; its log-determinant,
-        or None if it is not positive definite."""
-        self.L, info = lapack.dpotrf(S, lower=1, clean=0, overwrite_a=1)
-        if info != 0:
-            return None
-        return 2.0 * float(np.sum(np.log(np.diagonal(self.L))))
-
-    def solve_L(self, B: np.ndarray) -> np.ndarray:
-        """L22^-1 B for B of shape (q2, m)."""
-        return lapack.dtrtrs(self.L, np.asfortranarray(B), lower=1)[0]
-
-    def solve_Lt(self, c: np.ndarray) -> np.ndarray:
-        """L22^-T c."""
-        return lapack.dtrtrs(self.L, c, lower=1, trans=1)[0]
-
-    def clone(self) -> "DenseFill":
-        """The same block with a factor of its own (another objective's factorisations)."""
-        new = copy.copy(self)
-        new.L = None
-        return new
 
 
 class SparseFill:

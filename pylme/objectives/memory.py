@@ -122,3 +122,18 @@ def predicted_factor(A_lower: sp.csc_matrix) -> FactorSize | None:
         return size
     finally:
         lib.cholmod_finish(common)
+
+
+@dataclass
+class BlockPlan:
+    """One block of the factor and the memory it needs."""
+
+    name: str
+    terms: list[str]
+    kind: str  # "diagonal", "block-diagonal", "sparse map", "dense", "sparse", "tiled", "dense [X y]"
+    order: int
+    bytes: float
+
+    def describe(self) -> str:
+        order = f"; order {self.order}" if self.order else ""
+        return f"{self.name} ({self.kind}, {', '.join(self.terms)}{order}): {format_bytes(self.bytes)}"

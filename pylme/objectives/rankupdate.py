@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .blocked import BlockPlan, DenseFill
+from .memory import BlockPlan
+from .tiled import DenseFill
 
 #: block-2 effects per tile of the dense triangle (a tile's product and its dense copy: at most
 #: 20 TILE^2 bytes)

@@ -247,3 +247,42 @@ class TiledFill:
             cols = np.concatenate([np.arange(b[j], b[j + 1]) for j in np.flatnonzero(self.stored[k])])
             U[b[k]:b[k + 1], cols] = P
         return np.triu(U).T
+
+
+class DenseFill:
+    """Block 2 factored densely by LAPACK (lower, column-major, in place)."""
+
+    kind = "dense"
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, q2: int):
+        self.q2 = q2
+        self.flat = cols.astype(np.int64) * q2 + rows  # Fortran order
+        self.L: np.ndarray | None = None
+
+    def factor(self, vals: np.ndarray) -> float | None:
+        self.L = None  # the last factor is freed before the next is made: one q2 x q2 array at a time
+        S = np.zeros((self.q2, self.q2), order="F")  # (fresh zero pages: faster here than refilling one)
+        S.ravel(order="F")[self.flat] = vals
+        return self.factor_formed(S)
+
+    def factor_formed(self, S: np.ndarray) -> float | None:
+        """Factor the formed block S (lower triangle, Fortran order) in place; its log-determinant,
+        or None if it is not positive definite."""
+        self.L, info = lapack.dpotrf(S, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            return None
+        return 2.0 * float(np.sum(np.log(np.diagonal(self.L))))
+
+    def solve_L(self, B: np.ndarray) -> np.ndarray:
+        """L22^-1 B for B of shape (q2, m)."""
+        return lapack.dtrtrs(self.L, np.asfortranarray(B), lower=1)[0]
+
+    def solve_Lt(self, c: np.ndarray) -> np.ndarray:
+        """L22^-T c."""
+        return lapack.dtrtrs(self.L, c, lower=1, trans=1)[0]
+
+    def clone(self) -> "DenseFill":
+        """The same block with a factor of its own (another objective's factorisations)."""
+        new = copy.copy(self)
+        new.L = None
+        return new
