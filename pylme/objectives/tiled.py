@@ -251,11 +251,12 @@ class TiledFill:
 
 
 #: the largest order LAPACK's dpotrf is given in one call; a larger dense block is factored by
-#: tiles of this order (dense_cholesky). Scipy's OpenBLAS (scipy-openblas 0.3.30, built with
-#: BUFFERSIZE=20: 32 MiB work buffers) overruns its buffer in its threaded dpotrf, whose first
-#: thread packs about GEMM_Q x 0.7 m doubles of an order-m trailing update into it: with the
-#: AVX-512 (SkylakeX) kernels, GEMM_Q = 384, from order ~15,000 on two threads (docs/performance.md)
-DENSE_TILE = 4096
+#: tiles of this order (dense_cholesky). The OpenBLAS that scipy bundles (scipy-openblas 0.3.30,
+#: built with 32 MiB work buffers) overruns its buffer in its threaded dpotrf: the threaded dsyrk
+#: of the trailing matrix (order m) packs GEMM_Q x 0.71 m doubles into the first thread's buffer,
+#: past 32 MiB from order ~15,500 on two threads with the AVX-512 kernels (GEMM_Q = 384), ~22,700
+#: with the AVX2 ones; it crashed there (docs/performance.md). Order 2,048 asks about 5 MiB.
+DENSE_TILE = 2048
 
 
 def _cython_function(module, name: str, nargs: int):
