@@ -28,6 +28,7 @@ small-model times are means of 10 consecutive fits (R's clock ticks in milliseco
     .venv/bin/python scripts/bench.py --large grades --large-lme4   # and lme4 on them (may take an hour)
     .venv/bin/python scripts/bench.py --large crossed_binomial      # glmer: 1M binary responses, 50,000 x 2,000 crossed
     .venv/bin/python scripts/bench.py --many            # 20,000 responses of one model (scripts/bench_many.py)
+    .venv/bin/python scripts/bench.py --potrf 8000,12000,20000 --repeat 1   # block 2's dense Cholesky by tiles (scripts/bench_potrf.py)
 
 ``--large`` fits the designs of ``conformance.large_designs`` (generated from a seed), each in its
 own process, with the blocked objective; it prints the fit time, the peak resident memory of the
@@ -437,7 +438,15 @@ def main() -> None:
     parser.add_argument("--memory-limit", type=float, default=None, metavar="BYTES",
                         help="--bigdata: lmerControl(memory_limit=) of the fits (1.5e9 makes movielens2m form block 2 "
                              "from A21 each evaluation: its cross map does not fit)")
+    parser.add_argument("--potrf", default=None, metavar="ORDERS",
+                        help="time block 2's dense Cholesky by tiles against one dpotrf at these orders "
+                             "(scripts/bench_potrf.py), e.g. 8000,12000,20000")
     args = parser.parse_args()
+    if args.potrf:
+        import bench_potrf
+
+        bench_potrf.run([int(n) for n in args.potrf.split(",")], args.repeat, Path(args.out))
+        return
     if args.bigdata:
         import bench_bigdata
 

@@ -82,8 +82,9 @@ def test_blocked_fit_is_cholmods(name, formula, family) -> None:
 
 def test_blocked_refused_where_it_does_not_apply() -> None:
     """A vector-valued first term cannot be block 1 (diagonal): asking for the blocked factor is an
-    error naming why; ``auto`` falls back to CHOLMOD (there, and below its row threshold); an
-    unknown name is refused."""
+    error naming why; ``auto`` (the default) falls back to CHOLMOD there and where block 2 is large
+    in a small data set (grouseticks' 181 random effects in 403 rows), and takes the blocked factor
+    for VerbAgg (block 2 of 24 items); an unknown name is refused."""
     d = pylme.datasets.load("grouseticks")
     f = "TICKS ~ YEAR + (cHEIGHT | BROOD)"
     with pytest.raises(pylme.ModelError, match="scalar first random-effects term"):
@@ -92,5 +93,7 @@ def test_blocked_refused_where_it_does_not_apply() -> None:
         pylme.glmer(f, d, family="poisson", control=glmerControl(pirls_factor="dense"))
     glmod = glFormula(f, d, "poisson")
     assert type(GlmerDevfun(glmod, glmerControl(pirls_factor="auto")).pls).__name__ == "WeightedPLS"
-    small = glFormula(*MODELS[2][1:2], pylme.datasets.load("VerbAgg"), "binomial")
-    assert type(GlmerDevfun(small, glmerControl(pirls_factor="auto")).pls).__name__ == "WeightedPLS"
+    grouse = glFormula(MODELS[3][1], d, "poisson")
+    assert type(GlmerDevfun(grouse, glmerControl()).pls).__name__ == "WeightedPLS"
+    verbagg = glFormula(MODELS[2][1], pylme.datasets.load("VerbAgg"), "binomial")
+    assert type(GlmerDevfun(verbagg, glmerControl()).pls).__name__ == "BlockedWeightedPLS"

@@ -15,6 +15,7 @@ import pylme
 from conformance.large_designs import RATINGS_FORMULA, ratings_chunks
 from pylme.objectives.blocked import BlockedDevfun
 from pylme.objectives.rankupdate import TILE, RankUpdateFill
+from pylme.objectives.tiled import DENSE_TILE, DenseFill
 
 INSTEVAL = "y ~ service + lectage + (1 | s) + (1 | d) + (1 | dept:service)"
 
@@ -111,3 +112,39 @@ def test_fit_without_the_cross_map_is_lme4s():
     np.testing.assert_allclose(fm.theta, theta, rtol=0, atol=1e-4)
     assert np.all(np.abs(fm.fixef().to_numpy() - beta) <= 1e-4 * se)
     assert fm.sigma() == pytest.approx(sigma[0], rel=1e-6)
+
+
+def direct_limit(dev) -> float:
+    """A memory limit with room for block 2 formed from A21 but not for the cross map."""
+    mapped = BlockedDevfun(dev)
+    return sum(p.bytes for p in mapped.plan if p.name != "block 2" and not p.name.startswith("cross")) + sum(
+        p.bytes for p in mapped.direct_plans(mapped.A21)) + 1.0
+
+
+def test_block_2_by_tiles_is_one_dpotrfs_fit(monkeypatch):
+    """The ratings design (300 items) with block 2 factored by tiles of 64 effects
+    (pylme.objectives.tiled.dense_cholesky, as for orders above DENSE_TILE) instead of one dpotrf:
+    the same fit (REML criterion 1e-10 relative, theta 1e-6, beta 1e-6 standard errors); and where
+    a later tile is not positive definite, the same outcome as one dpotrf's: an infinite
+    criterion, and pls_state's ModelError."""
+    data = ratings()
+    dev = pylme.lmer(RATINGS_FORMULA, data, devFunOnly=True)
+    control = pylme.lmerControl(memory_limit=direct_limit(dev))
+    fm0 = quiet_lmer(RATINGS_FORMULA, data, control=control)
+    monkeypatch.setattr(DenseFill, "tile", 64)
+    fm = quiet_lmer(RATINGS_FORMULA, data, control=control)
+    assert fm.opt.objective.cross is None and fm.opt.objective.fill.tile == 64 < fm.opt.objective.q2
+    assert fm.REMLcrit() == pytest.approx(fm0.REMLcrit(), rel=1e-10)
+    np.testing.assert_allclose(fm.theta, fm0.theta, rtol=0, atol=1e-6)
+    se = np.sqrt(np.diag(fm0.vcov().to_numpy()))
+    assert np.all(np.abs(fm.fixef().to_numpy() - fm0.fixef().to_numpy()) <= 1e-6 * se)
+    theta = np.array([1.0, 1.0])
+    for tile in (64, DENSE_TILE):  # by tiles, and in one dpotrf
+        direct = BlockedDevfun(dev, fill="direct")
+        direct.fill.tile = tile
+        fill = direct.fill
+        fill.data22 = fill.data22.copy()
+        fill.data22[(fill.rows22 == 200) & (fill.cols22 == 200)] = -1e6  # item 200: the fourth tile of 64
+        assert direct(theta) == np.inf
+        with pytest.raises(pylme.ModelError, match="the blocked factor is not positive definite at theta"):
+            direct.pls_state(theta)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.sparse as sp
 
-from pylme.objectives.tiled import TiledFill, TilePlan, plan_tiles
+from pylme.objectives.tiled import DenseFill, TiledFill, TilePlan, dense_cholesky, plan_tiles
 
 
 def crossed(n_obs: int, levels: tuple[int, int], seed: int) -> sp.csc_matrix:
@@ -123,3 +124,42 @@ def test_fill_order_without_metis_is_cholmods_default(block: sp.csc_matrix, monk
     perm = tiled.fill_order(pat)
     assert sorted(perm) == list(range(pat.shape[0]))
     np.testing.assert_array_equal(perm, analyze((pat + pat.T).tocsc(), mode="supernodal").P())
+
+
+def spd(n: int, seed: int) -> np.ndarray:
+    """A random symmetric positive definite matrix of order n (Fortran order)."""
+    X = np.random.default_rng(seed).standard_normal((n, n + 5))
+    return np.asfortranarray(X @ X.T / n + 0.1 * np.eye(n))
+
+
+@pytest.mark.parametrize(("n", "tile"), [(500, 64), (501, 64), (65, 64), (64, 64), (1000, 333)])
+def test_dense_cholesky_by_tiles_equals_lapack(n: int, tile: int) -> None:
+    """By tiles (order above the tile) or in one dpotrf: scipy's Cholesky factor to 1e-12
+    relative, the strict upper triangle untouched, as LAPACK leaves it."""
+    A = spd(n, seed=n)
+    S = A.copy(order="F")
+    S[np.triu_indices(n, 1)] = 7.0
+    assert dense_cholesky(S, tile) == 0
+    ref = scipy.linalg.cholesky(A, lower=True)
+    assert np.abs(np.tril(S) - ref).max() <= 1e-12 * np.abs(ref).max()
+    assert np.all(S[np.triu_indices(n, 1)] == 7.0)
+
+
+@pytest.mark.parametrize("tile", [64, 1000])
+def test_dense_cholesky_not_positive_definite_gives_lapacks_info(tile: int) -> None:
+    """A leading minor that is not positive definite in a later tile: dpotrf's info (the order of
+    that minor), and DenseFill's factor is None, as with one dpotrf."""
+    A = spd(500, seed=3)
+    A[300, 300] = -1.0
+    info = scipy.linalg.lapack.dpotrf(A.copy(order="F"), lower=1)[1]
+    assert info == 301
+    assert dense_cholesky(A.copy(order="F"), tile) == info
+    fill = DenseFill(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 500)
+    fill.tile = tile
+    assert fill.factor_formed(A.copy(order="F")) is None
+    assert fill.factor_formed(spd(500, seed=3)) is not None  # usable again afterwards
+
+
+def test_dense_cholesky_refuses_c_order() -> None:
+    with pytest.raises(ValueError, match="Fortran-ordered float64"):
+        dense_cholesky(np.eye(3), 2)

@@ -47,10 +47,10 @@ class GlmerControl:
     ``optimizer=None`` evaluates the model at ``start`` without optimising (to install another
     engine's estimates). ``optCtrl``'s steps and x tolerances apply, in stage 2, to theta and to beta
     in its standard-error units (see the module's docstring). ``pirls_factor`` (pylme's own) picks
-    PIRLS's factorisation: the two-block
-    one where the first random-effects term is scalar (``"blocked"``; ``"auto"`` where it applies to
-    100,000 observations or more), or
-    CHOLMOD's (``"cholmod"``, the default)."""
+    PIRLS's factorisation: the two-block one where the first random-effects term is scalar
+    (``"blocked"``), CHOLMOD's (``"cholmod"``), or (``"auto"``, the default) the two-block one where it
+    applies with a small second block or to 100,000 observations or more, else CHOLMOD's
+    (pylme.objectives.pirls_blocked.weighted_pls)."""
 
     optimizer: tuple[str, str] | None = ("bobyqa", "Nelder_Mead")
     optCtrl: dict = field(default_factory=dict)
@@ -67,7 +67,7 @@ class GlmerControl:
     check_conv_grad_tol: float = 2e-3
     check_conv_singular_tol: float = 1e-4
     check_conv_hess_tol: float = 1e-6
-    pirls_factor: str = "cholmod"  # pylme: "cholmod", "blocked" (two-block) or "auto" (pylme.objectives.pirls_blocked)
+    pirls_factor: str = "auto"  # pylme: "auto", "cholmod" or "blocked" (two-block) (pylme.objectives.pirls_blocked)
 
     def __post_init__(self) -> None:
         if isinstance(self.optimizer, str):
@@ -295,7 +295,7 @@ class GlmerDevfun:
         else:
             self.pls.set_theta(pars[: self.ntheta])
             beta = pars[self.ntheta:]
-            resp.offset = pr.base_offset + (self.pls.X @ beta if beta.size else 0.0)
+            resp.offset = pr.base_offset + self.pls.x_beta(beta)
             pr.update(u_only=True)
             value = pr.laplace() if self.nAGQ == 1 else pr.agq(self.rule, self.codes)
         self.last = pr.state(value)

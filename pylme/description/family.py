@@ -29,6 +29,8 @@ class Link:
     linkinv: Callable[[np.ndarray], np.ndarray]
     mu_eta: Callable[[np.ndarray], np.ndarray]
     valideta: Callable[[np.ndarray], bool] = lambda eta: True
+    #: eta -> (linkinv, mu_eta) in one pass where the two share their work (the logit's exp)
+    inv_mu_eta: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def _clamp01(p: np.ndarray) -> np.ndarray:
@@ -51,15 +53,33 @@ def _logit(mu: np.ndarray) -> np.ndarray:
 
 
 def _logit_inv(eta: np.ndarray) -> np.ndarray:
-    from scipy.special import expit
-
-    return _clamp01(expit(eta))
+    return _logit_inv_mu_eta(eta)[0]
 
 
 def _logit_mu_eta(eta: np.ndarray) -> np.ndarray:
     """exp(-|eta|) / (1 + exp(-|eta|))^2, at least eps (lme4's logitMuEta), exp taken once."""
     t = np.exp(-np.abs(eta))
     return np.maximum(EPS, t / (1.0 + t) ** 2)
+
+
+#: below this |eta| the logistic mean and its derivative are inside [eps, 1 - eps] and above eps
+#: (1 / (1 + exp(-36)) rounds below 1 - eps), so clamping them would change nothing
+_LOGIT_FREE = 36.0
+
+
+def _logit_inv_mu_eta(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The logistic mean clamped to [eps, 1 - eps] and ``_logit_mu_eta``, from one ``exp(-|eta|)``
+    (scipy's expit costs several times an exp): with t = exp(-|eta|), mu = 1 / (1 + t) for eta >= 0,
+    t / (1 + t) below, and mu_eta = t / (1 + t)^2. The clamps only where some |eta| needs them."""
+    a = np.abs(eta)
+    t = np.exp(-a)
+    r = 1.0 / (1.0 + t)
+    tr = t * r
+    mu = np.where(eta >= 0, r, tr)
+    mu_eta = tr * r
+    if not np.max(a, initial=0.0) < _LOGIT_FREE:  # also where eta has a nan
+        return _clamp01(mu), np.maximum(EPS, mu_eta)
+    return mu, mu_eta
 
 
 def _probit(mu: np.ndarray) -> np.ndarray:
@@ -83,7 +103,7 @@ def _finite_positive(eta: np.ndarray) -> bool:
 
 
 LINKS: dict[str, Link] = {
-    "logit": Link("logit", _logit, _logit_inv, _logit_mu_eta),
+    "logit": Link("logit", _logit, _logit_inv, _logit_mu_eta, inv_mu_eta=_logit_inv_mu_eta),
     "probit": Link("probit", _probit, _probit_inv,
                    lambda e: np.exp(-0.5 * e * e) / np.sqrt(2.0 * np.pi)),
     "cauchit": Link("cauchit", lambda mu: np.tan(np.pi * (mu - 0.5)),
@@ -124,6 +144,7 @@ class Family:
     init: Callable[[np.ndarray, np.ndarray], Initialized]
     theta: float | None = None  # the negative binomial's shape
     aic_prep: Callable[..., Callable[[np.ndarray, float], float]] | None = None  # see aic_for
+    dev_prep: Callable[..., Callable[[np.ndarray], np.ndarray]] | None = None  # see dev_for
 
     @property
     def link_name(self) -> str:
@@ -137,6 +158,19 @@ class Family:
 
     def mu_eta(self, eta: np.ndarray) -> np.ndarray:
         return self.link.mu_eta(eta)
+
+    def linkinv_mu_eta(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(linkinv(eta), mu_eta(eta))``, in one pass where the link shares their work."""
+        if self.link.inv_mu_eta is not None:
+            return self.link.inv_mu_eta(eta)
+        return self.link.linkinv(eta), self.link.mu_eta(eta)
+
+    def dev_for(self, y: np.ndarray, wt: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """``dev_resids(y, mu, wt)`` as a function of mu for one response, with what depends on
+        the response alone prepared once (a 0/1 binomial response: one log per observation)."""
+        if self.dev_prep is not None:
+            return self.dev_prep(y, wt)
+        return lambda mu: self.dev_resids(y, mu, wt)
 
     def valideta(self, eta: np.ndarray) -> bool:
         return self.link.valideta(eta)
@@ -180,11 +214,54 @@ def _binomial_dev(y, mu, wt):
     return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
 
 
+def _binomial_dev_prep(y: np.ndarray, wt: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``_binomial_dev`` for one response: for a 0/1 response, ``-2 wt log(mu)`` where y is 1 and
+    ``-2 wt log(1 - mu)`` where it is 0 (one log per observation; the same terms to rounding)."""
+    if not np.all((y == 0.0) | (y == 1.0)):
+        return lambda mu: _binomial_dev(y, mu, wt)
+    one, scale = y == 1.0, -2.0 * wt
+
+    def dev(mu: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return scale * np.log(np.where(one, mu, 1.0 - mu))
+
+    return dev
+
+
 def _binomial_aic(y, n, mu, wt, dev):
-    return _binomial_aic_prep(y, n, wt)(mu, dev)
+    return _binomial_logpmf_aic(y, n, wt)(mu, dev)
 
 
 def _binomial_aic_prep(y: np.ndarray, n: np.ndarray, wt: np.ndarray) -> Callable[[np.ndarray, float], float]:
+    """``_binomial_aic`` as a function of (mu, dev) for one response, dev the sum of its deviance
+    residuals at mu: where every count is on the support with ``(wt / m) k = wt y`` and
+    ``(wt / m)(m - k) = wt (1 - y)`` (to rounding), the aic is ``dev`` plus a constant,
+    ``-2 sum (wt / m) log choose(m, k) - 2 sum wt (y log y + (1 - y) log(1 - y))``, as the
+    log-likelihood's ``y log mu + (1 - y) log(1 - mu)`` is the deviance's up to those terms (0
+    for a 0/1 response with unit weights). Elsewhere, or at a mean outside [0, 1], the sum itself."""
+    from scipy.special import gammaln, xlogy
+
+    full = _binomial_logpmf_aic(y, n, wt)
+    m = n if np.any(n > 1) else wt
+    k, size = np.floor(np.rint(m * y)), np.rint(m)
+    if not (np.all(m > 0) and np.all((k >= 0) & (k <= size))):
+        return full
+    scale = wt / m
+    if not (np.allclose(scale * k, wt * y, rtol=1e-14, atol=0.0)
+            and np.allclose(scale * (size - k), wt * (1.0 - y), rtol=1e-14, atol=0.0)):
+        return full
+    combiln = gammaln(size + 1) - (gammaln(k + 1) + gammaln(size - k + 1))
+    const = -2.0 * float(np.sum(scale * combiln)) - 2.0 * float(np.sum(wt * (xlogy(y, y) + xlogy(1.0 - y, 1.0 - y))))
+
+    def aic(mu: np.ndarray, dev: float) -> float:
+        if not (np.min(mu) >= 0.0 and np.max(mu) <= 1.0):  # also false for a nan
+            return full(mu, dev)
+        return dev + const
+
+    return aic
+
+
+def _binomial_logpmf_aic(y: np.ndarray, n: np.ndarray, wt: np.ndarray) -> Callable[[np.ndarray, float], float]:
     """The binomial's aic, -2 sum (wt / m) log dbinom(m y, m, mu), as a function of (mu, dev):
     scipy's ``binom.logpmf`` (log choose + xlogy(k, mu) + xlog1py(m - k, -mu), -inf off the
     support, nan for a bad size) with its log choose computed once."""
@@ -335,11 +412,12 @@ def make_family(name: str, link: str | None = None) -> Family:
         raise ModelError(f"unknown family {name!r}: use one of {known}")
     links, default, variance, dev, aic, validmu, init = _FAMILIES[name]
     prep = {"binomial": _binomial_aic_prep, "poisson": _poisson_aic_prep}.get(name)
+    dev_prep = _binomial_dev_prep if name == "binomial" else None
     link = default if link is None else link
     if link not in links:
         raise ModelError(f"link \"{link}\" not available for {name} family; available links are "
                          + ", ".join(f"'{k}'" for k in links))
-    return Family(name, LINKS[link], variance, dev, aic, validmu, init, aic_prep=prep)
+    return Family(name, LINKS[link], variance, dev, aic, validmu, init, aic_prep=prep, dev_prep=dev_prep)
 
 
 def binomial(link: str = "logit") -> Family:

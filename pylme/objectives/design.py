@@ -22,10 +22,19 @@ class SparseProduct:
     """``A @ x`` and ``A.T @ x`` for a sparse matrix of fixed structure, whose values may be
     given per call, summed entry by entry in storage order (``np.bincount`` adds its weights
     in order): the same sums, in the same order, as scipy's csr/csc matvec, without scipy's
-    per-call checks."""
+    per-call checks.
+
+    Where every column holds the same number k of entries, stored column by column (Z' of
+    scalar terms: one entry per observation and term), ``A.T @ x`` is k gathers added in storage
+    order instead of a ``bincount``, and ``A @ x`` skips the gather; where A's values are all 1
+    (indicator columns) the products by them are skipped. The same sums in the same order."""
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, data: np.ndarray, shape: tuple[int, int]):
         self.rows, self.cols, self.data, self.shape = rows, cols, data, shape
+        self.per_col = _entries_per_column(cols, shape[1])
+        self.unit = bool(self.per_col) and bool(np.all(data == 1.0))
+        k = self.per_col
+        self._row_parts = [np.ascontiguousarray(rows[j::k]) for j in range(k)]  # entry j of each column
 
     @classmethod
     def of_csc(cls, A: sp.csc_matrix) -> "SparseProduct":
@@ -33,8 +42,15 @@ class SparseProduct:
 
     def __call__(self, x: np.ndarray, data: np.ndarray | None = None) -> np.ndarray:
         """``A @ x`` (x a vector, or a matrix by columns), with ``data`` as A's values if given."""
-        data = self.data if data is None else data
         m = self.shape[0]
+        if x.ndim == 1 and self.per_col:
+            xs = x if self.per_col == 1 else np.repeat(x, self.per_col)
+            if data is None and self.unit:
+                return np.bincount(self.rows, weights=xs, minlength=m)
+            return np.bincount(self.rows, weights=(self.data if data is None else data) * xs, minlength=m)
+        if self.per_col:  # a matrix, column by column
+            return np.column_stack([self(x[:, j], data) for j in range(x.shape[1])]) if x.shape[1] else np.zeros((m, 0))
+        data = self.data if data is None else data
         if x.ndim == 1:
             return np.bincount(self.rows, weights=data * x[self.cols], minlength=m)
         k = x.shape[1]  # column j of the result at j*m + rows, each column in storage order
@@ -44,8 +60,24 @@ class SparseProduct:
 
     def transposed(self, x: np.ndarray, data: np.ndarray | None = None) -> np.ndarray:
         """``A.T @ x`` for a vector x."""
+        if self.per_col:
+            unit = data is None and self.unit
+            data = self.data if data is None else data
+            k, out = self.per_col, None
+            for j, rows in enumerate(self._row_parts):
+                term = x[rows] if unit else data[j::k] * x[rows]
+                out = term if out is None else np.add(out, term, out=out)
+            return out
         data = self.data if data is None else data
         return np.bincount(self.cols, weights=data * x[self.rows], minlength=self.shape[1])
+
+
+def _entries_per_column(cols: np.ndarray, ncol: int) -> int:
+    """k where the entries are stored column by column, k in each of the ``ncol`` columns; else 0."""
+    if ncol == 0 or cols.size == 0 or cols.size % ncol:
+        return 0
+    k = cols.size // ncol
+    return k if np.array_equal(cols, np.repeat(np.arange(ncol), k)) else 0
 
 
 @dataclass

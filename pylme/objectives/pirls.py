@@ -17,6 +17,8 @@ previous evaluation's u.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -48,13 +50,18 @@ class GlmResponse:
     eta: np.ndarray
     mu: np.ndarray
     _aic: object = field(default=None, init=False, repr=False)  # family.aic_for(y, n, weights), made once
+    _dev: object = field(default=None, init=False, repr=False)  # family.dev_for(y, weights), made once
     _cache: dict = field(default_factory=dict, init=False, repr=False)  # what depends on eta and mu alone
 
     def update_mu(self, gamma: np.ndarray) -> None:
-        """eta = offset + gamma, mu = linkinv(eta)."""
+        """eta = offset + gamma, mu = linkinv(eta) (and mu_eta with it where the link shares the work)."""
         self.eta = self.offset + gamma
-        self.mu = self.family.linkinv(self.eta)
-        self._cache = {}
+        if self.family.link.inv_mu_eta is None:
+            self.mu = self.family.linkinv(self.eta)
+            self._cache = {}
+        else:
+            self.mu, mu_eta = self.family.link.inv_mu_eta(self.eta)
+            self._cache = {"mu_eta": mu_eta}
 
     def snapshot(self) -> tuple:
         """eta, mu and what was and will be derived from them (``restore`` shares it)."""
@@ -82,7 +89,9 @@ class GlmResponse:
         return (self.eta - self.offset) + self.wrk_resids()
 
     def dev_resid(self) -> np.ndarray:
-        return self.family.dev_resids(self.y, self.mu, self.weights)
+        if self._dev is None:
+            self._dev = self.family.dev_for(self.y, self.weights)
+        return self._dev(self.mu)
 
     def res_dev(self) -> float:
         """The sum of the deviance residuals at the current mean (kept until mu changes)."""
@@ -93,9 +102,10 @@ class GlmResponse:
             self._aic = self.family.aic_for(self.y, self.n, self.weights)
         return self._aic(self.mu, self.res_dev())
 
-    def pearson(self) -> np.ndarray:
-        """sqrt(w / V(mu)) (y - mu): lme4's wtres after updateWts."""
-        return np.sqrt(self.weights / self.family.variance(self.mu)) * (self.y - self.mu)
+    def pearson(self, mu: np.ndarray | None = None) -> np.ndarray:
+        """sqrt(w / V(mu)) (y - mu) at the current mean or ``mu``: lme4's wtres after updateWts."""
+        mu = self.mu if mu is None else mu
+        return np.sqrt(self.weights / self.family.variance(mu)) * (self.y - mu)
 
 
 @dataclass
@@ -111,10 +121,18 @@ class PirlsState:
     sqrtW: np.ndarray  # the working weights of the last factorisation
     ldL2: float
     _x_parts: Callable[[], tuple[np.ndarray, np.ndarray]] | tuple[np.ndarray, np.ndarray]  # (RZX, RX), see below
-    wrss: float  # sum of squared Pearson residuals (lme4's wrss after updateWts)
+    _wrss: Callable[[], float] | float  # wrss, computed on first use
     ussq: float
     devresid: float
     value: float  # the deviance returned by the evaluation
+
+    @property
+    def wrss(self) -> float:
+        """The sum of squared Pearson residuals (lme4's wrss after updateWts), computed on first use:
+        only the fit's last evaluation is asked for it."""
+        if callable(self._wrss):
+            self._wrss = self._wrss()
+        return self._wrss
 
     @property
     def pwrss(self) -> float:
@@ -155,7 +173,8 @@ class WeightedPLS:
         self.zt = SparseProduct.of_csc(reTrms.Zt)
         self.lt = SparseProduct.of_csc(self.LtZt)
         self.theta = reTrms.theta0.copy()
-        self._lt_values = self.values(self.theta)
+        self._lam_values = reTrms.lam.values(self.theta)
+        self._ltv: np.ndarray | None = None  # Lambdat Zt's values at theta (``lt_values``)
         self.sqrtW = np.ones(self.n)
         self.version = 0  # counts factorisations (x_parts_later knows whether L is still its own)
         self._x: tuple[np.ndarray, np.ndarray] | None = None  # RZX, RX of the current L
@@ -172,12 +191,21 @@ class WeightedPLS:
 
     def set_theta(self, theta: np.ndarray) -> None:
         self.theta = np.array(theta, dtype=float)
-        self._lt_values = self.values(self.theta)
+        self._lam_values = self.reTrms.lam.values(self.theta)
+        self._ltv = None
+
+    @property
+    def lt_values(self) -> np.ndarray:
+        """``Lambdat Zt``'s values at theta (made when first asked for: the two-block factor needs
+        them only for CHOLMOD's factor)."""
+        if self._ltv is None:
+            self._ltv = self.values(self.theta)
+        return self._ltv
 
     def factorize(self, sqrtW: np.ndarray, with_x: bool = True) -> None:
         """L for ``Lambdat Zt W Z Lambda + I`` (lme4's updateDecomp), and with ``with_x`` the weighted
         X's RZX and RX (updateXwts); without it they are computed when first asked for."""
-        self.LtZt.data = self._lt_values * sqrtW[self.entry_col]
+        self.LtZt.data = self.lt_values * sqrtW[self.entry_col]
         self.factor.cholesky_AAt_inplace(self.LtZt, beta=1.0)
         self.sqrtW = sqrtW
         self.version += 1
@@ -233,18 +261,31 @@ class WeightedPLS:
         (beta = 0 when ``u_only``): lme4's solveU / solve with u0 = 0."""
         F = self.factor
         cu = F.solve_L(F.apply_P(self.lt(wz, self.LtZt.data)), use_LDLt_decomposition=False)
-        if u_only or not self.p:
-            beta = np.zeros(self.p)
-        else:
-            RZX, RX = self.x_parts()
-            rhs = (self.X * self.sqrtW[:, None]).T @ wz - RZX.T @ cu
-            beta = np.linalg.solve(RX, np.linalg.solve(RX.T, rhs))
-            cu = cu - RZX @ beta
+        cu, beta = self.beta_step(cu, wz, u_only, self.x_parts)
         u = F.apply_Pt(F.solve_Lt(cu, use_LDLt_decomposition=False))
         return u, beta
 
+    def beta_step(self, cu: np.ndarray, wz: np.ndarray, u_only: bool,
+                  parts: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """lme4's solve between the two triangular solves, for either factor (``parts`` gives its
+        RZX and RX): beta from ``RX'RX beta = X'W^1/2 wz - RZX' cu`` and cu less ``RZX beta``;
+        beta 0 and cu as it is with ``u_only`` (beta outside PIRLS) or no fixed effects."""
+        if u_only or not self.p:
+            return cu, np.zeros(self.p)
+        RZX, RX = parts()
+        rhs = (self.X * self.sqrtW[:, None]).T @ wz - RZX.T @ cu
+        beta = np.linalg.solve(RX, np.linalg.solve(RX.T, rhs))
+        return cu - RZX @ beta, beta
+
+    def x_beta(self, beta: np.ndarray) -> np.ndarray | float:
+        """X beta (0 without fixed effects), BLAS on one thread (``one_blas_thread``)."""
+        if not beta.size:
+            return 0.0
+        with one_blas_thread():
+            return self.X @ beta
+
     def b(self, u: np.ndarray) -> np.ndarray:
-        return self.lambdat.transposed(u, self.reTrms.lam.values(self.theta))
+        return self.lambdat.transposed(u, self._lam_values)
 
     def lin_pred(self, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """X beta + Z Lambda u (X beta skipped when beta is 0, as inside PIRLS with beta outside)."""
@@ -267,6 +308,28 @@ class WeightedPLS:
         """Blocks of ``Lambda (L L')^-1 Lambda'`` (the current factor) for groups of random effects,
         an array (levels, k, k); unscaled."""
         return cond_var_blocks(self.factor, self.reTrms.lam.Lambdat(self.theta).tocsc(), columns, chunk)
+
+
+@functools.cache
+def _blas_controller():
+    """threadpoolctl's controller of the BLAS libraries loaded (numpy's, scipy's), found once; None
+    in an environment made before threadpoolctl became a dependency (BLAS then runs as configured,
+    e.g. by OPENBLAS_NUM_THREADS)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread. PIRLS's dense products are small (n x p with p
+    a handful, the two-block factor's block 2 of order q2), and OpenBLAS's threads on them cost
+    more than they save; on a machine shared with other work they spin against it (VerbAgg's fit
+    with the two-block factor 3.4 s against 1.9 s on one thread, grouseticks' 226 s against 0.7 s,
+    2026-12-03, 2 cores at load 6-9). Entering and leaving costs about 15 microseconds."""
+    controller = _blas_controller()
+    return contextlib.nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
 
 
 def gh_rule(k: int) -> np.ndarray:
@@ -313,7 +376,12 @@ class Pirls:
         return self.resp.res_dev() + float(self.u @ self.u)
 
     def update(self, u_only: bool) -> None:
-        """lme4's pwrssUpdate: iterate to |d pdev / pdev| < tol, with step halving."""
+        """lme4's pwrssUpdate: iterate to |d pdev / pdev| < tol, with step halving (BLAS on one
+        thread, ``one_blas_thread``)."""
+        with one_blas_thread():
+            self._update(u_only)
+
+    def _update(self, u_only: bool) -> None:
         oldpdev = np.finfo(float).max
         for _ in range(self.maxit):
             oldu, oldbeta = self.u.copy(), self.beta.copy()
@@ -361,11 +429,18 @@ class Pirls:
         return u * u + np.bincount(codes, weights=self.resp.dev_resid(), minlength=u.size)
 
     def state(self, value: float) -> PirlsState:
-        """The solution now (after an evaluation that returned ``value``)."""
+        """The solution now (after an evaluation that returned ``value``). mu and sqrtW are the
+        response's and the iteration's own arrays, not copies: PIRLS replaces them, never writes
+        into them."""
         pls, resp = self.pls, self.resp
-        pearson = resp.pearson()
+        mu = resp.mu
+
+        def wrss() -> float:
+            pearson = resp.pearson(mu)
+            return float(pearson @ pearson)
+
         return PirlsState(
             theta=pls.theta.copy(), beta=self.beta.copy(), u=self.u.copy(), b=pls.b(self.u),
-            eta=resp.eta - self.base_offset, mu=resp.mu.copy(), sqrtW=self.sqrtW.copy(), ldL2=pls.ldL2,
-            _x_parts=pls.x_parts_later(), wrss=float(pearson @ pearson),
+            eta=resp.eta - self.base_offset, mu=mu, sqrtW=self.sqrtW, ldL2=pls.ldL2,
+            _x_parts=pls.x_parts_later(), _wrss=wrss,
             ussq=float(self.u @ self.u), devresid=resp.res_dev(), value=value)

@@ -33,9 +33,16 @@ from .pirls import WeightedPLS
 
 #: block 2 of at most this order is factored dense (a larger one stays with CHOLMOD)
 MAX_BLOCK2 = 4_000
-#: ``"auto"`` picks the blocked factor from this many observations: below, CHOLMOD's was as fast or
-#: faster (cbpp, Contraception, VerbAgg with 7,584 rows, grouseticks); the 1-million-row crossed
-#: design needs the blocked one (docs/performance.md). Sizes in between were not measured.
+#: ``"auto"`` picks the blocked factor for crossed designs where it applies and its dense Schur
+#: complement's products (``q2^2 q1`` for block 2 of order q2 against q1 levels) cost at most this
+#: much per observation: VerbAgg (24 items x 316 ids, 7,584 rows: 24) twice as fast per evaluation
+#: as CHOLMOD's factor; grouseticks with (1 | BROOD) + (1 | LOCATION) (1,162) and with (1 | INDEX)
+#: too (32,000) were faster with CHOLMOD's (docs/performance.md). A single term (block 2 empty)
+#: keeps CHOLMOD's factor (a diagonal system, cheap either way), whose rounding follows lme4's
+#: optimiser path evaluation for evaluation (tests/test_glmer_postfit.py's allFit) ...
+AUTO_DENSE_PER_ROW = 100
+#: ... or where it applies to at least this many observations (the 1-million-row crossed design,
+#: 2,000 items, which CHOLMOD's factor cannot fit in time)
 AUTO_MIN_ROWS = 100_000
 #: ``Z2' W Z1`` with at most this many entries (q2 x q1) is held dense; above, sparse
 DENSE_CROSS = 2_000_000
@@ -51,10 +58,16 @@ def blocked_applies(reTrms: ReTrms) -> bool:
 
 def weighted_pls(X: np.ndarray, reTrms: ReTrms, method: str = "auto") -> WeightedPLS:
     """PIRLS's weighted system: the two-block one with ``"blocked"``, or with ``"auto"`` where it
-    applies to at least ``AUTO_MIN_ROWS`` observations; else CHOLMOD's (``"cholmod"``)."""
+    applies with a small dense part (``AUTO_DENSE_PER_ROW``) or to at least ``AUTO_MIN_ROWS``
+    observations; else CHOLMOD's (``"cholmod"``)."""
     if method not in ("auto", "blocked", "cholmod"):
         raise ModelError(f"PIRLS factorisation {method!r}: use 'auto', 'blocked' or 'cholmod'")
-    if method == "cholmod" or (method == "auto" and (X.shape[0] < AUTO_MIN_ROWS or not blocked_applies(reTrms))):
+    if method == "auto":
+        n, q1 = X.shape[0], reTrms.terms[0].nl
+        q2 = reTrms.Zt.shape[0] - q1 * reTrms.terms[0].nc
+        small = 0 < q2 and q2 * q2 * q1 <= AUTO_DENSE_PER_ROW * n
+        method = "blocked" if blocked_applies(reTrms) and (small or n >= AUTO_MIN_ROWS) else "cholmod"
+    if method == "cholmod":
         return WeightedPLS(X, reTrms)
     if not blocked_applies(reTrms):
         raise ModelError("the blocked PIRLS factorisation needs a scalar first random-effects term and "
@@ -83,28 +96,45 @@ class BlockedWeightedPLS(WeightedPLS):
         level[c1] = r1
         z1val = np.zeros(n)
         z1val[c1] = v1
-        # Z2' W Z1: one entry per (row of block 2, level of block 1) met by an observation
+        # Z2' W Z1: one entry per (row of block 2, level of block 1) met by an observation; held
+        # dense (q2 x q1, summed straight into its flat entries) or sparse (the entries met)
         has = level[c2] >= 0
         key = r2[has].astype(np.int64) * self.q1 + level[c2[has]]
-        uniq, inv = np.unique(key, return_inverse=True)
-        self.cross = SparseProduct(inv, c2[has], v2[has] * z1val[c2[has]], (uniq.size, n))
-        self.cross_rows, self.cross_cols = (uniq // self.q1).astype(np.int32), (uniq % self.q1).astype(np.int32)
+        coef = v2[has] * z1val[c2[has]]
         self.cross_dense = self.q2 * self.q1 <= DENSE_CROSS
-        self.cross_pairs = None if self.cross_dense else _cross_pairs(self.cross_rows, self.cross_cols, self.q2)
+        if self.cross_dense:
+            self.cross = _FlatMap(key, c2[has], coef, (self.q2, self.q1), n)
+        else:
+            uniq, inv = np.unique(key, return_inverse=True)
+            self.cross = SparseProduct(inv, c2[has], coef, (uniq.size, n))
+            self.cross_rows, self.cross_cols = (uniq // self.q1).astype(np.int32), (uniq % self.q1).astype(np.int32)
+            # the keys are sorted, so the entries are in CSR order already: row pointers made once
+            self.cross_indptr = np.concatenate([[0], np.cumsum(np.bincount(self.cross_rows, minlength=self.q2))])
+            self.cross_pairs = _cross_pairs(self.cross_rows, self.cross_cols, self.q2)
         # Z2' W Z2 (dense q2 x q2, by flat index): pairs of block-2 entries of one observation
         self.a22 = _pairs_map(Zt, self.q1, self.q2)
-        pat = reTrms.lam.pattern.tocoo()
-        in2 = pat.row >= self.q1
-        self.lam2_diagonal = bool(np.all(pat.row[in2] == pat.col[in2]))
+        # each observation one entry of value 1 in each block, block 2 one scalar term (VerbAgg's
+        # id x item): Z1'WZ1 and the diagonal Z2'WZ2 are the column and row sums of a dense Z2'WZ1
+        self.sums_from_cross = bool(self.q2 and self.cross_dense and all(
+            m.per_col == 1 and m.unit for m in (self.z1sq, self.cross, self.a22)))
+        pat = reTrms.lam.pattern
+        prow, pcol = pat.indices, np.repeat(np.arange(pat.shape[1]), np.diff(pat.indptr))
+        in2 = prow >= self.q1
+        self.lam2_diagonal = bool(np.all(prow[in2] == pcol[in2]))
+        # where Lambdat's diagonal sits among its stored values (lambda1 and a diagonal Lambda2)
+        on_diag = np.flatnonzero(prow == pcol)
+        self.diag_at = on_diag[np.argsort(prow[on_diag], kind="stable")]
         self.version_cholmod = -1  # the factorisation CHOLMOD's factor was made at
         self._blk: dict = {}
 
     def set_theta(self, theta: np.ndarray) -> None:
         super().set_theta(theta)
-        Lt = self.reTrms.lam.Lambdat(self.theta).tocsr()
-        self.lam1 = Lt.diagonal()[: self.q1].copy()
-        L2t = Lt[self.q1:, self.q1:]
-        self.lam2 = L2t.diagonal().copy() if self.lam2_diagonal else L2t  # a vector when Lambda2 is diagonal
+        diag = self._lam_values[self.diag_at]
+        self.lam1 = diag[: self.q1]
+        if self.lam2_diagonal:
+            self.lam2 = diag[self.q1:]  # a vector when Lambda2 is diagonal
+        else:
+            self.lam2 = self.reTrms.lam.Lambdat(self.theta).tocsr()[self.q1:, self.q1:]
 
     def _l2t(self, M: np.ndarray) -> np.ndarray:
         """Lambda2' M (M a vector or a matrix of q2 rows)."""
@@ -121,20 +151,25 @@ class BlockedWeightedPLS(WeightedPLS):
     def factorize(self, sqrtW: np.ndarray, with_x: bool = True) -> None:
         """The two-block factor at the weights ``sqrtW**2`` (and RZX, RX with ``with_x``)."""
         w = sqrtW * sqrtW
-        lam1, q1, q2 = self.lam1, self.q1, self.q2
-        D = 1.0 + lam1 * lam1 * self.z1sq(w)
-        cross = self.cross.rows.size and self.cross(w)
+        q1, q2 = self.q1, self.q2
+        lam1sq = self.lam1 * self.lam1
+        if self.sums_from_cross:
+            A21 = self.cross(w)
+            D, A22 = 1.0 + lam1sq * A21.sum(axis=0), np.diag(A21.sum(axis=1))
+        else:
+            D = 1.0 + lam1sq * self.z1sq(w)
         blk = {"D": D, "sqrtD": np.sqrt(D)}
         if q2:
-            A22 = self.a22(w)
+            if not self.sums_from_cross:
+                A22 = self.a22(w)
             if self.cross_dense:
-                A21 = np.zeros((q2, q1))
-                A21[self.cross_rows, self.cross_cols] = cross
-                G = (A21 * (lam1 * lam1 / D)) @ A21.T
+                A21 = A21 if self.sums_from_cross else self.cross(w)
+                G = (A21 * (lam1sq / D)) @ A21.T
                 blk["A21"] = A21
             else:
-                G = self.cross_pairs(cross, lam1 * lam1 / D)
-                blk["A21"] = sp.csr_matrix((cross, (self.cross_rows, self.cross_cols)), shape=(q2, q1))
+                cross = self.cross.rows.size and self.cross(w)
+                G = self.cross_pairs(cross, lam1sq / D)
+                blk["A21"] = sp.csr_matrix((cross, self.cross_cols, self.cross_indptr), shape=(q2, q1))
             M = A22 - G
             S = self._l2t(self._l2t(M).T) if not isinstance(self.lam2, np.ndarray) else np.outer(self.lam2, self.lam2) * M
             S[np.diag_indices(q2)] += 1.0
@@ -206,7 +241,7 @@ class BlockedWeightedPLS(WeightedPLS):
         """CHOLMOD's factor at the last factorisation's theta and weights (made when asked for)."""
         F = super().factor
         if self.version_cholmod != self.version:
-            self.LtZt.data = self._lt_values * self.sqrtW[self.entry_col]
+            self.LtZt.data = self.lt_values * self.sqrtW[self.entry_col]
             F.cholesky_AAt_inplace(self.LtZt, beta=1.0)
             self.version_cholmod = self.version
         return F
@@ -224,13 +259,7 @@ class BlockedWeightedPLS(WeightedPLS):
 
     def solve(self, wz: np.ndarray, u_only: bool) -> tuple[np.ndarray, np.ndarray]:
         cu = self._forward(self._rhs(wz * self.sqrtW))
-        if u_only or not self.p:
-            beta = np.zeros(self.p)
-        else:
-            RZX, RX = self._blocked_x()
-            rhs = (self.X * self.sqrtW[:, None]).T @ wz - RZX.T @ cu
-            beta = np.linalg.solve(RX, np.linalg.solve(RX.T, rhs))
-            cu = cu - RZX @ beta
+        cu, beta = self.beta_step(cu, wz, u_only, self._blocked_x)
         return self._backward(cu), beta
 
     @property
@@ -244,7 +273,7 @@ class BlockedWeightedPLS(WeightedPLS):
     def diag_LLt(self) -> np.ndarray:
         if not self.q2:
             return self._blk["D"]
-        self.LtZt.data = self._lt_values * self.sqrtW[self.entry_col]
+        self.LtZt.data = self.lt_values * self.sqrtW[self.entry_col]
         return super().diag_LLt()
 
 
@@ -259,32 +288,35 @@ def _trsv(L: np.ndarray, b: np.ndarray, trans: int) -> np.ndarray:
 class _CrossPairs:
     """``A21 diag(v) A21'`` (dense q2 x q2) for a sparse A21 of fixed pattern: for each column of
     A21 (a level of block 1), every pair of its entries with row j <= row k, summed into the upper
-    triangle by ``bincount`` and mirrored (no sparse-product set-up per call)."""
+    triangle by ``bincount`` and mirrored (no sparse-product set-up per call). A21's entries are
+    scaled by sqrt(v) of their column and put in column order first (``order``), so that the pairs
+    of one column read neighbouring entries."""
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, col: np.ndarray, target: np.ndarray, q2: int):
-        self.a, self.b, self.col, self.target, self.q2 = a, b, col, target, q2
+    def __init__(self, order: np.ndarray, col: np.ndarray, a: np.ndarray, b: np.ndarray, target: np.ndarray, q2: int):
+        self.order, self.col, self.a, self.b, self.target, self.q2 = order, col, a, b, target, q2
 
     def __call__(self, data: np.ndarray, v: np.ndarray) -> np.ndarray:
         q2 = self.q2
-        U = np.bincount(self.target, weights=data[self.a] * data[self.b] * v[self.col], minlength=q2 * q2).reshape(q2, q2)
+        d = data[self.order] * np.sqrt(v)[self.col]
+        U = np.bincount(self.target, weights=d[self.a] * d[self.b], minlength=q2 * q2).reshape(q2, q2)
         G = U + U.T
         G[np.diag_indices(q2)] -= np.diag(U)
         return G
 
 
 def _cross_pairs(rows: np.ndarray, cols: np.ndarray, q2: int) -> _CrossPairs:
-    """The pairs of A21's entries within each column, for ``_CrossPairs``."""
+    """The pairs of A21's entries within each column, for ``_CrossPairs`` (indices into the
+    entries in column order)."""
     order = np.argsort(cols, kind="stable")
-    c = cols[order]
+    c, r = cols[order], rows[order]
     cnt = np.bincount(c)
     start = np.concatenate([[0], np.cumsum(cnt)])
     per = cnt[c]
     a = np.repeat(np.arange(c.size), per)
     b = start[c[a]] + (np.arange(a.size) - np.repeat(np.cumsum(per) - per, per))
-    a, b = order[a], order[b]
-    keep = rows[a] <= rows[b]
+    keep = r[a] <= r[b]
     a, b = a[keep].astype(np.int32), b[keep].astype(np.int32)
-    return _CrossPairs(a, b, cols[a].astype(np.int32), rows[a].astype(np.int64) * q2 + rows[b], q2)
+    return _CrossPairs(order.astype(np.int32), c.astype(np.int32), a, b, r[a].astype(np.int64) * q2 + r[b], q2)
 
 
 def _pairs_map(Zt: sp.csc_matrix, q1: int, q2: int) -> SparseProduct:
@@ -300,15 +332,16 @@ def _pairs_map(Zt: sp.csc_matrix, q1: int, q2: int) -> SparseProduct:
     within = np.arange(a.size) - np.repeat(np.cumsum(cnt[cols]) - cnt[cols], cnt[cols])
     b = start[cols[a]] + within
     key = rows[a].astype(np.int64) * q2 + rows[b]
-    return _FlatMap(key, cols[a], vals[a] * vals[b], q2)
+    return _FlatMap(key, cols[a], vals[a] * vals[b], (q2, q2), n)
 
 
 class _FlatMap(SparseProduct):
-    """A SparseProduct onto the flat entries of a dense q2 x q2 matrix, returned as the matrix."""
+    """A SparseProduct of n observations' weights onto the flat entries of a dense matrix of
+    ``dims`` (row-major), returned as the matrix."""
 
-    def __init__(self, key: np.ndarray, obs: np.ndarray, coef: np.ndarray, q2: int):
-        super().__init__(key, obs, coef, (q2 * q2, int(obs.max(initial=0)) + 1))
-        self.q2 = q2
+    def __init__(self, key: np.ndarray, obs: np.ndarray, coef: np.ndarray, dims: tuple[int, int], n: int):
+        super().__init__(key, obs, coef, (dims[0] * dims[1], n))
+        self.dims = dims
 
     def __call__(self, w: np.ndarray, data: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(self.rows, weights=self.data * w[self.cols], minlength=self.q2 * self.q2).reshape(self.q2, self.q2)
+        return super().__call__(w, data).reshape(self.dims)

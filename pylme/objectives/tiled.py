@@ -22,12 +22,13 @@ call, slow the next scipy call by an order of magnitude on 2 cores.
 from __future__ import annotations
 
 import copy
+import ctypes
 
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import blas, lapack
+from scipy.linalg import blas, cython_blas, cython_lapack, lapack
 from sksparse.cholmod import CholmodError, analyze
 
 #: the tile sizes plan_tiles tries
@@ -249,10 +250,111 @@ class TiledFill:
         return np.triu(U).T
 
 
+#: the largest order LAPACK's dpotrf is given in one call; a larger dense block is factored by
+#: tiles of this order (dense_cholesky). Scipy's OpenBLAS (scipy-openblas 0.3.30, built with
+#: BUFFERSIZE=20: 32 MiB work buffers) overruns its buffer in its threaded dpotrf, whose first
+#: thread packs about GEMM_Q x 0.7 m doubles of an order-m trailing update into it: with the
+#: AVX-512 (SkylakeX) kernels, GEMM_Q = 384, from order ~15,000 on two threads (docs/performance.md)
+DENSE_TILE = 4096
+
+
+def _cython_function(module, name: str, nargs: int):
+    """The C function behind scipy's ``cython_blas``/``cython_lapack`` ``name`` (scipy's own
+    BLAS/LAPACK: the Fortran calling convention, every argument a pointer), callable by ctypes,
+    which releases the GIL for the call. Unlike the f2py wrappers of scipy.linalg.blas it takes a
+    leading dimension, so that it works in place on a sub-matrix."""
+    capsule = module.__pyx_capi__[name]
+    get_name, get_pointer = ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    address = get_pointer(capsule, get_name(capsule))
+    return ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * nargs)(address)
+
+
+def _ref(value: bytes | int | float):
+    """A Fortran argument: a pointer to a char, an int or a double."""
+    if isinstance(value, bytes):
+        return ctypes.byref(ctypes.c_char(value))
+    return ctypes.byref(ctypes.c_double(value) if isinstance(value, float) else ctypes.c_int(value))
+
+
+class _InPlace:
+    """dpotrf, dtrsm, dsyrk and dgemm on sub-matrices of one square Fortran-ordered float64
+    array S, each named by its first row and column and its sizes."""
+
+    def __init__(self, S: np.ndarray):
+        self.base, self.n = S.ctypes.data, S.shape[0]
+        self.ld = _ref(self.n)
+        self._potrf = _cython_function(cython_lapack, "dpotrf", 5)
+        self._trsm = _cython_function(cython_blas, "dtrsm", 11)
+        self._syrk = _cython_function(cython_blas, "dsyrk", 10)
+        self._gemm = _cython_function(cython_blas, "dgemm", 13)
+
+    def _at(self, i: int, j: int) -> ctypes.c_void_p:
+        return ctypes.c_void_p(self.base + 8 * (i + j * self.n))
+
+    def potrf(self, k: int, n: int) -> int:
+        """L L' = S[k:k+n, k:k+n] over its lower triangle; LAPACK's info."""
+        info = ctypes.c_int(0)
+        self._potrf(_ref(b"L"), _ref(n), self._at(k, k), self.ld, ctypes.byref(info))
+        return info.value
+
+    def trsm(self, i: int, m: int, k: int, n: int) -> None:
+        """S[i:i+m, k:k+n] := S[i:i+m, k:k+n] L^-T, L the lower triangle of S[k:k+n, k:k+n]."""
+        self._trsm(_ref(b"R"), _ref(b"L"), _ref(b"T"), _ref(b"N"), _ref(m), _ref(n), _ref(1.0),
+                   self._at(k, k), self.ld, self._at(i, k), self.ld)
+
+    def syrk(self, j: int, w: int, k: int, n: int) -> None:
+        """S[j:j+w, j:j+w] -= S[j:j+w, k:k+n] S[j:j+w, k:k+n]' over its lower triangle."""
+        self._syrk(_ref(b"L"), _ref(b"N"), _ref(w), _ref(n), _ref(-1.0), self._at(j, k), self.ld,
+                   _ref(1.0), self._at(j, j), self.ld)
+
+    def gemm(self, i: int, m: int, j: int, w: int, k: int, n: int) -> None:
+        """S[i:i+m, j:j+w] -= S[i:i+m, k:k+n] S[j:j+w, k:k+n]'."""
+        self._gemm(_ref(b"N"), _ref(b"T"), _ref(m), _ref(w), _ref(n), _ref(-1.0), self._at(i, k), self.ld,
+                   self._at(j, k), self.ld, _ref(1.0), self._at(i, j), self.ld)
+
+
+def dense_cholesky(S: np.ndarray, tile: int = DENSE_TILE) -> int:
+    """Factor S = L L' in place, as LAPACK's ``dpotrf`` (lower) does: L over S's lower triangle
+    (S float64, Fortran order), the strict upper triangle untouched; returns dpotrf's info (0, or
+    the order of the first leading minor that is not positive definite).
+
+    Up to order ``tile``, one dpotrf. Above it (see DENSE_TILE for why), right-looking by tiles of
+    that order, every call in place on S: for each diagonal tile K,
+
+        L[K, K]  = chol(S[K, K])                 dpotrf
+        L[>K, K] = S[>K, K] L[K, K]^-T           dtrsm on the panel below it
+        S[J, J] -= L[J, K] L[J, K]'              dsyrk, for each tile column J > K
+        S[>J, J] -= L[>J, K] L[J, K]'            dgemm (OpenBLAS's dgemm blocks its buffers)
+    """
+    n = S.shape[0]
+    if not (S.dtype == np.float64 and S.flags.f_contiguous and S.shape == (n, n)):
+        raise ValueError("dense_cholesky needs a square Fortran-ordered float64 array")
+    if n <= tile:
+        return lapack.dpotrf(S, lower=1, clean=0, overwrite_a=1)[1]
+    calls = _InPlace(S)
+    for k in range(0, n, tile):
+        b = min(tile, n - k)
+        info = calls.potrf(k, b)
+        if info != 0:
+            return k + info
+        if k + b < n:
+            calls.trsm(k + b, n - k - b, k, b)
+        for j in range(k + b, n, tile):
+            w = min(tile, n - j)
+            calls.syrk(j, w, k, b)
+            if j + w < n:
+                calls.gemm(j + w, n - j - w, j, w, k, b)
+    return 0
+
+
 class DenseFill:
-    """Block 2 factored densely by LAPACK (lower, column-major, in place)."""
+    """Block 2 factored densely by LAPACK (lower, column-major, in place; by tiles of order
+    ``tile`` above it: dense_cholesky)."""
 
     kind = "dense"
+    tile = DENSE_TILE
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, q2: int):
         self.q2 = q2
@@ -268,7 +370,8 @@ class DenseFill:
     def factor_formed(self, S: np.ndarray) -> float | None:
         """Factor the formed block S (lower triangle, Fortran order) in place; its log-determinant,
         or None if it is not positive definite."""
-        self.L, info = lapack.dpotrf(S, lower=1, clean=0, overwrite_a=1)
+        info = dense_cholesky(S, self.tile)
+        self.L = S
         if info != 0:
             return None
         return 2.0 * float(np.sum(np.log(np.diagonal(self.L))))
