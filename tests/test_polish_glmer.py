@@ -159,3 +159,43 @@ def test_the_finish_goes_below_lme4s_nloptwrap_end():
     assert cert.verdict == "optimum" and len(cert.steps) == 1 and cert.steps[0].startswith("Newton")
     assert deviance - gm.optinfo.fval > 5e-7
     assert not any(w.startswith("Model failed to converge") for w in gm.warnings)
+
+
+def test_the_reused_hessian_gives_the_final_points_vcov():
+    """sleepstudy, inverse.gaussian: the finish's second Newton step reuses checkConv's Hessian (taken
+    3.7e-5 standard errors from the final point: pylme.api.glmer.HESSIAN_REUSE_SE allows 1e-3); vcov
+    from it is within 3e-4 of vcov from deriv12's Hessian recomputed at the final (theta, beta)."""
+    from pylme.api.glmer import HESSIAN_REUSE_SE
+    from pylme.fitting.polish import hessian_distance
+
+    gm = _fit("glmer_sleep_inverse_gaussian")
+    d = gm.opt.derivs
+    assert d.hessian_at is not None and not np.array_equal(d.hessian_at, gm.opt.par)
+    assert np.array_equal(d.at, gm.opt.par)
+    assert hessian_distance(d.Hessian, gm.opt.par - d.hessian_at) <= HESSIAN_REUSE_SE
+    devfun, nt = gm.objective, gm.objective.ntheta
+    fresh = deriv12(one_by_one(devfun), gm.opt.par, fx=gm.optinfo.fval).Hessian
+    devfun(gm.opt.par)
+    V = 2 * np.linalg.inv(fresh)[nt:, nt:]
+    scale = np.sqrt(np.outer(np.diag(V), np.diag(V)))
+    assert np.max(np.abs(gm.vcov().to_numpy() - V) / scale) < 3e-4
+
+
+def test_an_uncertified_end_gets_a_second_opinion():
+    """cbpp, binomial(cauchit): stage 2's BOBYQA in standard-error units stops at a kink of the
+    deviance 1.3e-3 above lme4's that the finish cannot leave; stage 2 once more in (theta, beta) with
+    tight stopping rules reaches lme4's optimum, certified, and that end is kept."""
+    gm = _fit("glmer_cbpp_cauchit")
+    cert = gm.optinfo.certificate
+    assert cert.steps[0].startswith("stage 2 again in (theta, beta)") and cert.verdict == "optimum"
+    assert gm.optinfo.fval <= _lme4("glmer_cbpp_cauchit")["criterion"] + 1e-9
+    assert gm.state.value == gm.optinfo.fval
+
+
+def test_a_separated_beta_takes_lme4s_largest_first_step():
+    """cbpp with a separated period (glmer_cbpp_separation: lme4 unreliable, its beta drifts to -24): in
+    standard-error units the separated beta's first step would be hundreds and PIRLS would fail there;
+    capped at lme4's largest (2) the fit ends certified, at lme4's deviance or below."""
+    gm = _fit("glmer_cbpp_separation")
+    assert gm.optinfo.certificate.certified
+    assert gm.optinfo.fval <= _lme4("glmer_cbpp_separation")["criterion"] + 1e-9
