@@ -18,6 +18,9 @@ class Derivs:
     gradient: np.ndarray
     Hessian: np.ndarray
     at: np.ndarray | None = None  # the theta they were computed at
+    # where the Hessian was computed, when not at ``at`` (pylme.fitting.polish reuses a Hessian within a
+    # small fraction of a standard error of the final point: Derivs.hessian_at records where)
+    hessian_at: np.ndarray | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ structure (Z's pattern, Lambda's map) is the same. With ``W^1/2`` the square roo
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,8 +49,8 @@ class SparseProduct:
             if data is None and self.unit:
                 return np.bincount(self.rows, weights=xs, minlength=m)
             return np.bincount(self.rows, weights=(self.data if data is None else data) * xs, minlength=m)
-        if self.per_col:  # a matrix, column by column
-            return np.column_stack([self(x[:, j], data) for j in range(x.shape[1])]) if x.shape[1] else np.zeros((m, 0))
+        if self.per_col and data is None:  # a matrix: scipy's CSR product, one pass (sums in storage order)
+            return np.asarray(self._csr @ x)
         data = self.data if data is None else data
         if x.ndim == 1:
             return np.bincount(self.rows, weights=data * x[self.cols], minlength=m)
@@ -57,6 +58,11 @@ class SparseProduct:
         index = (np.arange(k)[:, None] * m + self.rows).ravel()
         flat = np.bincount(index, weights=(x[self.cols].T * data).ravel(), minlength=k * m)
         return np.ascontiguousarray(flat.reshape(k, m).T)
+
+    @functools.cached_property
+    def _csr(self) -> sp.csr_matrix:
+        """A with its own values as a CSR matrix (made on first use, for products with matrices)."""
+        return sp.csr_matrix((self.data, (self.rows, self.cols)), shape=self.shape)
 
     def transposed(self, x: np.ndarray, data: np.ndarray | None = None) -> np.ndarray:
         """``A.T @ x`` for a vector x."""
