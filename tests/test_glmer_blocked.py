@@ -1,5 +1,5 @@
 """PIRLS's two-block factorisation (pylme.objectives.pirls_blocked, ``glmerControl(pirls_factor=
-"blocked")``) against CHOLMOD's (the default): the same deviance function, modes and fit, to
+"blocked")``) against CHOLMOD's: the same deviance function, modes and fit, to
 rounding, on lme4's data sets (cbpp, grouseticks, VerbAgg; mlmRev's Contraception)."""
 from __future__ import annotations
 

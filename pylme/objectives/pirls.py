@@ -326,7 +326,7 @@ def one_blas_thread():
     """A context in which BLAS runs on one thread. PIRLS's dense products are small (n x p with p
     a handful, the two-block factor's block 2 of order q2), and OpenBLAS's threads on them cost
     more than they save; on a machine shared with other work they spin against it (VerbAgg's fit
-    with the two-block factor 3.4 s against 1.9 s on one thread, grouseticks' 226 s against 0.7 s,
+    with the two-block factor 3.4 s against 1.9 s on one thread, grouseticks' 226 s against 2.5 s,
     2026-12-03, 2 cores at load 6-9). Entering and leaving costs about 15 microseconds."""
     controller = _blas_controller()
     return contextlib.nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
