@@ -243,6 +243,10 @@ def test_crossed_ratings_from_parquet_and_the_cross_maps_bound(grouped, tmp_path
         np.testing.assert_allclose(r.condVar[name], r0.condVar[name], rtol=1e-5)
     objective = fm.objective  # S^-1 by solves where block 2 is factored by CHOLMOD: LAPACK's dpotri's
     Q = objective._block2_inverse(fm.theta)
+    assert objective.fill.kind == "dense"
+    with pytest.MonkeyPatch.context() as mp:  # a dense block 2 above DENSE_TILE: by solves, not dpotri
+        mp.setattr(pylme.scaleout.distributed, "DENSE_TILE", 1)
+        np.testing.assert_allclose(objective._block2_inverse(fm.theta), Q, rtol=1e-9, atol=1e-12)
     objective.fill = pylme.objectives.blocked.SparseFill(objective._pattern())
     np.testing.assert_allclose(objective._block2_inverse(fm.theta), Q, rtol=1e-9, atol=1e-12)
 

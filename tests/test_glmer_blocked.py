@@ -65,6 +65,24 @@ def test_sparse_cross_block_is_the_dense_one(monkeypatch) -> None:
     np.testing.assert_allclose(c.u, b.u, rtol=1e-10, atol=1e-12)
 
 
+def test_block2_factor_by_tiles_is_one_dpotrf() -> None:
+    """grouseticks' block 2 (BROOD and LOCATION, order 181) factored by tiles of 16, the path of
+    orders above DENSE_TILE (OpenBLAS's one-call dpotrf overruns its buffer from order ~15,500):
+    stage 1 and stage 2 deviances and modes equal to one dpotrf's to 1e-12."""
+    one, tiles = devfuns(*MODELS[3])[1], devfuns(*MODELS[3])[1]
+    tiles.pls.tile = 16
+    assert tiles.pls.q2 == 181
+    for theta in (np.full(3, 0.5), np.full(3, 1.3)):
+        a, b = one.evaluate(theta), tiles.evaluate(theta)
+        assert b.value == pytest.approx(a.value, rel=1e-12)
+        np.testing.assert_allclose(b.u, a.u, rtol=1e-10, atol=1e-12)
+    beta = one.pirls.beta.copy()
+    one.update(1), tiles.update(1)
+    pars = np.concatenate([np.full(3, 0.8), beta])
+    a, b = one.evaluate(pars), tiles.evaluate(pars)
+    assert b.value == pytest.approx(a.value, rel=1e-12) and b.ldL2 == pytest.approx(a.ldL2, rel=1e-12)
+
+
 @pytest.mark.parametrize("name, formula, family", [MODELS[0], MODELS[3]])
 def test_blocked_fit_is_cholmods(name, formula, family) -> None:
     """Whole fits: deviance to 1e-9 relative, estimates and SEs to 1e-5, condVar to 1e-6."""

@@ -163,3 +163,20 @@ def test_dense_cholesky_not_positive_definite_gives_lapacks_info(tile: int) -> N
 def test_dense_cholesky_refuses_c_order() -> None:
     with pytest.raises(ValueError, match="Fortran-ordered float64"):
         dense_cholesky(np.eye(3), 2)
+
+
+def test_inverse_by_solves_equals_dpotri(monkeypatch) -> None:
+    """The inverse of a factored system above DENSE_TILE (forced here at order 300 by a tile of 64):
+    by chunks of solves, not LAPACK's one-call dpotri (OpenBLAS's buffer), the same to 1e-12."""
+    from pylme.objectives import gradient
+
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((300, 300))
+    L = np.asfortranarray(np.linalg.cholesky(A @ A.T + 300.0 * np.eye(300)))
+    one = gradient.trailing_inverse(L.copy(order="F"))
+    monkeypatch.setattr(gradient, "DENSE_TILE", 64)
+    by_solves = gradient.trailing_inverse(L.copy(order="F"))
+    lower = np.tril_indices(300)
+    np.testing.assert_allclose(by_solves[lower], one[lower], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(by_solves, by_solves.T, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(by_solves @ (L @ L.T), np.eye(300), atol=1e-12)

@@ -30,6 +30,7 @@ from ..description.reterms import ReTrms
 from ..errors import ModelError
 from .design import SparseProduct
 from .pirls import WeightedPLS
+from .tiled import DENSE_TILE, dense_cholesky
 
 #: block 2 of at most this order is factored dense (a larger one stays with CHOLMOD)
 MAX_BLOCK2 = 4_000
@@ -80,6 +81,8 @@ def weighted_pls(X: np.ndarray, reTrms: ReTrms, method: str = "auto") -> Weighte
 class BlockedWeightedPLS(WeightedPLS):
     """``WeightedPLS`` with the two-block factor for PIRLS's iterations (see the module's docstring);
     CHOLMOD's factor only when asked for (``factor``: getME's L, condVar, RZX)."""
+
+    tile = DENSE_TILE  # block 2's Cholesky by tiles of this order above it (tiled.dense_cholesky)
 
     def __init__(self, X: np.ndarray, reTrms: ReTrms):
         super().__init__(X, reTrms)
@@ -173,7 +176,8 @@ class BlockedWeightedPLS(WeightedPLS):
                     S = self._schur_upper(self.cross_pairs.upper(cross, lam1sq / D), w).T
                 else:
                     S = self._schur(self.a22(w), self.cross_pairs(cross, lam1sq / D))
-            L22, info = lapack.dpotrf(S, lower=1, clean=1, overwrite_a=1)
+            L22 = np.asfortranarray(S)  # S's lower triangle (a C-ordered S is copied, as LAPACK's wrapper would)
+            info = dense_cholesky(L22, self.tile)  # by tiles above DENSE_TILE (OpenBLAS's buffer)
             if info:
                 raise ModelError(f"the weighted random-effects system is not positive definite (dpotrf info {info})")
             blk["L22"] = L22

@@ -350,6 +350,19 @@ def dense_cholesky(S: np.ndarray, tile: int = DENSE_TILE) -> int:
     return 0
 
 
+def inverse_by_solves(solve_L, solve_Lt, n: int, chunk: int = 512) -> np.ndarray:
+    """``S^-1 = L'^-1 L^-1`` (dense, n x n) from the two triangular solves of S's factor, by chunks
+    of the identity's columns: for a factor that is not dense, and for a dense one above
+    DENSE_TILE, where LAPACK's dpotri would run OpenBLAS's threaded update in one call."""
+    inv = np.empty((n, n))
+    for a in range(0, n, chunk):
+        m = min(chunk, n - a)
+        E = np.zeros((n, m), order="F")
+        E[np.arange(a, a + m), np.arange(m)] = 1.0
+        inv[:, a : a + m] = solve_Lt(solve_L(E))
+    return inv
+
+
 class DenseFill:
     """Block 2 factored densely by LAPACK (lower, column-major, in place; by tiles of order
     ``tile`` above it: dense_cholesky)."""

@@ -40,6 +40,7 @@ from ..fitting.driver import LmerControl, fit_lmer
 from ..objectives.blocked import (BlockedObjective, BlockPlan, GramBlocks, _check_memory, _Factor, block_split, first_plans,
                                   fits, memory_limit_of)
 from ..objectives.rankupdate import direct_plans
+from ..objectives.tiled import DENSE_TILE, inverse_by_solves
 from ..objectives.lformula import check_nlevels, check_zdims
 from ..objectives.objective import PLSState
 from ..objectives.response import LmerResp
@@ -726,9 +727,9 @@ class GroupedObjective(DistributedObjective):
         var = lam1 * lam1 * (1.0 / m + lam1 * lam1 * q / (m * m))
         return var[idx[:, 0] - self.idx1[0]][:, None, None]
 
-    def _block2_inverse(self, theta: np.ndarray, chunk: int = 512) -> np.ndarray:
+    def _block2_inverse(self, theta: np.ndarray) -> np.ndarray:
         """``Q = Lambda2 S^-1 Lambda2'`` (dense, q2 x q2) at theta: ``S^-1`` from block 2's factor
-        (LAPACK's dpotri for a dense one, else solves of the identity's columns); its memory is
+        (LAPACK's dpotri for a dense one up to DENSE_TILE, else solves of the identity's columns); its memory is
         checked first."""
         q2 = self.q2
         if not q2:
@@ -737,17 +738,13 @@ class GroupedObjective(DistributedObjective):
                       memory_limit_of(self.memory_limit), "the conditional variances of block 1")
         if self._factor(theta) is None:
             raise ModelError("the blocked factor is not positive definite at theta")
-        if self.fill.kind == "dense":
+        if self.fill.kind == "dense" and q2 <= DENSE_TILE:  # larger: solves (OpenBLAS's buffer, DENSE_TILE)
             inv, info = lapack.dpotri(self.fill.L, lower=1)
             if info != 0:
                 raise ModelError("block 2's factor is singular at theta")
             inv = np.tril(inv) + np.tril(inv, -1).T
         else:
-            inv = np.empty((q2, q2))
-            for a in range(0, q2, chunk):
-                E = np.zeros((q2, min(chunk, q2 - a)))
-                E[np.arange(a, a + E.shape[1]), np.arange(E.shape[1])] = 1.0
-                inv[:, a : a + E.shape[1]] = self.fill.solve_Lt(self.fill.solve_L(E))
+            inv = inverse_by_solves(self.fill.solve_L, self.fill.solve_Lt, q2)
         Lt2 = self.lam2.Lambdat(theta)
         return np.asarray(Lt2.T @ np.asarray(Lt2.T @ inv).T)
 
