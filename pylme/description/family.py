@@ -159,12 +159,6 @@ class Family:
     def mu_eta(self, eta: np.ndarray) -> np.ndarray:
         return self.link.mu_eta(eta)
 
-    def linkinv_mu_eta(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(linkinv(eta), mu_eta(eta))``, in one pass where the link shares their work."""
-        if self.link.inv_mu_eta is not None:
-            return self.link.inv_mu_eta(eta)
-        return self.link.linkinv(eta), self.link.mu_eta(eta)
-
     def dev_for(self, y: np.ndarray, wt: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """``dev_resids(y, mu, wt)`` as a function of mu for one response, with what depends on
         the response alone prepared once (a 0/1 binomial response: one log per observation)."""

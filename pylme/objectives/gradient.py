@@ -28,7 +28,7 @@ import numpy as np
 from scipy.linalg import lapack, solve_triangular
 
 from ..description.reterms import theta_positions
-from .tiled import DENSE_TILE, inverse_by_solves
+from .tiled import DENSE_TILE, inverse_by_solves, lower_solve
 
 #: the step of the central differences for a term whose T is singular
 DELTA = 1e-5
@@ -51,19 +51,11 @@ def trailing_inverse(L: np.ndarray) -> np.ndarray:
     if n == 0:
         return np.zeros((0, 0))
     if n > DENSE_TILE:  # OpenBLAS's one-call dpotri at such orders: see DENSE_TILE
-        return inverse_by_solves(lambda B: _trtrs(L, B, 0), lambda B: _trtrs(L, B, 1), n)
+        return inverse_by_solves(lambda B: lower_solve(L, B, 0), lambda B: lower_solve(L, B, 1), n)
     S, info = lapack.dpotri(L, lower=1, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"dpotri failed (info {info})")
     return S
-
-
-def _trtrs(L: np.ndarray, B: np.ndarray, trans: int) -> np.ndarray:
-    """L^-1 B (trans 0) or L'^-1 B (trans 1), L lower triangular."""
-    X, info = lapack.dtrtrs(L, B, lower=1, trans=trans)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"dtrtrs failed (info {info})")
-    return X
 
 
 def level_sum(Sig: np.ndarray, start: np.ndarray, nc: int) -> np.ndarray:

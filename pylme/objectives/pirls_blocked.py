@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
 
 from ..description.reterms import ReTrms
 from ..errors import ModelError
 from .design import SparseProduct
 from .pirls import WeightedPLS
-from .tiled import DENSE_TILE, dense_cholesky
+from .tiled import DENSE_TILE, dense_cholesky, lower_solve
 
 #: block 2 of at most this order is factored dense (a larger one stays with CHOLMOD)
 MAX_BLOCK2 = 4_000
@@ -229,7 +228,7 @@ class BlockedWeightedPLS(WeightedPLS):
         c1 = a1 / sd
         if not self.q2:
             return c1
-        c2 = _trsv(blk["L22"], a2 - self._cmul(c1 / sd), trans=0)
+        c2 = lower_solve(blk["L22"], a2 - self._cmul(c1 / sd), trans=0)
         return np.concatenate([c1, c2])
 
     def _backward(self, c: np.ndarray) -> np.ndarray:
@@ -239,7 +238,7 @@ class BlockedWeightedPLS(WeightedPLS):
         c1 = c[:q1]
         if not self.q2:
             return c1 / sd
-        x2 = _trsv(blk["L22"], c[q1:], trans=1)
+        x2 = lower_solve(blk["L22"], c[q1:], trans=1)
         return np.concatenate([(c1 - self._ctmul(x2) / sd) / sd, x2])
 
     def _rhs(self, s: np.ndarray) -> np.ndarray:
@@ -301,14 +300,6 @@ class BlockedWeightedPLS(WeightedPLS):
             return self._blk["D"]
         self.LtZt.data = self.lt_values * self.sqrtW[self.entry_col]
         return super().diag_LLt()
-
-
-def _trsv(L: np.ndarray, b: np.ndarray, trans: int) -> np.ndarray:
-    """L^-1 b (trans 0) or L'^-1 b (trans 1) for a lower triangular L (LAPACK's dtrtrs)."""
-    x, info = lapack.dtrtrs(L, b, lower=1, trans=trans)
-    if info:
-        raise ModelError(f"triangular solve failed (dtrtrs info {info})")
-    return x
 
 
 class _CrossPairs:

@@ -31,6 +31,8 @@ import scipy.sparse as sp
 from scipy.linalg import blas, cython_blas, cython_lapack, lapack
 from sksparse.cholmod import CholmodError, analyze
 
+from ..errors import ModelError
+
 #: the tile sizes plan_tiles tries
 TILE_SIZES = (128, 192, 256, 384, 512)
 #: flops per second of the tile operations, and seconds per BLAS/LAPACK call beyond its flops
@@ -348,6 +350,14 @@ def dense_cholesky(S: np.ndarray, tile: int = DENSE_TILE) -> int:
             if j + w < n:
                 calls.gemm(j + w, n - j - w, j, w, k, b)
     return 0
+
+
+def lower_solve(L: np.ndarray, b: np.ndarray, trans: int) -> np.ndarray:
+    """L^-1 b (trans 0) or L'^-1 b (trans 1) for a lower triangular L (LAPACK's dtrtrs)."""
+    x, info = lapack.dtrtrs(L, b, lower=1, trans=trans)
+    if info:
+        raise ModelError(f"triangular solve failed (dtrtrs info {info})")
+    return x
 
 
 def inverse_by_solves(solve_L, solve_Lt, n: int, chunk: int = 512) -> np.ndarray:
